@@ -1,0 +1,89 @@
+import type { Request } from 'express'
+import type { FailureReason } from '../event.js'
+
+const MAX_LOGIN = 256
+
+/** passport-local's own lookup: supports bracket fields such as `user[email]`. */
+const lookup = (obj: unknown, field: string): unknown => {
+  let node = obj
+  for (const part of field.split(']').join('').split('[')) {
+    if (node === null || typeof node !== 'object') return undefined
+    node = (node as Record<string, unknown>)[part]
+  }
+  return node
+}
+
+const asLogin = (value: unknown): string | undefined => {
+  if (typeof value === 'number') return String(value)
+  if (typeof value !== 'string') return undefined
+  const trimmed = value.trim()
+  return trimmed === '' ? undefined : trimmed.slice(0, MAX_LOGIN)
+}
+
+const authorizationScheme = (req: Request): string | undefined => {
+  const header = req.headers?.authorization
+  if (typeof header !== 'string') return undefined
+  const space = header.indexOf(' ')
+  return (space === -1 ? header : header.slice(0, space)).toLowerCase()
+}
+
+const basicLogin = (header: string): string | undefined => {
+  const encoded = header.slice(header.indexOf(' ') + 1).trim()
+  const decoded = Buffer.from(encoded, 'base64').toString('utf8')
+  const colon = decoded.indexOf(':')
+  return colon === -1 ? undefined : asLogin(decoded.slice(0, colon))
+}
+
+const digestLogin = (header: string): string | undefined => {
+  const match = /(?:^|[\s,])username\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))/i.exec(
+    header.slice(header.indexOf(' ') + 1),
+  )
+  return match ? asLogin((match[1] ?? match[2])?.replace(/\\(.)/g, '$1')) : undefined
+}
+
+/**
+ * The login a request attempts, read by documented rules (never by guessing
+ * from field names):
+ * 1. the application's `login(req, strategy)` option, when it returns a string;
+ * 2. a passport-local strategy's configured username field (`_usernameField`),
+ *    from the body, then the query string, exactly as passport-local reads it;
+ * 3. the user part of an `Authorization: Basic` header, or the `username`
+ *    parameter of an `Authorization: Digest` header.
+ * The password is never read.
+ */
+export const readLogin = (
+  req: Request,
+  strategy: object,
+  strategyName: string,
+  custom: ((req: Request, strategy: string) => string | undefined | null) | undefined,
+): string | undefined => {
+  if (custom) {
+    const fromOption = asLogin(custom(req, strategyName))
+    if (fromOption !== undefined) return fromOption
+  }
+  const usernameField = (strategy as { _usernameField?: unknown })._usernameField
+  if (typeof usernameField === 'string') {
+    return asLogin(lookup(req.body, usernameField)) ?? asLogin(lookup(req.query, usernameField))
+  }
+  const scheme = authorizationScheme(req)
+  const header = req.headers?.authorization as string
+  if (scheme === 'basic') return basicLogin(header)
+  if (scheme === 'digest') return digestLogin(header)
+  return undefined
+}
+
+/**
+ * Why a strategy failed. `missing_credentials` means nothing was offered, so it
+ * is not a wrong password: passport-local answers 400 to an empty form, and a
+ * challenge-based strategy (Basic, Digest, Bearer) challenges a request that
+ * carries no Authorization header of its scheme. A challenge that names an
+ * error (`error="invalid_token"`) means credentials were offered and refused.
+ */
+export const classifyFailure = (req: Request, challenge: unknown, status: unknown): FailureReason => {
+  if (status === 400) return 'missing_credentials'
+  if (typeof challenge === 'string' && challenge !== '' && !/\berror\s*=/i.test(challenge)) {
+    const challengeScheme = challenge.trimStart().split(/\s/, 1)[0]?.toLowerCase()
+    if (challengeScheme !== undefined && authorizationScheme(req) !== challengeScheme) return 'missing_credentials'
+  }
+  return 'invalid_credentials'
+}

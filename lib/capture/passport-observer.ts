@@ -1,0 +1,175 @@
+import type { Request } from 'express'
+import type { Diagnostics } from '../diagnostics.js'
+import { SqreenAuthError } from '../errors.js'
+import type { PassportLike } from '../options.js'
+import type { Recorder, Tracker } from './recorder.js'
+
+type Action = (...args: unknown[]) => unknown
+
+interface StrategyLike {
+  name?: unknown
+  authenticate(this: StrategyLike, req: Request, options?: unknown): unknown
+  success?: Action
+  fail?: Action
+  error?: Action
+  redirect?: Action
+  pass?: Action
+}
+
+export interface PassportObserver {
+  /** A derived, observed strategy for one passed directly to `passport.authenticate(strategy)`. */
+  watch<T extends object>(strategy: T): T
+  /** Puts the Authenticator back as it was (when no later observer wrapped it since). */
+  close(): void
+}
+
+const isStrategy = (value: unknown): value is StrategyLike =>
+  value !== null && typeof value === 'object' && typeof (value as StrategyLike).authenticate === 'function'
+
+// The session strategy restores a login from the session on every request; it is never a login.
+const isSessionStrategy = (name: string): boolean => name === 'session'
+
+const strategyName = (strategy: StrategyLike): string =>
+  typeof strategy.name === 'string' && strategy.name !== '' ? strategy.name : 'anonymous'
+
+/**
+ * Observes a Passport Authenticator without touching the application's strategy
+ * objects. Passport builds a per-request instance with `Object.create(strategy)`
+ * and assigns its action functions (`success`, `fail`, ...) to it; we hand
+ * passport a *derived* object instead (`Object.create(original)` with an
+ * observing `authenticate`), so the original is never mutated and strategies
+ * registered before or after `sqreenAuth()` are all seen.
+ */
+export const observePassport = (passport: PassportLike, recorder: Recorder, diag: Diagnostics): PassportObserver => {
+  let active = true
+  const derivedByName = new WeakMap<object, Map<string, StrategyLike>>()
+  const derivedObjects = new WeakSet<object>()
+
+  const wrapAction = (action: Action, record: (...args: unknown[]) => void): Action =>
+    function observedAction(this: unknown, ...args: unknown[]) {
+      try {
+        record(...args)
+      } catch (err) {
+        diag.error('capture_failed', 'could not record a strategy action', err)
+      }
+      return action.apply(this, args)
+    }
+
+  const derive = (original: StrategyLike, name: string): StrategyLike => {
+    let byName = derivedByName.get(original)
+    const cached = byName?.get(name)
+    if (cached) return cached
+
+    const derived = Object.create(original) as StrategyLike
+    Object.defineProperty(derived, 'authenticate', {
+      configurable: true,
+      writable: true,
+      value: function observedAuthenticate(this: StrategyLike, req: Request, options?: unknown): unknown {
+        if (!active) return original.authenticate.call(this, req, options)
+        // Capture this request's action functions *now*, synchronously. Passport assigns
+        // them just before calling authenticate; for a strategy object passed directly to
+        // `authenticate(strategy)` it assigns them to that one shared object, so a later
+        // request would overwrite them while an async verify is still running. The
+        // strategy runs on a per-request instance holding the captured actions, so its
+        // verify callback always answers its own request.
+        const { success, fail, error, redirect, pass } = this
+        let tracker: Tracker | undefined
+        try {
+          tracker = recorder.begin(req, name, options, original)
+        } catch (err) {
+          diag.error('capture_failed', 'could not start observing a login attempt', err)
+        }
+        if (tracker === undefined || typeof success !== 'function' || typeof fail !== 'function') {
+          return original.authenticate.call(this, req, options)
+        }
+        const t = tracker
+        const instance = Object.create(this) as StrategyLike
+        instance.success = wrapAction(success, (user) => t.succeeded(user))
+        instance.fail = wrapAction(fail, (challenge, status) => {
+          // passport accepts fail(status) as well as fail(challenge, status).
+          if (typeof challenge === 'number') t.failed(undefined, challenge)
+          else t.failed(challenge, status)
+        })
+        if (typeof error === 'function') instance.error = wrapAction(error, (err) => t.errored(err))
+        if (typeof redirect === 'function') instance.redirect = wrapAction(redirect, () => t.redirected())
+        if (typeof pass === 'function') instance.pass = wrapAction(pass, () => t.passed())
+        return original.authenticate.call(instance, req, options)
+      },
+    })
+    derivedObjects.add(derived)
+    if (!byName) {
+      byName = new Map()
+      derivedByName.set(original, byName)
+    }
+    byName.set(name, derived)
+    return derived
+  }
+
+  const watch = <T extends object>(strategy: T): T => {
+    if (!isStrategy(strategy)) {
+      throw new SqreenAuthError(
+        'ERR_SQREEN_WATCH',
+        'watch() takes a Passport strategy object (something with an authenticate method).',
+      )
+    }
+    if (derivedObjects.has(strategy)) return strategy
+    const name = strategyName(strategy)
+    return (isSessionStrategy(name) ? strategy : derive(strategy, name)) as T
+  }
+
+  // Strategy objects passed straight to authenticate() never go through _strategy();
+  // swap them for observed derivations when the middleware is built.
+  const mapLayers = (layers: unknown): unknown => {
+    if (Array.isArray(layers)) return layers.map(mapLayers)
+    return isStrategy(layers) ? watch(layers) : layers
+  }
+
+  const target = passport as unknown as Record<string, unknown>
+  const hadOwn = {
+    _strategy: Object.hasOwn(target, '_strategy'),
+    authenticate: Object.hasOwn(target, 'authenticate'),
+  }
+  const originalStrategy = passport._strategy
+  const originalAuthenticate = passport.authenticate
+
+  const hookedStrategy = function (this: unknown, name: string): unknown {
+    const strategy = originalStrategy.call(this, name)
+    if (!active || !isStrategy(strategy) || isSessionStrategy(name) || derivedObjects.has(strategy)) return strategy
+    try {
+      return derive(strategy, name)
+    } catch (err) {
+      diag.error('capture_failed', 'could not observe a strategy', err)
+      return strategy
+    }
+  }
+  const hookedAuthenticate = function (this: unknown, strategy: unknown, ...rest: unknown[]): unknown {
+    let layers = strategy
+    if (active) {
+      try {
+        layers = mapLayers(strategy)
+      } catch (err) {
+        diag.error('capture_failed', 'could not observe a strategy object', err)
+      }
+    }
+    return originalAuthenticate.call(this, layers, ...rest)
+  }
+  target._strategy = hookedStrategy
+  target.authenticate = hookedAuthenticate
+
+  return {
+    watch,
+    close() {
+      active = false
+      // Only unhook what is still ours; if another observer wrapped us since, our
+      // (now inactive) wrappers stay in its chain and simply pass through.
+      for (const [key, hooked, original] of [
+        ['_strategy', hookedStrategy, originalStrategy],
+        ['authenticate', hookedAuthenticate, originalAuthenticate],
+      ] as const) {
+        if (target[key] !== hooked) continue
+        if (hadOwn[key]) target[key] = original
+        else delete target[key]
+      }
+    },
+  }
+}

@@ -1,0 +1,96 @@
+import type { Request } from 'express'
+import type { Diagnostics } from '../diagnostics.js'
+import type { Severity } from '../event.js'
+import type { Recorder } from './recorder.js'
+import { requestUser } from './request-facts.js'
+
+export const SEVERITIES: readonly Severity[] = ['low', 'medium', 'high', 'critical']
+
+export interface TrackEventOptions {
+  /** How serious the event is; it sets how much the user's risk rises. Defaults to `'low'`. */
+  severity?: Severity
+  /** Flat facts about the event (strings, numbers, booleans). */
+  properties?: Record<string, string | number | boolean>
+  /** Whom the event is about. Defaults to the request's user (`req.user`). */
+  identity?: Record<string, string | number>
+}
+
+/** Manual tracking, like Sqreen's `auth_track` / `signup_track` / `track`. */
+export interface Sdk {
+  /** Records a login outcome for `req`; it replaces what automatic capture saw for that request. */
+  authTrack(req: Request, success: boolean, identity: Record<string, string | number>): void
+  signupTrack(req: Request, identity: Record<string, string | number>): void
+  trackEvent(req: Request, name: string, options?: TrackEventOptions): void
+}
+
+const EVENT_NAME = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/
+
+const isRequest = (req: unknown): req is Request =>
+  req !== null && typeof req === 'object' && typeof (req as { headers?: unknown }).headers === 'object'
+
+const isRecord = (value: unknown): value is Record<string, unknown> =>
+  value !== null && typeof value === 'object' && !Array.isArray(value)
+
+/**
+ * Bad arguments are the application's bug, but a monitoring call must never be
+ * the thing that breaks a login: they are logged once, counted and ignored.
+ */
+export const createSdk = (recorder: Recorder, diag: Diagnostics): Sdk => {
+  const guard = (method: string, fn: () => void): void => {
+    try {
+      fn()
+    } catch (err) {
+      diag.error('sdk_failed', `${method}() failed internally and was ignored`, err)
+    }
+  }
+  const bad = (method: string, what: string): void => {
+    diag.count('sdk_bad_arguments')
+    diag.warn(`sdk_bad_arguments.${method}`, `${method}() was called with ${what}; the call was ignored.`)
+  }
+
+  return {
+    authTrack(req, success, identity) {
+      guard('authTrack', () => {
+        if (!isRequest(req)) return bad('authTrack', 'something that is not a request as its first argument')
+        if (typeof success !== 'boolean') return bad('authTrack', 'a non-boolean "success" (second argument)')
+        if (!isRecord(identity)) return bad('authTrack', 'an identity that is not an object (third argument)')
+        recorder.manual(req, { success, identity: { ...identity } })
+      })
+    },
+    signupTrack(req, identity) {
+      guard('signupTrack', () => {
+        if (!isRequest(req)) return bad('signupTrack', 'something that is not a request as its first argument')
+        if (!isRecord(identity)) return bad('signupTrack', 'an identity that is not an object (second argument)')
+        recorder.extra(req, { kind: 'signup', identity: { ...identity } })
+      })
+    },
+    trackEvent(req, name, options = {}) {
+      guard('trackEvent', () => {
+        if (!isRequest(req)) return bad('trackEvent', 'something that is not a request as its first argument')
+        if (typeof name !== 'string' || !EVENT_NAME.test(name)) {
+          return bad('trackEvent', 'an invalid event name (1-64 letters, digits, "_", ".", ":" or "-")')
+        }
+        if (!isRecord(options)) return bad('trackEvent', 'options that are not an object')
+        const opts: TrackEventOptions = options
+        const severity: unknown = opts.severity ?? 'low'
+        if (!SEVERITIES.includes(severity as Severity))
+          return bad('trackEvent', `an unknown severity (use ${SEVERITIES.join(', ')})`)
+        if (opts.properties !== undefined && !isRecord(opts.properties)) {
+          return bad('trackEvent', '"properties" that are not an object')
+        }
+        if (opts.identity !== undefined && !isRecord(opts.identity)) {
+          return bad('trackEvent', 'an "identity" that is not an object')
+        }
+        recorder.extra(req, {
+          kind: 'custom',
+          name,
+          severity: severity as Severity,
+          properties: opts.properties ? { ...opts.properties } : undefined,
+          identity: opts.identity ? { ...opts.identity } : undefined,
+          // The request's user, read now: the event counts against whoever is logged in.
+          user: opts.identity ? undefined : requestUser(req),
+        })
+      })
+    },
+  }
+}

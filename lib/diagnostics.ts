@@ -1,0 +1,80 @@
+import type { Logger } from './options.js'
+
+/**
+ * Fail-open bookkeeping. Anything that goes wrong at runtime (a throwing
+ * `identify`, a listener that rejects, a bad SDK argument) is reported here:
+ * it is counted every time and logged only the first time its kind is seen,
+ * so a hot failure cannot flood the application's logs.
+ *
+ * Messages passed here must never contain personal data: callers pass kinds,
+ * option names and error class names, never values taken from users.
+ */
+export interface Diagnostics {
+  /** A problem in our code or in a user callback; logged with `logger.error`. */
+  error(kind: string, message: string, err?: unknown): void
+  /** Bad runtime input; logged with `logger.warn`. */
+  warn(kind: string, message: string): void
+  /** Count something without logging it (events seen, events dropped, ...). */
+  count(name: string, by?: number): void
+  snapshot(): DiagnosticsSnapshot
+}
+
+export interface DiagnosticsSnapshot {
+  /** Plain counters: `events`, `dropped`, ... */
+  readonly counters: Readonly<Record<string, number>>
+  /** How often each kind of error or warning occurred. */
+  readonly problems: Readonly<Record<string, number>>
+}
+
+const PREFIX = '[sqreen-auth]'
+
+/** Only the class name and code of an error are logged: its message may carry user input. */
+export const describeError = (err: unknown): string => {
+  if (err instanceof Error) {
+    const code = (err as { code?: unknown }).code
+    return typeof code === 'string' || typeof code === 'number' ? `${err.name} (${code})` : err.name
+  }
+  return typeof err
+}
+
+export const createDiagnostics = (logger: Logger): Diagnostics => {
+  const counters = new Map<string, number>()
+  const problems = new Map<string, number>()
+
+  const bump = (map: Map<string, number>, key: string, by = 1): number => {
+    const next = (map.get(key) ?? 0) + by
+    map.set(key, next)
+    return next
+  }
+
+  const safeLog = (level: 'warn' | 'error', line: string): void => {
+    try {
+      logger[level](line)
+    } catch {
+      // A broken logger must not break a login either.
+    }
+  }
+
+  return {
+    error(kind, message, err) {
+      if (bump(problems, kind) === 1) {
+        const cause = err === undefined ? '' : `: ${describeError(err)}`
+        safeLog('error', `${PREFIX} ${kind}: ${message}${cause} (further "${kind}" problems are counted, not logged)`)
+      }
+    },
+    warn(kind, message) {
+      if (bump(problems, kind) === 1) {
+        safeLog('warn', `${PREFIX} ${kind}: ${message} (further "${kind}" warnings are counted, not logged)`)
+      }
+    },
+    count(name, by = 1) {
+      bump(counters, name, by)
+    },
+    snapshot() {
+      return {
+        counters: Object.fromEntries(counters),
+        problems: Object.fromEntries(problems),
+      }
+    },
+  }
+}

@@ -1,0 +1,47 @@
+import { domainToASCII } from 'node:url'
+import { SqreenAuthError } from '../errors.js'
+
+const ID = /^[A-Za-z0-9._~-]{1,64}$/
+const ANON = /^anon-[A-Za-z0-9._~-]{1,64}@[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?$/
+
+/**
+ * `anon-<id>@<domain>`: an e-mail that keeps only the domain, so throwaway-mail
+ * and relay checks still work while the local part (personal data) is replaced
+ * by the user's id. The domain is lower-cased and internationalised domains are
+ * converted to ASCII (punycode), so one domain always gives one string.
+ *
+ * @example anonEmail(42, 'Jane.Doe@Example.COM') // 'anon-42@example.com'
+ */
+export const anonEmail = (id: string | number, email: string): string => {
+  const idText = typeof id === 'number' && Number.isFinite(id) ? String(id) : id
+  if (typeof idText !== 'string' || !ID.test(idText)) {
+    throw new SqreenAuthError(
+      'ERR_SQREEN_ANON_EMAIL',
+      'anonEmail(id, email): "id" must be a number or a string of 1-64 letters, digits, ".", "_", "~" or "-".',
+    )
+  }
+  const at = typeof email === 'string' ? email.lastIndexOf('@') : -1
+  const domain =
+    at === -1
+      ? ''
+      : domainToASCII(
+          email
+            .slice(at + 1)
+            .trim()
+            .replace(/\.$/, '')
+            .toLowerCase(),
+        )
+  if (domain === '' || !domain.includes('.')) {
+    throw new SqreenAuthError(
+      'ERR_SQREEN_ANON_EMAIL',
+      'anonEmail(id, email): "email" must be an e-mail address with a valid domain.',
+    )
+  }
+  return `anon-${idText}@${domain}`
+}
+
+/** Whether a value already has the `anon-<id>@<domain>` form. */
+export const isAnonEmail = (value: string): boolean => ANON.test(value)
+
+/** Anything shaped like `local@domain`: advanced mode refuses such values unless anonymised. */
+export const looksLikeEmail = (value: string): boolean => /^[^\s@]+@[^\s@]+$/.test(value.trim())

@@ -1,0 +1,119 @@
+import { randomUUID } from 'node:crypto'
+import type { RawAttempt } from '../capture/raw.js'
+import type { Diagnostics } from '../diagnostics.js'
+import type { AuthEvent, AuthEventType, Identity } from '../event.js'
+import type { Config, IdentifyResult } from '../options.js'
+import { automaticIdentity } from './automatic.js'
+import { createIdentityGuard, type IdentitySource } from './guard.js'
+import { LoginLinks } from './links.js'
+import { loginPseudonym, normaliseLogin } from './pseudonym.js'
+import { userKeyOf } from './user-key.js'
+
+export interface IdentityBoundary {
+  /**
+   * Turns a raw attempt into an `AuthEvent`. The result holds no user object,
+   * raw login or request; in advanced mode nothing but the checked output of
+   * `identify` / `identifyLogin` / the SDK's identity and a keyed login hash.
+   */
+  toEvent(raw: RawAttempt): Promise<AuthEvent>
+}
+
+const TYPE_OF_OUTCOME = {
+  succeeded: 'login.succeeded',
+  failed: 'login.failed',
+  error: 'login.error',
+} as const satisfies Record<NonNullable<RawAttempt['outcome']>, AuthEventType>
+
+const isThenable = (value: unknown): value is PromiseLike<unknown> =>
+  value !== null && typeof value === 'object' && typeof (value as { then?: unknown }).then === 'function'
+
+export const createIdentityBoundary = (config: Config, diag: Diagnostics): IdentityBoundary => {
+  const { mode, identify, identifyLogin, secret } = config
+  const guard = createIdentityGuard(mode, diag)
+  const links = new LoginLinks()
+
+  const loginKeyOf = (login: string): string =>
+    // Advanced mode keys logins by HMAC; automatic mode forwards what it finds, as Sqreen did.
+    mode === 'advanced' && secret ? `login:${loginPseudonym(secret, login)}` : `login:${normaliseLogin(login)}`
+
+  const callUser = async (
+    fn: (...args: any[]) => IdentifyResult | Promise<IdentifyResult>,
+    args: unknown[],
+    source: IdentitySource,
+  ): Promise<Identity> => {
+    try {
+      let result = fn(...args)
+      if (isThenable(result)) result = await result
+      return guard.identity(result, source)
+    } catch (err) {
+      diag.error(`${source}_threw`, `${source}() threw; the event was recorded without its identity`, err)
+      return {}
+    }
+  }
+
+  const identityOfUser = (user: unknown): Promise<Identity> | Identity => {
+    if (identify) return callUser(identify, [user], 'identify')
+    return guard.identity(automaticIdentity(user), 'automatic')
+  }
+
+  const identityOfLogin = async (raw: RawAttempt, login: string, loginKey: string): Promise<Identity> => {
+    const linked = links.get(loginKey)
+    if (linked) return linked.identity
+    if (identifyLogin) {
+      const mapped = await callUser(identifyLogin, [login, raw.req], 'identifyLogin')
+      if (Object.keys(mapped).length > 0) return mapped
+    }
+    return mode === 'advanced' ? { loginHash: loginKey.slice('login:'.length) } : { login: normaliseLogin(login) }
+  }
+
+  const sdkSource = (raw: RawAttempt): IdentitySource =>
+    raw.kind === 'signup' ? 'signupTrack' : raw.kind === 'custom' ? 'trackEvent' : 'authTrack'
+
+  const resolveIdentity = async (raw: RawAttempt, loginKey: string | undefined): Promise<Identity> => {
+    if (raw.identity !== undefined) return guard.identity(raw.identity, sdkSource(raw))
+    if (raw.kind === 'custom' || raw.outcome === 'succeeded') {
+      const fromUser = raw.user === undefined || raw.user === null ? {} : await identityOfUser(raw.user)
+      if (Object.keys(fromUser).length > 0 || raw.kind === 'custom') return fromUser
+    }
+    if (raw.login !== undefined && loginKey !== undefined) return identityOfLogin(raw, raw.login, loginKey)
+    return {}
+  }
+
+  return {
+    async toEvent(raw) {
+      const loginKey = raw.login === undefined ? undefined : loginKeyOf(raw.login)
+      const identity = await resolveIdentity(raw, loginKey)
+      const userKey = userKeyOf(identity)
+      if (raw.outcome === 'succeeded' && loginKey !== undefined && userKey !== null && userKey !== loginKey) {
+        links.set(loginKey, { userKey, identity })
+      }
+      const type: AuthEventType = raw.kind === 'login' ? TYPE_OF_OUTCOME[raw.outcome ?? 'failed'] : raw.kind
+      const event: Record<string, unknown> = {
+        id: randomUUID(),
+        type,
+        at: new Date(raw.at).toISOString(),
+        source: raw.source,
+        mode,
+        strategy: raw.strategy ?? null,
+        identity: Object.freeze(identity),
+        userKey,
+        ip: raw.ip,
+        userAgent: raw.userAgent,
+      }
+      // Optional fields are left out rather than set to undefined, so events stay
+      // small and compare cleanly when serialised.
+      if (type === 'login.failed') event.reason = raw.reason ?? 'invalid_credentials'
+      if (loginKey !== undefined) event.loginKey = loginKey
+      if (raw.status !== undefined) event.status = raw.status
+      if (raw.attempts !== undefined) event.attempts = raw.attempts
+      if (raw.error !== undefined) event.error = raw.error
+      if (raw.kind === 'custom') {
+        event.name = raw.name
+        event.severity = raw.severity ?? 'low'
+        const properties = guard.properties(raw.properties)
+        if (properties !== undefined) event.properties = properties
+      }
+      return Object.freeze(event) as unknown as AuthEvent
+    },
+  }
+}

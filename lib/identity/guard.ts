@@ -1,0 +1,170 @@
+import type { Diagnostics } from '../diagnostics.js'
+import type { Identity, UserContextMode } from '../event.js'
+import { isAnonEmail, looksLikeEmail } from './anon-email.js'
+
+const MAX_KEYS = 16
+const MAX_VALUE = 256
+const KEY = /^[A-Za-z_$][A-Za-z0-9_$.-]{0,63}$/
+
+/**
+ * Words that mark a value as transient: the seed document warns that a
+ * timestamp or an IP address in the composite key would make one user look
+ * like many. Keys are split into words (camelCase, snake_case, kebab-case) and
+ * refused when any *word* is one of these, so `lastLoginIp` is refused while
+ * `zip` or `description` are not: whole words, never substrings.
+ */
+const VOLATILE_WORDS = new Set([
+  'timestamp',
+  'time',
+  'date',
+  'datetime',
+  'ts',
+  'at',
+  'now',
+  'expires',
+  'expiry',
+  'exp',
+  'iat',
+  'nbf',
+  'ip',
+  'ips',
+  'ipv4',
+  'ipv6',
+  'ip4',
+  'ip6',
+  'session',
+  'sess',
+  'sid',
+  'token',
+  'jwt',
+  'nonce',
+  'csrf',
+  'otp',
+  'random',
+  'rand',
+  'useragent',
+  'ua',
+])
+
+export const keyWords = (key: string): string[] =>
+  key
+    .replace(/([a-z0-9])([A-Z])/g, '$1 $2')
+    .replace(/([A-Z]+)([A-Z][a-z])/g, '$1 $2')
+    .toLowerCase()
+    .split(/[^a-z0-9]+/)
+    .filter((w) => w !== '')
+
+export const isVolatileKey = (key: string): boolean => keyWords(key).some((w) => VOLATILE_WORDS.has(w))
+
+export type IdentitySource = 'identify' | 'identifyLogin' | 'authTrack' | 'signupTrack' | 'trackEvent' | 'automatic'
+
+export interface IdentityGuard {
+  /** A flat, checked identity; problems are warned about (once per kind) and the offending keys dropped. */
+  identity(candidate: unknown, source: IdentitySource): Identity
+  /** Flat event properties; in advanced mode e-mail-looking values are dropped. */
+  properties(
+    candidate: Readonly<Record<string, unknown>> | undefined,
+  ): Record<string, string | number | boolean> | undefined
+}
+
+/**
+ * The identity boundary's checks. In advanced mode this is what makes "no
+ * personal data crosses" hold for values the application hands us: e-mail
+ * addresses must have the `anon-<id>@<domain>` form. Warnings name the key and
+ * the rule, never the value.
+ */
+export const createIdentityGuard = (mode: UserContextMode, diag: Diagnostics): IdentityGuard => {
+  const refuse = (source: string, rule: string, key: string, why: string): void => {
+    diag.count('identity_refused')
+    diag.warn(`identity_refused.${source}.${rule}.${key}`, `${source} returned key "${key}", which was dropped: ${why}`)
+  }
+
+  const flatValue = (value: unknown): string | number | undefined => {
+    if (typeof value === 'number') return Number.isFinite(value) ? value : undefined
+    if (typeof value === 'bigint') return value.toString()
+    if (typeof value !== 'string') return undefined
+    const trimmed = value.trim()
+    return trimmed === '' || trimmed.length > MAX_VALUE ? undefined : trimmed
+  }
+
+  return {
+    identity(candidate, source) {
+      if (candidate === undefined || candidate === null) return {}
+      if (typeof candidate !== 'object' || Array.isArray(candidate)) {
+        diag.count('identity_refused')
+        diag.warn(
+          `identity_invalid.${source}`,
+          `${source} must return a flat object such as { id: user.id }; the value was ignored.`,
+        )
+        return {}
+      }
+      const out: Record<string, string | number> = {}
+      let kept = 0
+      for (const [key, raw] of Object.entries(candidate)) {
+        if (raw === undefined || raw === null) continue
+        if (!KEY.test(key)) {
+          refuse(
+            source,
+            'key',
+            key.slice(0, 64),
+            'keys are 1-64 letters, digits, "_", "$", "." or "-", starting with a letter.',
+          )
+          continue
+        }
+        if (isVolatileKey(key)) {
+          refuse(
+            source,
+            'volatile',
+            key,
+            'it looks volatile (a time, IP, session or token); an identity is a stable composite key.',
+          )
+          continue
+        }
+        const value = flatValue(raw)
+        if (value === undefined) {
+          refuse(
+            source,
+            'type',
+            key,
+            `values must be non-empty strings (at most ${MAX_VALUE} characters) or finite numbers.`,
+          )
+          continue
+        }
+        if (mode === 'advanced' && typeof value === 'string' && looksLikeEmail(value) && !isAnonEmail(value)) {
+          refuse(
+            source,
+            'email',
+            key,
+            'advanced user context refuses e-mail addresses; use anonEmail(user.id, user.email).',
+          )
+          continue
+        }
+        if (++kept > MAX_KEYS) {
+          refuse(source, 'size', key, `an identity has at most ${MAX_KEYS} keys.`)
+          continue
+        }
+        out[key] = value
+      }
+      return out
+    },
+
+    properties(candidate) {
+      if (candidate === undefined) return undefined
+      const out: Record<string, string | number | boolean> = {}
+      for (const [key, raw] of Object.entries(candidate).slice(0, 32)) {
+        if (!KEY.test(key)) continue
+        if (typeof raw === 'boolean') out[key] = raw
+        else {
+          const value = flatValue(raw)
+          if (value === undefined) continue
+          if (mode === 'advanced' && typeof value === 'string' && looksLikeEmail(value) && !isAnonEmail(value)) {
+            refuse('trackEvent.properties', 'email', key, 'advanced user context refuses e-mail addresses.')
+            continue
+          }
+          out[key] = value
+        }
+      }
+      return out
+    },
+  }
+}

@@ -1,0 +1,14 @@
+import { createHmac } from 'node:crypto'
+
+/**
+ * Logins are compared case-insensitively after Unicode NFKC normalisation, so
+ * "Alice", " alice" and "ａlice" are one account for brute-force counting.
+ */
+export const normaliseLogin = (login: string): string => login.normalize('NFKC').trim().toLowerCase()
+
+/**
+ * A keyed hash, never a plain one: a plain SHA-256 of an e-mail address can be
+ * reversed by hashing a list of known addresses; an HMAC cannot without the key.
+ */
+export const loginPseudonym = (secret: Buffer, login: string): string =>
+  createHmac('sha256', secret).update(normaliseLogin(login)).digest('base64url')

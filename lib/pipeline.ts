@@ -1,0 +1,78 @@
+import type { RawAttempt } from './capture/raw.js'
+import type { Diagnostics } from './diagnostics.js'
+import type { AuthEvent } from './event.js'
+import type { IdentityBoundary } from './identity/boundary.js'
+
+export type EventSink = (event: AuthEvent) => unknown
+
+export interface Pipeline {
+  /** Called by capture after the response; never throws, never waits. */
+  submit(raw: RawAttempt): void
+  /** Resolves once every submitted attempt has been delivered to the sinks. */
+  drain(): Promise<void>
+}
+
+/**
+ * Carries raw attempts through the identity boundary to the sinks (the
+ * `onEvent` listener today; the risk engine and the forwarder consume the same
+ * events). Work in flight is bounded: past `maxPending` (for instance when a
+ * slow `identifyLogin` backs up) new attempts are dropped and counted rather
+ * than letting memory grow without limit.
+ */
+export const createPipeline = (
+  boundary: IdentityBoundary,
+  sinks: readonly EventSink[],
+  maxPending: number,
+  diag: Diagnostics,
+): Pipeline => {
+  let pending = 0
+  let idle: (() => void)[] = []
+
+  const deliver = (event: AuthEvent): void => {
+    diag.count('events')
+    for (const sink of sinks) {
+      try {
+        const result = sink(event)
+        if (result !== null && typeof result === 'object' && typeof (result as Promise<unknown>).then === 'function') {
+          ;(result as Promise<unknown>).then(undefined, (err: unknown) =>
+            diag.error('listener_rejected', 'an event listener returned a rejected promise', err),
+          )
+        }
+      } catch (err) {
+        diag.error('listener_threw', 'an event listener threw', err)
+      }
+    }
+  }
+
+  const settle = (): void => {
+    pending--
+    if (pending === 0) {
+      const waiting = idle
+      idle = []
+      for (const resolve of waiting) resolve()
+    }
+  }
+
+  return {
+    submit(raw) {
+      if (pending >= maxPending) {
+        diag.count('dropped')
+        diag.warn(
+          'pipeline_full',
+          `more than ${maxPending} events are waiting (is identifyLogin slow?); new events are dropped.`,
+        )
+        return
+      }
+      pending++
+      boundary
+        .toEvent(raw)
+        .then(deliver, (err: unknown) =>
+          diag.error('boundary_failed', 'an event could not cross the identity boundary', err),
+        )
+        .finally(settle)
+    },
+    drain() {
+      return pending === 0 ? Promise.resolve() : new Promise((resolve) => idle.push(resolve))
+    },
+  }
+}
