@@ -11,10 +11,19 @@ export interface Logger {
   debug?(message: string): void
 }
 
-/** The parts of a Passport `Authenticator` that are observed. */
+/**
+ * The parts of a Passport `Authenticator` that are observed. `_strategy` is
+ * Passport's own (undocumented in @types/passport, hence optional here) and is
+ * checked at setup.
+ */
 export interface PassportLike {
+  authenticate(...args: any[]): unknown
+  _strategy?(name: string): unknown
+}
+
+/** A checked `PassportLike`. */
+export interface ObservedPassport {
   authenticate(...args: unknown[]): unknown
-  authorize?(...args: unknown[]): unknown
   _strategy(name: string): unknown
 }
 
@@ -61,7 +70,7 @@ export interface Options {
 
 /** The resolved, frozen configuration the stages share. */
 export interface Config {
-  readonly passport: PassportLike
+  readonly passport: ObservedPassport
   readonly mode: UserContextMode
   readonly identify: Options['identify']
   readonly identifyLogin: Options['identifyLogin']
@@ -129,12 +138,11 @@ const optionalFunction = <T>(options: Partial<Options>, name: keyof Options): T 
   return value as T
 }
 
-const loadPassportSingleton = (): PassportLike => {
+const loadPassportSingleton = (): unknown => {
   try {
     // Resolved from this package's location, which npm dedupes with the application's
     // copy because passport is a peer dependency.
-    const required = createRequire(import.meta.url)('passport') as PassportLike
-    return required
+    return createRequire(import.meta.url)('passport')
   } catch {
     throw new SqreenAuthError(
       'ERR_SQREEN_PASSPORT',
@@ -143,9 +151,9 @@ const loadPassportSingleton = (): PassportLike => {
   }
 }
 
-const resolvePassport = (value: unknown): PassportLike => {
+const resolvePassport = (value: unknown): ObservedPassport => {
   const candidate = value === undefined ? loadPassportSingleton() : value
-  const p = candidate as Partial<PassportLike> | null
+  const p = candidate as Partial<ObservedPassport> | null
   if (
     p === null ||
     typeof p !== 'object' ||
@@ -157,7 +165,7 @@ const resolvePassport = (value: unknown): PassportLike => {
       '"passport" must be a Passport Authenticator (the default export of "passport", or new Passport()), version 0.6 or 0.7.',
     )
   }
-  return p as PassportLike
+  return p as ObservedPassport
 }
 
 const resolveSecret = (value: unknown, mode: UserContextMode): Buffer | undefined => {

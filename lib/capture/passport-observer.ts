@@ -1,7 +1,7 @@
 import type { Request } from 'express'
 import type { Diagnostics } from '../diagnostics.js'
 import { SqreenAuthError } from '../errors.js'
-import type { PassportLike } from '../options.js'
+import type { ObservedPassport } from '../options.js'
 import type { Recorder, Tracker } from './recorder.js'
 
 type Action = (...args: unknown[]) => unknown
@@ -40,7 +40,11 @@ const strategyName = (strategy: StrategyLike): string =>
  * observing `authenticate`), so the original is never mutated and strategies
  * registered before or after `sqreenAuth()` are all seen.
  */
-export const observePassport = (passport: PassportLike, recorder: Recorder, diag: Diagnostics): PassportObserver => {
+export const observePassport = (
+  passport: ObservedPassport,
+  recorder: Recorder,
+  diag: Diagnostics,
+): PassportObserver => {
   let active = true
   const derivedByName = new WeakMap<object, Map<string, StrategyLike>>()
   const derivedObjects = new WeakSet<object>()
