@@ -47,28 +47,37 @@ const digestLogin = (header: string): string | undefined => {
  * 1. the application's `login(req, strategy)` option, when it returns a string;
  * 2. a passport-local strategy's configured username field (`_usernameField`),
  *    from the body, then the query string, exactly as passport-local reads it;
- * 3. the user part of an `Authorization: Basic` header, or the `username`
- *    parameter of an `Authorization: Digest` header.
- * The password is never read.
+ * 3. for passport-http's strategies (named `basic` / `digest`), the user part
+ *    of an `Authorization: Basic` header or the `username` of a Digest header.
+ * The password is never read. A throwing `login` option is reported through
+ * `onError` and the built-in rules still apply.
  */
 export const readLogin = (
   req: Request,
   strategy: object,
   strategyName: string,
   custom: ((req: Request, strategy: string) => string | undefined | null) | undefined,
+  onError: (err: unknown) => void,
 ): string | undefined => {
   if (custom) {
-    const fromOption = asLogin(custom(req, strategyName))
-    if (fromOption !== undefined) return fromOption
+    try {
+      const fromOption = asLogin(custom(req, strategyName))
+      if (fromOption !== undefined) return fromOption
+    } catch (err) {
+      onError(err)
+    }
   }
   const usernameField = (strategy as { _usernameField?: unknown })._usernameField
   if (typeof usernameField === 'string') {
     return asLogin(lookup(req.body, usernameField)) ?? asLogin(lookup(req.query, usernameField))
   }
+  // The strategy's own name, not the name it was registered under: passport-http sets it.
+  const kind = (strategy as { name?: unknown }).name
+  if (kind !== 'basic' && kind !== 'digest') return undefined
   const scheme = authorizationScheme(req)
   const header = req.headers?.authorization as string
-  if (scheme === 'basic') return basicLogin(header)
-  if (scheme === 'digest') return digestLogin(header)
+  if (kind === 'basic' && scheme === 'basic') return basicLogin(header)
+  if (kind === 'digest' && scheme === 'digest') return digestLogin(header)
   return undefined
 }
 

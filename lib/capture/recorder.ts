@@ -162,12 +162,9 @@ export const createRecorder = (config: Config, submit: Submit, diag: Diagnostics
       return undefined
     }
     if (req === null || typeof req !== 'object') return undefined
-    let login: string | undefined
-    try {
-      login = readLogin(req, strategy, strategyName, config.login)
-    } catch (err) {
-      diag.error('login_option_threw', 'the "login" option threw; the attempted login is unknown for this request', err)
-    }
+    const login = readLogin(req, strategy, strategyName, config.login, (err) =>
+      diag.error('login_option_threw', 'the "login" option threw; the built-in rules were used for this request', err),
+    )
     const record: AttemptRecord = { strategy: strategyName, login, outcome: 'pending' }
     contextOf(req).attempts.push(record)
     const settle = (outcome: Outcome): boolean => {
