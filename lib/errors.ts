@@ -14,6 +14,9 @@ export type SqreenAuthErrorCode =
   | 'ERR_SQREEN_PASSPORT'
   | 'ERR_SQREEN_WATCH'
   | 'ERR_SQREEN_ANON_EMAIL'
+  | 'ERR_SQREEN_WEBHOOK_SIGNATURE'
+  | 'ERR_SQREEN_EMAIL'
+  | 'ERR_SQREEN_URL'
 
 export class SqreenAuthError extends Error {
   readonly code: SqreenAuthErrorCode

@@ -1,0 +1,103 @@
+import nodemailer from 'nodemailer'
+import type { RiskAlert } from '../risk/alert.js'
+import { alertText, alertTitle, alertUser, detectionLines } from './format.js'
+import type { SendResult } from './http.js'
+import type { Channel } from './queue.js'
+
+/** Nodemailer's transport options, a transport object, or an SMTP URL (`smtp://user:pass@host:587`). */
+export type EmailTransport =
+  | string
+  | Record<string, unknown>
+  | { sendMail(message: Record<string, unknown>): Promise<unknown> }
+
+export interface EmailOptions {
+  /** An SMTP URL, nodemailer SMTP options, or a ready nodemailer transport. */
+  transport: EmailTransport
+  from: string
+  to: string | readonly string[]
+  /** Defaults to `'[sqreen-auth]'`. */
+  subjectPrefix?: string
+}
+
+/**
+ * Nodemailer waits up to 2 minutes to connect and 10 minutes on an idle
+ * socket by default; an alert that cannot be handed over within seconds
+ * should be retried later instead of holding a connection.
+ */
+export const EMAIL_TIMEOUTS = {
+  connectionTimeout: 5_000,
+  greetingTimeout: 5_000,
+  socketTimeout: 10_000,
+  dnsTimeout: 5_000,
+}
+
+const escapeHtml = (s: string): string =>
+  s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;')
+
+export const emailMessage = (alert: RiskAlert, options: EmailOptions): Record<string, unknown> => {
+  const title = alertTitle(alert)
+  return {
+    from: options.from,
+    to: typeof options.to === 'string' ? options.to : [...options.to],
+    // The user key only: in advanced mode it is an id or a pseudonym, never an e-mail or name.
+    subject: `${options.subjectPrefix ?? '[sqreen-auth]'} ${title}: ${alertUser(alert)}`,
+    text: alertText(alert),
+    html: [
+      `<h1 style="font-size:18px">${escapeHtml(title)}</h1>`,
+      '<table cellpadding="4">',
+      `<tr><th align="left">User</th><td><code>${escapeHtml(alertUser(alert))}</code></td></tr>`,
+      `<tr><th align="left">Rise</th><td>+${alert.rise} (threshold: more than ${alert.level})</td></tr>`,
+      `<tr><th align="left">Standing score</th><td>${alert.score}</td></tr>`,
+      `<tr><th align="left">Last IP</th><td>${escapeHtml(alert.ip ?? 'unknown')}</td></tr>`,
+      '</table>',
+      '<h2 style="font-size:15px">Detections</h2>',
+      `<ul>${detectionLines(alert)
+        .map((l) => `<li>${escapeHtml(l)}</li>`)
+        .join('')}</ul>`,
+      `<p style="color:#666;font-size:12px">sqreen-auth alert ${escapeHtml(alert.id)} at ${escapeHtml(alert.at)}</p>`,
+    ].join('\n'),
+  }
+}
+
+const PERMANENT_CODES = new Set(['EENVELOPE', 'EMESSAGE'])
+
+/** How a nodemailer error should be handled: auth failures disable, 5xx drop, the rest retry. */
+export const classifyMailError = (err: unknown): SendResult => {
+  const e = err as { code?: unknown; responseCode?: unknown; name?: unknown }
+  const code = typeof e?.code === 'string' ? e.code : undefined
+  const responseCode = typeof e?.responseCode === 'number' ? e.responseCode : undefined
+  const reason = `${code ?? (typeof e?.name === 'string' ? e.name : 'error')}${responseCode ? ` ${responseCode}` : ''}`
+  if (code === 'EAUTH')
+    return { ok: false, retry: false, disable: true, reason: `${reason} (SMTP authentication failed)` }
+  if ((responseCode !== undefined && responseCode >= 500) || (code !== undefined && PERMANENT_CODES.has(code))) {
+    return { ok: false, retry: false, reason }
+  }
+  return { ok: false, retry: true, reason }
+}
+
+export const emailChannel = (options: EmailOptions): Channel => {
+  const { transport } = options
+  const mailer =
+    typeof transport === 'object' && typeof (transport as { sendMail?: unknown }).sendMail === 'function'
+      ? (transport as { sendMail(message: Record<string, unknown>): Promise<unknown>; close?(): void })
+      : nodemailer.createTransport(
+          typeof transport === 'string'
+            ? { url: transport, ...EMAIL_TIMEOUTS }
+            : { ...EMAIL_TIMEOUTS, ...(transport as Record<string, unknown>) },
+        )
+  const ownsTransport = mailer !== transport
+  return {
+    name: 'email',
+    async send(alert): Promise<SendResult> {
+      try {
+        await mailer.sendMail(emailMessage(alert, options))
+        return { ok: true }
+      } catch (err) {
+        return classifyMailError(err)
+      }
+    },
+    close() {
+      if (ownsTransport) (mailer as { close?(): void }).close?.()
+    },
+  }
+}

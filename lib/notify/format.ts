@@ -1,0 +1,64 @@
+import type { RiskAlert } from '../risk/alert.js'
+
+const LABELS: Record<string, string> = {
+  wrong_password: 'Wrong password',
+  failure_burst: 'Burst of failed logins',
+  brute_force: 'Brute force',
+  distributed_guessing: 'Distributed password guessing',
+  stuffing_target: 'Targeted from a credential-stuffing IP',
+  success_from_flagged_ip: 'Login from a credential-stuffing IP',
+  success_after_brute_force: 'Login right after a brute force',
+  new_device: 'Login from a new device',
+  disposable_email: 'Throwaway e-mail domain',
+  relay_email: 'Privacy-relay e-mail domain',
+  attack_low: 'Attack reported by the app (low)',
+  attack_medium: 'Attack reported by the app (medium)',
+  attack_high: 'Attack reported by the app (high)',
+  attack_critical: 'Attack reported by the app (critical)',
+}
+
+export const detectionLabel = (detection: string): string => LABELS[detection] ?? detection
+
+const hours = (ms: number): string => (ms % 3_600_000 === 0 ? `${ms / 3_600_000}h` : `${Math.round(ms / 60_000)}min`)
+
+/** The user as shown to people: the ledger key, which is the id or pseudonym in advanced mode. */
+export const alertUser = (alert: RiskAlert): string => alert.userKey
+
+export const alertTitle = (alert: RiskAlert): string =>
+  `${alert.escalation ? 'Escalation: user' : 'User'} risk rose by ${alert.rise} points in ${hours(alert.windowMs)}`
+
+/** Detections folded by kind: "Wrong password ×5 (+5)". */
+export const detectionLines = (alert: RiskAlert): string[] => {
+  const byKind = new Map<
+    string,
+    { count: number; points: number; evidence?: Readonly<Record<string, string | number>> }
+  >()
+  for (const d of alert.detections) {
+    const seen = byKind.get(d.detection) ?? { count: 0, points: 0 }
+    seen.count++
+    seen.points += d.points
+    if (d.evidence) seen.evidence = d.evidence
+    byKind.set(d.detection, seen)
+  }
+  return [...byKind].map(([kind, { count, points, evidence }]) => {
+    const facts = evidence
+      ? Object.entries(evidence)
+          .filter(([k]) => k !== 'event')
+          .map(([k, v]) => `${k} ${v}`)
+          .join(', ')
+      : ''
+    return `${detectionLabel(kind)}${count > 1 ? ` ×${count}` : ''} (+${Math.round(points * 100) / 100})${facts ? ` — ${facts}` : ''}`
+  })
+}
+
+/** Plain text used by e-mail, the log channel and Slack's notification fallback. */
+export const alertText = (alert: RiskAlert): string =>
+  [
+    `${alertTitle(alert)} (threshold: more than ${alert.level}).`,
+    `User: ${alertUser(alert)}`,
+    `Standing score: ${alert.score}`,
+    ...(alert.ip ? [`Last IP: ${alert.ip}`] : []),
+    'Detections:',
+    ...detectionLines(alert).map((l) => `  - ${l}`),
+    `Alert ${alert.id} at ${alert.at}`,
+  ].join('\n')

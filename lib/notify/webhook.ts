@@ -1,0 +1,106 @@
+import { createHmac, timingSafeEqual } from 'node:crypto'
+import { SqreenAuthError } from '../errors.js'
+import type { RiskAlert } from '../risk/alert.js'
+import { classifyStatus, type FetchLike, postJson, type SendResult } from './http.js'
+import type { Channel } from './queue.js'
+
+/**
+ * Standard Webhooks secrets are `whsec_<base64 key>`; any other string is used
+ * as UTF-8 bytes, so a plain shared secret works too.
+ */
+export const webhookKey = (secret: string | Buffer): Buffer => {
+  if (Buffer.isBuffer(secret)) return secret
+  return secret.startsWith('whsec_')
+    ? Buffer.from(secret.slice('whsec_'.length), 'base64')
+    : Buffer.from(secret, 'utf8')
+}
+
+/** `v1,<base64 HMAC-SHA256 of "id.timestamp.body">`, the Standard Webhooks signature. */
+export const signWebhook = (id: string, timestamp: number, body: string, secret: string | Buffer): string =>
+  `v1,${createHmac('sha256', webhookKey(secret)).update(`${id}.${timestamp}.${body}`).digest('base64')}`
+
+const header = (headers: unknown, name: string): string | undefined => {
+  if (headers !== null && typeof headers === 'object' && typeof (headers as { get?: unknown }).get === 'function') {
+    return (headers as { get(n: string): string | null }).get(name) ?? undefined
+  }
+  const value = (headers as Record<string, unknown> | null)?.[name]
+  return Array.isArray(value) ? String(value[0]) : typeof value === 'string' ? value : undefined
+}
+
+export interface VerifyWebhookOptions {
+  /** How far the timestamp may be from now, in seconds. Defaults to `300`. */
+  toleranceSeconds?: number
+  /** For tests. Defaults to `Date.now`. */
+  now?: () => number
+}
+
+/**
+ * For receivers: checks the Standard Webhooks headers (`webhook-id`,
+ * `webhook-timestamp`, `webhook-signature`) against the raw body and returns the
+ * parsed alert. Throws `SqreenAuthError` `ERR_SQREEN_WEBHOOK_SIGNATURE` when the
+ * signature does not match or the timestamp is outside the tolerance (replays).
+ * Pass the raw body (e.g. `express.raw({ type: 'application/json' })`), not a
+ * re-serialised object.
+ */
+export const verifyWebhook = (
+  headers: unknown,
+  body: string | Buffer,
+  secret: string | Buffer,
+  options: VerifyWebhookOptions = {},
+): RiskAlert => {
+  const fail = (why: string): never => {
+    throw new SqreenAuthError('ERR_SQREEN_WEBHOOK_SIGNATURE', `Webhook rejected: ${why}.`)
+  }
+  const id = header(headers, 'webhook-id') ?? fail('missing webhook-id header')
+  const timestampText = header(headers, 'webhook-timestamp') ?? fail('missing webhook-timestamp header')
+  const signatures = header(headers, 'webhook-signature') ?? fail('missing webhook-signature header')
+  const timestamp = Number(timestampText)
+  if (!Number.isInteger(timestamp)) fail('webhook-timestamp is not an integer')
+  const now = Math.floor((options.now ?? Date.now)() / 1000)
+  if (Math.abs(now - timestamp) > (options.toleranceSeconds ?? 300)) fail('webhook-timestamp is outside the tolerance')
+  const text = typeof body === 'string' ? body : body.toString('utf8')
+  const expected = Buffer.from(signWebhook(id, timestamp, text, secret).slice(3), 'base64')
+  // Several signatures may be sent (key rotation), space-separated.
+  const matches = signatures.split(' ').some((candidate) => {
+    const [version, value] = candidate.split(',', 2)
+    if (version !== 'v1' || value === undefined) return false
+    const given = Buffer.from(value, 'base64')
+    return given.length === expected.length && timingSafeEqual(given, expected)
+  })
+  if (!matches) fail('no signature matches')
+  try {
+    return JSON.parse(text) as RiskAlert
+  } catch {
+    return fail('body is not JSON')
+  }
+}
+
+/**
+ * A signed POST per alert. The `webhook-id` is the alert's id on every retry so
+ * receivers can de-duplicate; each attempt gets a fresh timestamp and signature.
+ */
+export const webhookChannel = (
+  url: string,
+  secret: string | Buffer,
+  fetchFn: () => Promise<FetchLike>,
+  timeoutMs: number,
+  clock: () => number,
+): Channel => ({
+  name: 'webhook',
+  async send(alert): Promise<SendResult> {
+    const body = JSON.stringify(alert)
+    const timestamp = Math.floor(clock() / 1000)
+    const { status, retryAfter } = await postJson(
+      await fetchFn(),
+      url,
+      body,
+      {
+        'webhook-id': alert.id,
+        'webhook-timestamp': String(timestamp),
+        'webhook-signature': signWebhook(alert.id, timestamp, body, secret),
+      },
+      timeoutMs,
+    )
+    return classifyStatus(status, retryAfter)
+  },
+})

@@ -1,0 +1,111 @@
+/**
+ * The `Store` contract: where the risk engine keeps counters, once-per-window
+ * marks and each user's ledger. It is deliberately small and generic (the
+ * detectors, not the store, know what a brute force is) and batch-shaped: the
+ * engine sends every operation one event needs in one `run()` call, which the
+ * memory store answers synchronously and the Redis store executes as one
+ * atomic script, so a batch never interleaves with another process's batch.
+ *
+ * Keys never contain personal data in advanced mode: they are built from
+ * `userKey`s (already past the identity boundary) and truncated IP prefixes.
+ */
+
+/** One point entry of a user's ledger: which detection added how many points, when and why. */
+export interface LedgerEntry {
+  readonly detection: string
+  readonly points: number
+  /** Epoch milliseconds. */
+  readonly at: number
+  /** Non-personal facts that explain the entry (counts, truncated IP, strategy, event name). */
+  readonly evidence?: Readonly<Record<string, string | number>>
+}
+
+export type StoreOp =
+  /** Sliding window: optionally add one hit (with an optional member) and count hits after `since`. */
+  | {
+      readonly op: 'hit'
+      readonly key: string
+      readonly add: boolean
+      readonly since: number
+      readonly ttl: number
+      readonly member?: string
+    }
+  /** Forget a key. */
+  | { readonly op: 'reset'; readonly key: string }
+  /** Set a mark if absent: `true` for the one caller that set it. Once-per-window detections and alerts use it. */
+  | { readonly op: 'claim'; readonly key: string; readonly ttl: number }
+  /** Whether a mark is set (and not expired). */
+  | { readonly op: 'marked'; readonly key: string }
+  /** Add a value to a most-recent-first list of at most `max` distinct values; answers whether it was already there and the list size before. */
+  | {
+      readonly op: 'remember'
+      readonly key: string
+      readonly value: string
+      readonly max: number
+      readonly ttl: number
+    }
+  /**
+   * Score: append entries to a ledger (an entry with `once` is added only by the caller
+   * that claims its mark), keep at most `max` entries and none older than `keepSince`,
+   * then sum the points after `windowSince` and claim each threshold mark whose level
+   * that sum exceeds. One op, so "crossed the threshold" is decided exactly once even
+   * when several processes score the same user at the same time.
+   */
+  | {
+      readonly op: 'score'
+      readonly key: string
+      readonly entries: readonly ScoredEntry[]
+      readonly keepSince: number
+      readonly max: number
+      readonly ttl: number
+      readonly windowSince: number
+      readonly thresholds: readonly Threshold[]
+    }
+  /** Read a ledger's entries after `since`, oldest first. */
+  | { readonly op: 'read'; readonly key: string; readonly since: number }
+
+export interface ScoredEntry {
+  readonly entry: LedgerEntry
+  /** A once-per-window mark: the entry is added only if this call sets it. */
+  readonly once?: { readonly key: string; readonly ttl: number }
+}
+
+export interface Threshold {
+  readonly level: number
+  readonly key: string
+  readonly ttl: number
+}
+
+export interface ScoreResult {
+  /** The entries actually added (once-marks already set elsewhere drop theirs). */
+  readonly added: readonly LedgerEntry[]
+  /** Sum of points after `windowSince`, including what was just added. */
+  readonly sum: number
+  /** Threshold levels whose marks this call set, ascending. */
+  readonly crossed: readonly number[]
+}
+
+export interface HitResult {
+  readonly count: number
+  /** Distinct members among the counted hits. */
+  readonly distinct: number
+  /** Counted hits whose member is the op's `member`. */
+  readonly member: number
+}
+
+export interface RememberResult {
+  readonly seen: boolean
+  readonly size: number
+}
+
+/** The answer to each op, in order: hit -> HitResult, claim/marked -> boolean, remember -> RememberResult, score -> ScoreResult, read -> LedgerEntry[], reset -> null. */
+export type StoreResult = HitResult | boolean | RememberResult | ScoreResult | readonly LedgerEntry[] | null
+
+export interface Store {
+  /** Runs the ops in order, atomically with respect to other `run` calls. `now` is epoch ms. */
+  run(ops: readonly StoreOp[], now: number): Promise<StoreResult[]>
+  /** Keys of ledgers touched in the last `withinMs` (for listings; may be approximate). */
+  ledgers?(now: number, withinMs: number, limit: number): Promise<string[]>
+  /** Releases timers and connections. */
+  close(): Promise<void>
+}
