@@ -11,7 +11,8 @@ export type Identity = Readonly<Record<string, string | number>>
 
 export type AuthEventType = 'login.succeeded' | 'login.failed' | 'login.error' | 'signup' | 'custom'
 
-export type FailureReason = 'invalid_credentials' | 'missing_credentials'
+/** `blocked`: the credentials were right but opt-in enforcement refused the login. */
+export type FailureReason = 'invalid_credentials' | 'missing_credentials' | 'blocked'
 
 export type Severity = 'low' | 'medium' | 'high' | 'critical'
 

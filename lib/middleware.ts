@@ -1,11 +1,17 @@
 import type { NextFunction, Request, Response } from 'express'
 import { observePassport } from './capture/passport-observer.js'
-import { createRecorder } from './capture/recorder.js'
+import { createRecorder, type RefusePredicate } from './capture/recorder.js'
+import { requestUser } from './capture/request-facts.js'
 import { createSdk, type Sdk } from './capture/sdk.js'
 import { createDiagnostics, type DiagnosticsSnapshot } from './diagnostics.js'
+import { BlockList, refuse } from './enforcement.js'
 import { createIdentityBoundary } from './identity/boundary.js'
+import { createDispatcher } from './notify/dispatcher.js'
 import { type Options, resolveOptions } from './options.js'
 import { createPipeline, type EventSink } from './pipeline.js'
+import { createRiskEngine } from './risk/engine.js'
+import type { RiskSnapshot } from './risk/ledger.js'
+import { MemoryStore } from './store/memory.js'
 
 export interface SqreenAuth extends Sdk {
   /** Express middleware: `app.use(sqreen)` after `passport.initialize()`, before your routes. */
@@ -16,11 +22,18 @@ export interface SqreenAuth extends Sdk {
    * leaves yours untouched. Middleware built after is observed automatically.
    */
   watch<T extends object>(strategy: T): T
+  /** A user's risk: standing score, 24-hour rise and the ledger entries that explain them. */
+  risk(userKey: string): Promise<RiskSnapshot>
+  /** Whether the request's user is above the `block` level (always `false` without `block`). */
+  isBlocked(req: Request): boolean
   /** Counters and problem counts (fail-open bookkeeping). */
   stats(): DiagnosticsSnapshot
-  /** Waits for events in flight, then unhooks Passport. Idempotent. */
+  /** Waits for events and alert deliveries in flight (bounded), then releases timers, hooks and the store it created. Idempotent. */
   close(): Promise<void>
 }
+
+/** How long `close()` waits for alert deliveries before abandoning retries. */
+const CLOSE_DELIVERY_TIMEOUT = 5_000
 
 /**
  * Observes every Passport login of the application. Options are validated here,
@@ -29,28 +42,71 @@ export interface SqreenAuth extends Sdk {
 export const sqreenAuth = (options: Partial<Options> = {}): SqreenAuth => {
   const config = resolveOptions(options)
   const diag = createDiagnostics(config.logger)
-  const sinks: EventSink[] = []
+  const store = config.store ?? new MemoryStore()
+  const dispatcher = createDispatcher(config, diag)
+  const blocklist = config.block ? new BlockList(config.block.above) : undefined
+  const engine = createRiskEngine(
+    {
+      store,
+      points: config.points,
+      trigger: config.trigger,
+      halfLifeMs: config.halfLifeMs,
+      maxScore: config.maxScore,
+      clock: config.clock,
+      onAlert: (alert) => dispatcher.dispatch(alert),
+      ...(blocklist ? { onScore: (userKey: string, score: number) => blocklist.update(userKey, score) } : {}),
+    },
+    diag,
+  )
+  const boundary = createIdentityBoundary(config, diag)
+  const sinks: EventSink[] = [(event) => engine.process(event)]
   if (config.onEvent) sinks.push(config.onEvent)
-  const pipeline = createPipeline(createIdentityBoundary(config, diag), sinks, config.maxPending, diag)
-  const recorder = createRecorder(config, (raw) => pipeline.submit(raw), diag)
-  const observer = observePassport(config.passport, recorder, diag)
+  const pipeline = createPipeline(boundary, sinks, config.maxPending, diag)
+
+  const isBlockedUser = (user: unknown): boolean => {
+    if (!blocklist || blocklist.size === 0) return false
+    const key = boundary.userKeyOfUser(user)
+    return typeof key === 'string' && blocklist.has(key)
+  }
+  const refuseUser: RefusePredicate | undefined = blocklist ? isBlockedUser : undefined
+  const recorder = createRecorder(config, (raw) => pipeline.submit(raw), diag, refuseUser)
+  const observer = observePassport(config.passport, recorder, diag, (req) => {
+    if (req.res) refuse(req, req.res)
+  })
   const sdk = createSdk(recorder, diag)
+  const isBlocked = (req: Request): boolean => {
+    try {
+      return isBlockedUser(requestUser(req))
+    } catch (err) {
+      diag.error('block_check_failed', 'could not check whether a user is blocked; the request was allowed', err)
+      return false
+    }
+  }
+  const blockAll = config.block?.scope === 'all'
   let closing: Promise<void> | undefined
 
   // Capture happens in Passport's own action functions, so the middleware itself
-  // does nothing per request: non-login requests pay only for this call.
-  const middleware = (_req: Request, _res: Response, next: NextFunction): void => next()
+  // does (almost) nothing per request: non-login requests pay only for this call.
+  const middleware = (req: Request, res: Response, next: NextFunction): void => {
+    if (blockAll && blocklist !== undefined && blocklist.size > 0 && isBlocked(req)) refuse(req, res)
+    else next()
+  }
 
   return Object.assign(middleware, {
     authTrack: sdk.authTrack,
     signupTrack: sdk.signupTrack,
     trackEvent: sdk.trackEvent,
     watch: observer.watch,
+    risk: (userKey: string) => engine.risk(userKey),
+    isBlocked,
     stats: () => diag.snapshot(),
     close: () => {
       closing ??= (async () => {
         observer.close()
         await pipeline.drain()
+        await dispatcher.close(CLOSE_DELIVERY_TIMEOUT)
+        // A store passed in belongs to the application (it may be shared); one we made is ours.
+        if (config.store === undefined) await store.close()
       })()
       return closing
     },

@@ -2,6 +2,12 @@ import { createRequire } from 'node:module'
 import type { Request } from 'express'
 import { SqreenAuthError } from './errors.js'
 import type { AuthEvent, Identity, UserContextMode } from './event.js'
+import type { EmailOptions } from './notify/email.js'
+import type { FetchLike } from './notify/http.js'
+import type { RiskAlert } from './risk/alert.js'
+import { DEFAULT_POINTS, DETECTIONS, type Detection } from './risk/points.js'
+import { parseDuration, type RiskTrigger, riskIncrease } from './risk/trigger.js'
+import type { Store } from './store/store.js'
 
 /** What the package needs of a logger; `console` fits. */
 export interface Logger {
@@ -66,6 +72,32 @@ export interface Options {
   logger: Logger
   /** Attempts waiting for the identity boundary (e.g. a slow `identifyLogin`) before new ones are dropped and counted. Defaults to `10000`. */
   maxPending: number
+  /** Where counters and ledgers live. Defaults to a new in-memory store (one process). */
+  store: Store
+  /** Override (a number) or switch off (`false` or `0`) the points of any detection. Defaults to the README's table. */
+  points: Partial<Record<Detection, number | false>>
+  /** When to alert: `riskIncrease({ points, within, escalate })`, or `false` for no alerts. Defaults to `riskIncrease()` (more than 10 points within 24 h). */
+  trigger: RiskTrigger | false
+  /** Half-life of the standing score, as ms or a duration such as `'7d'`. Defaults to `'7d'`. */
+  halfLife: number | string
+  /** Cap of the standing score. Defaults to `100`. */
+  maxScore: number
+  /** Called with every alert, besides Slack / e-mail / webhook. Defaults to none (alerts are logged when no channel is set). */
+  onAlert: ((alert: RiskAlert) => unknown) | undefined
+  /** A Slack incoming-webhook URL, or `{ webhookUrl }`. Defaults to none. */
+  slack: string | { webhookUrl: string } | undefined
+  /** E-mail alerts through nodemailer: `{ transport, from, to }`. Defaults to none. */
+  email: EmailOptions | undefined
+  /** A signed POST per alert (Standard Webhooks): `{ url, secret }`. Defaults to none. */
+  webhook: { url: string; secret: string | Buffer } | undefined
+  /** The fetch used for Slack and webhooks. Defaults to node-fetch. */
+  fetch: FetchLike | undefined
+  /** Delivery tuning. Defaults to `{ timeout: 5000, retries: 4, baseDelay: 1000, maxDelay: 60000, maxQueued: 1000 }`. */
+  delivery: Partial<{ timeout: number; retries: number; baseDelay: number; maxDelay: number; maxQueued: number }>
+  /** Opt-in enforcement: refuse logins (`scope: 'login'`, the default) or all requests (`'all'`) of users whose standing score is above `above`. Defaults to `false` (monitoring only). */
+  block: false | { above: number; scope?: 'login' | 'all' }
+  /** The time source, in epoch ms (freeze it in tests). Defaults to `Date.now`. */
+  clock: () => number
 }
 
 /** The resolved, frozen configuration the stages share. */
@@ -79,6 +111,25 @@ export interface Config {
   readonly onEvent: Options['onEvent']
   readonly logger: Logger
   readonly maxPending: number
+  readonly store: Store | undefined
+  readonly points: Readonly<Record<Detection, number>>
+  readonly trigger: RiskTrigger | undefined
+  readonly halfLifeMs: number
+  readonly maxScore: number
+  readonly onAlert: Options['onAlert']
+  readonly slack: { readonly webhookUrl: string } | undefined
+  readonly email: EmailOptions | undefined
+  readonly webhook: { readonly url: string; readonly secret: string | Buffer } | undefined
+  readonly fetch: FetchLike | undefined
+  readonly delivery: {
+    readonly timeoutMs: number
+    readonly retries: number
+    readonly baseDelayMs: number
+    readonly maxDelayMs: number
+    readonly maxQueued: number
+  }
+  readonly block: { readonly above: number; readonly scope: 'login' | 'all' } | undefined
+  readonly clock: () => number
 }
 
 const KNOWN_KEYS = [
@@ -91,6 +142,19 @@ const KNOWN_KEYS = [
   'onEvent',
   'logger',
   'maxPending',
+  'store',
+  'points',
+  'trigger',
+  'halfLife',
+  'maxScore',
+  'onAlert',
+  'slack',
+  'email',
+  'webhook',
+  'fetch',
+  'delivery',
+  'block',
+  'clock',
 ] as const satisfies readonly (keyof Options)[]
 
 const MIN_SECRET_BYTES = 16
@@ -201,6 +265,158 @@ const resolveLogger = (value: unknown): Logger => {
   return l as Logger
 }
 
+const isObject = (value: unknown): value is Record<string, unknown> =>
+  value !== null && typeof value === 'object' && !Array.isArray(value)
+
+const positiveNumber = (name: string, value: unknown, fallback: number, allowZero = false): number => {
+  if (value === undefined) return fallback
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || (!allowZero && value === 0)) {
+    throw typeError(name, allowZero ? 'a number >= 0' : 'a positive number', value)
+  }
+  return value
+}
+
+const httpUrl = (name: string, value: unknown): string => {
+  let url: URL | undefined
+  try {
+    url = typeof value === 'string' ? new URL(value) : undefined
+  } catch {
+    url = undefined
+  }
+  if (!url || (url.protocol !== 'https:' && url.protocol !== 'http:')) {
+    throw new SqreenAuthError('ERR_SQREEN_URL', `"${name}" must be an http(s) URL, got ${JSON.stringify(value)}.`)
+  }
+  return url.href
+}
+
+const checkKeys = (name: string, value: Record<string, unknown>, known: readonly string[]): void => {
+  for (const key of Object.keys(value)) {
+    if (!known.includes(key)) {
+      throw new SqreenAuthError(
+        'ERR_SQREEN_UNKNOWN_OPTION',
+        `Unknown option "${name}.${key}".${didYouMean(key, known)}`,
+      )
+    }
+  }
+}
+
+const resolveStore = (value: unknown): Store | undefined => {
+  if (value === undefined) return undefined
+  const s = value as Partial<Store> | null
+  if (!isObject(s) || typeof s.run !== 'function' || typeof s.close !== 'function') {
+    throw new SqreenAuthError(
+      'ERR_SQREEN_OPTION_TYPE',
+      '"store" must implement the Store contract (run and close), e.g. new MemoryStore() or new RedisStore(...).',
+    )
+  }
+  return s as Store
+}
+
+const resolvePoints = (value: unknown): Readonly<Record<Detection, number>> => {
+  const table: Record<string, number> = { ...DEFAULT_POINTS }
+  const defaults = DETECTIONS
+  if (value !== undefined && !isObject(value))
+    throw typeError('points', 'an object such as { brute_force: 20, new_device: false }', value)
+  const given = (value ?? {}) as Record<string, unknown>
+  checkKeys('points', given, defaults)
+  for (const detection of defaults) {
+    const override = given[detection]
+    if (override === undefined) continue
+    if (override === false) table[detection] = 0
+    else table[detection] = positiveNumber(`points.${detection}`, override, 0, true)
+  }
+  return table as Readonly<Record<Detection, number>>
+}
+
+const resolveTrigger = (value: unknown): RiskTrigger | undefined => {
+  if (value === false) return undefined
+  if (value === undefined) return riskIncrease()
+  if (!isObject(value) || value.kind !== 'riskIncrease') {
+    throw typeError('trigger', 'the result of riskIncrease({ points, within, escalate }) or false', value)
+  }
+  return value as unknown as RiskTrigger
+}
+
+const resolveSlack = (value: unknown): Config['slack'] => {
+  if (value === undefined) return undefined
+  if (typeof value === 'string') return { webhookUrl: httpUrl('slack', value) }
+  if (!isObject(value)) throw typeError('slack', 'an incoming-webhook URL or { webhookUrl }', value)
+  checkKeys('slack', value, ['webhookUrl'])
+  return { webhookUrl: httpUrl('slack.webhookUrl', value.webhookUrl) }
+}
+
+const resolveEmail = (value: unknown): EmailOptions | undefined => {
+  if (value === undefined) return undefined
+  if (!isObject(value)) throw typeError('email', 'an object { transport, from, to }', value)
+  checkKeys('email', value, ['transport', 'from', 'to', 'subjectPrefix'])
+  const { transport, from, to, subjectPrefix } = value
+  if (transport === undefined || (typeof transport !== 'string' && !isObject(transport))) {
+    throw new SqreenAuthError(
+      'ERR_SQREEN_EMAIL',
+      '"email.transport" must be an SMTP URL (smtp://user:pass@host:587), nodemailer SMTP options or a nodemailer transport.',
+    )
+  }
+  const recipients = typeof to === 'string' ? [to] : Array.isArray(to) ? to : []
+  if (
+    typeof from !== 'string' ||
+    !from.includes('@') ||
+    recipients.length === 0 ||
+    !recipients.every((r) => typeof r === 'string' && r.includes('@'))
+  ) {
+    throw new SqreenAuthError(
+      'ERR_SQREEN_EMAIL',
+      '"email.from" and "email.to" must be e-mail addresses (to may be a list).',
+    )
+  }
+  if (subjectPrefix !== undefined && typeof subjectPrefix !== 'string')
+    throw typeError('email.subjectPrefix', 'a string', subjectPrefix)
+  return Object.freeze({ ...(value as unknown as EmailOptions) })
+}
+
+const resolveWebhook = (value: unknown): Config['webhook'] => {
+  if (value === undefined) return undefined
+  if (!isObject(value)) throw typeError('webhook', 'an object { url, secret }', value)
+  checkKeys('webhook', value, ['url', 'secret'])
+  const secret = value.secret
+  const bytes = typeof secret === 'string' ? Buffer.byteLength(secret) : Buffer.isBuffer(secret) ? secret.length : 0
+  if (bytes < MIN_SECRET_BYTES) {
+    throw new SqreenAuthError(
+      'ERR_SQREEN_SECRET',
+      `"webhook.secret" must be a string or Buffer of at least ${MIN_SECRET_BYTES} bytes (a Standard Webhooks "whsec_..." secret works); receivers check it with verifyWebhook().`,
+    )
+  }
+  return { url: httpUrl('webhook.url', value.url), secret: secret as string | Buffer }
+}
+
+const resolveDelivery = (value: unknown): Config['delivery'] => {
+  if (value !== undefined && !isObject(value)) throw typeError('delivery', 'an object', value)
+  const d = (value ?? {}) as Record<string, unknown>
+  checkKeys('delivery', d, ['timeout', 'retries', 'baseDelay', 'maxDelay', 'maxQueued'])
+  return Object.freeze({
+    timeoutMs: positiveNumber('delivery.timeout', d.timeout, 5_000),
+    retries: positiveNumber('delivery.retries', d.retries, 4, true),
+    baseDelayMs: positiveNumber('delivery.baseDelay', d.baseDelay, 1_000, true),
+    maxDelayMs: positiveNumber('delivery.maxDelay', d.maxDelay, 60_000, true),
+    maxQueued: positiveNumber('delivery.maxQueued', d.maxQueued, 1_000),
+  })
+}
+
+const resolveBlock = (value: unknown): Config['block'] => {
+  if (value === undefined || value === false) return undefined
+  if (!isObject(value)) throw typeError('block', 'false or { above, scope }', value)
+  checkKeys('block', value, ['above', 'scope'])
+  const scope = value.scope ?? 'login'
+  if (scope !== 'login' && scope !== 'all') {
+    throw new SqreenAuthError(
+      'ERR_SQREEN_OPTION_TYPE',
+      `"block.scope" must be "login" or "all", got ${JSON.stringify(scope)}.${didYouMean(String(scope), ['login', 'all'])}`,
+    )
+  }
+  if (value.above === undefined)
+    throw typeError('block.above', 'a number (the standing score above which users are refused)', undefined)
+  return { above: positiveNumber('block.above', value.above, 0, true), scope }
+}
+
 /**
  * Validates options once, at setup, and returns a frozen config. Unknown keys are an
  * error (a typo would otherwise silently disable a feature); the caller's object is
@@ -251,6 +467,19 @@ export const resolveOptions = (input: unknown = {}): Config => {
     onEvent: optionalFunction<Options['onEvent']>(options, 'onEvent'),
     logger: resolveLogger(options.logger),
     maxPending,
+    store: resolveStore(options.store),
+    points: resolvePoints(options.points),
+    trigger: resolveTrigger(options.trigger),
+    halfLifeMs: options.halfLife === undefined ? 7 * 86_400_000 : parseDuration(options.halfLife, 'halfLife'),
+    maxScore: positiveNumber('maxScore', options.maxScore, 100),
+    onAlert: optionalFunction<Options['onAlert']>(options, 'onAlert'),
+    slack: resolveSlack(options.slack),
+    email: resolveEmail(options.email),
+    webhook: resolveWebhook(options.webhook),
+    fetch: optionalFunction<FetchLike>(options, 'fetch'),
+    delivery: resolveDelivery(options.delivery),
+    block: resolveBlock(options.block),
+    clock: optionalFunction<() => number>(options, 'clock') ?? Date.now,
   })
 }
 

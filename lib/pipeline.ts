@@ -28,20 +28,28 @@ export const createPipeline = (
   let pending = 0
   let idle: (() => void)[] = []
 
-  const deliver = (event: AuthEvent): void => {
+  // Sinks that return promises are awaited, so `drain()` (and `close()`) covers the
+  // risk engine's store writes and async listeners too, and a slow sink counts
+  // against `maxPending` instead of piling up unbounded work.
+  const deliver = (event: AuthEvent): Promise<unknown> | undefined => {
     diag.count('events')
+    let waits: Promise<unknown>[] | undefined
     for (const sink of sinks) {
       try {
         const result = sink(event)
         if (result !== null && typeof result === 'object' && typeof (result as Promise<unknown>).then === 'function') {
-          ;(result as Promise<unknown>).then(undefined, (err: unknown) =>
-            diag.error('listener_rejected', 'an event listener returned a rejected promise', err),
+          waits ??= []
+          waits.push(
+            (result as Promise<unknown>).then(undefined, (err: unknown) =>
+              diag.error('listener_rejected', 'an event listener returned a rejected promise', err),
+            ),
           )
         }
       } catch (err) {
         diag.error('listener_threw', 'an event listener threw', err)
       }
     }
+    return waits ? Promise.all(waits) : undefined
   }
 
   const settle = (): void => {

@@ -44,6 +44,7 @@ export const observePassport = (
   passport: ObservedPassport,
   recorder: Recorder,
   diag: Diagnostics,
+  refuseLogin: (req: Request) => void,
 ): PassportObserver => {
   let active = true
   const derivedByName = new WeakMap<object, Map<string, StrategyLike>>()
@@ -88,7 +89,17 @@ export const observePassport = (
         }
         const t = tracker
         const instance = Object.create(this) as StrategyLike
-        instance.success = wrapAction(success, (user) => t.succeeded(user))
+        instance.success = function observedSuccess(this: unknown, ...args: unknown[]) {
+          let refused = false
+          try {
+            refused = t.succeeded(args[0])
+          } catch (err) {
+            diag.error('capture_failed', 'could not record a strategy action', err)
+          }
+          // Opt-in enforcement: the user is above the block level, answer 403 instead of logging in.
+          if (refused) return refuseLogin(req)
+          return success.apply(this, args)
+        }
         instance.fail = wrapAction(fail, (challenge, status) => {
           // passport accepts fail(status) as well as fail(challenge, status).
           if (typeof challenge === 'number') t.failed(undefined, challenge)

@@ -20,7 +20,8 @@ interface AttemptRecord {
 
 /** Receives the action a strategy took for one request; the first action wins. */
 export interface Tracker {
-  succeeded(user: unknown): void
+  /** Records a success; `true` when opt-in enforcement refuses this user's login. */
+  succeeded(user: unknown): boolean
   failed(challenge: unknown, status: unknown): void
   errored(err: unknown): void
   redirected(): void
@@ -55,9 +56,7 @@ interface RequestContext {
   flushed: boolean
 }
 
-const kContext = Symbol('sqreen-auth.context')
-
-type WithContext = Request & { [kContext]?: RequestContext }
+type WithContext = Request & Record<symbol, RequestContext | undefined>
 
 const errorFacts = (err: unknown): { name: string; code?: string } => {
   if (err instanceof Error) {
@@ -124,7 +123,18 @@ const loginOutcome = (ctx: RequestContext): RawAttempt | undefined => {
   }
 }
 
-export const createRecorder = (config: Config, submit: Submit, diag: Diagnostics): Recorder => {
+/** Answers whether a successfully authenticated user must be refused (opt-in enforcement). */
+export type RefusePredicate = (user: unknown) => boolean
+
+export const createRecorder = (
+  config: Config,
+  submit: Submit,
+  diag: Diagnostics,
+  refuseUser: RefusePredicate | undefined,
+): Recorder => {
+  // One key per recorder: two sqreenAuth() instances observing the same request keep
+  // separate contexts and each emits its own events.
+  const kContext = Symbol('sqreen-auth.context')
   const flush = (ctx: RequestContext): void => {
     if (ctx.flushed) return
     ctx.flushed = true
@@ -174,7 +184,20 @@ export const createRecorder = (config: Config, submit: Submit, diag: Diagnostics
     }
     return {
       succeeded(user) {
-        if (settle('succeeded')) record.user = user
+        if (!settle('succeeded')) return false
+        record.user = user
+        if (refuseUser === undefined) return false
+        let refused = false
+        try {
+          refused = refuseUser(user)
+        } catch (err) {
+          diag.error('block_check_failed', 'could not check whether a user is blocked; the login was allowed', err)
+        }
+        if (refused) {
+          record.outcome = 'failed'
+          record.reason = 'blocked'
+        }
+        return refused
       },
       failed(challenge, status) {
         if (settle('failed')) record.reason = classifyFailure(req, challenge, status)

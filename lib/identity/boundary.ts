@@ -16,6 +16,11 @@ export interface IdentityBoundary {
    * `identify` / `identifyLogin` / the SDK's identity and a keyed login hash.
    */
   toEvent(raw: RawAttempt): Promise<AuthEvent>
+  /**
+   * The ledger key of a user object, synchronously (for enforcement on the request
+   * path); `undefined` when it cannot be known without waiting (an async `identify`).
+   */
+  userKeyOfUser(user: unknown): string | null | undefined
 }
 
 const TYPE_OF_OUTCOME = {
@@ -56,34 +61,60 @@ export const createIdentityBoundary = (config: Config, diag: Diagnostics): Ident
     return guard.identity(automaticIdentity(user), 'automatic')
   }
 
-  const identityOfLogin = async (raw: RawAttempt, login: string, loginKey: string): Promise<Identity> => {
+  interface Resolved {
+    readonly identity: Identity
+    readonly userKey: string | null
+  }
+  const resolved = (identity: Identity): Resolved => ({ identity, userKey: userKeyOf(identity) })
+
+  /**
+   * Whom a login belongs to when there is no user object (a failure): the user it was
+   * linked to by an earlier success, else `identifyLogin`'s answer, else the login
+   * itself. In that last case the ledger key *is* the login key, so a later success
+   * can bring that ledger over to the user.
+   */
+  const identityOfLogin = async (raw: RawAttempt, login: string, loginKey: string): Promise<Resolved> => {
     const linked = links.get(loginKey)
-    if (linked) return linked.identity
+    if (linked) return linked
     if (identifyLogin) {
       const mapped = await callUser(identifyLogin, [login, raw.req], 'identifyLogin')
-      if (Object.keys(mapped).length > 0) return mapped
+      if (Object.keys(mapped).length > 0) return resolved(mapped)
     }
-    return mode === 'advanced' ? { loginHash: loginKey.slice('login:'.length) } : { login: normaliseLogin(login) }
+    const identity =
+      mode === 'advanced' ? { loginHash: loginKey.slice('login:'.length) } : { login: normaliseLogin(login) }
+    return { identity, userKey: loginKey }
   }
 
   const sdkSource = (raw: RawAttempt): IdentitySource =>
     raw.kind === 'signup' ? 'signupTrack' : raw.kind === 'custom' ? 'trackEvent' : 'authTrack'
 
-  const resolveIdentity = async (raw: RawAttempt, loginKey: string | undefined): Promise<Identity> => {
-    if (raw.identity !== undefined) return guard.identity(raw.identity, sdkSource(raw))
+  const resolveIdentity = async (raw: RawAttempt, loginKey: string | undefined): Promise<Resolved> => {
+    if (raw.identity !== undefined) return resolved(guard.identity(raw.identity, sdkSource(raw)))
     if (raw.kind === 'custom' || raw.outcome === 'succeeded') {
       const fromUser = raw.user === undefined || raw.user === null ? {} : await identityOfUser(raw.user)
-      if (Object.keys(fromUser).length > 0 || raw.kind === 'custom') return fromUser
+      if (Object.keys(fromUser).length > 0 || raw.kind === 'custom') return resolved(fromUser)
     }
     if (raw.login !== undefined && loginKey !== undefined) return identityOfLogin(raw, raw.login, loginKey)
-    return {}
+    return resolved({})
+  }
+
+  const userKeyOfUser = (user: unknown): string | null | undefined => {
+    if (user === undefined || user === null || user === false) return null
+    if (!identify) return userKeyOf(guard.identity(automaticIdentity(user), 'automatic'))
+    try {
+      const result = identify(user)
+      return isThenable(result) ? undefined : userKeyOf(guard.identity(result, 'identify'))
+    } catch (err) {
+      diag.error('identify_threw', 'identify() threw; the event was recorded without its identity', err)
+      return undefined
+    }
   }
 
   return {
+    userKeyOfUser,
     async toEvent(raw) {
       const loginKey = raw.login === undefined ? undefined : loginKeyOf(raw.login)
-      const identity = await resolveIdentity(raw, loginKey)
-      const userKey = userKeyOf(identity)
+      const { identity, userKey } = await resolveIdentity(raw, loginKey)
       if (raw.outcome === 'succeeded' && loginKey !== undefined && userKey !== null && userKey !== loginKey) {
         links.set(loginKey, { userKey, identity })
       }

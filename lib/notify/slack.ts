@@ -4,20 +4,20 @@ import { type FetchLike, postJson, retryAfterMs, type SendResult } from './http.
 import type { Channel } from './queue.js'
 
 /** Slack's mrkdwn treats &, < and > as control characters. */
-const escape = (text: string): string => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
+const escapeMrkdwn = (text: string): string => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
 
 /** The message: a text fallback (notifications, old clients) plus Block Kit blocks. No external links. */
 export const slackMessage = (alert: RiskAlert): { text: string; blocks: unknown[] } => ({
-  text: escape(`${alertTitle(alert)}: ${alertUser(alert)}`),
+  text: escapeMrkdwn(`${alertTitle(alert)}: ${alertUser(alert)}`),
   blocks: [
     { type: 'header', text: { type: 'plain_text', text: alertTitle(alert).slice(0, 150), emoji: false } },
     {
       type: 'section',
       fields: [
-        { type: 'mrkdwn', text: `*User*\n\`${escape(alertUser(alert))}\`` },
+        { type: 'mrkdwn', text: `*User*\n\`${escapeMrkdwn(alertUser(alert))}\`` },
         { type: 'mrkdwn', text: `*Rise*\n+${alert.rise} (threshold > ${alert.level})` },
         { type: 'mrkdwn', text: `*Standing score*\n${alert.score}` },
-        { type: 'mrkdwn', text: `*Last IP*\n${escape(alert.ip ?? 'unknown')}` },
+        { type: 'mrkdwn', text: `*Last IP*\n${escapeMrkdwn(alert.ip ?? 'unknown')}` },
       ],
     },
     {
@@ -25,11 +25,14 @@ export const slackMessage = (alert: RiskAlert): { text: string; blocks: unknown[
       text: {
         type: 'mrkdwn',
         text: `*Detections*\n${detectionLines(alert)
-          .map((l) => `• ${escape(l)}`)
+          .map((l) => `• ${escapeMrkdwn(l)}`)
           .join('\n')}`.slice(0, 3000),
       },
     },
-    { type: 'context', elements: [{ type: 'mrkdwn', text: escape(`sqreen-auth alert ${alert.id} · ${alert.at}`) }] },
+    {
+      type: 'context',
+      elements: [{ type: 'mrkdwn', text: escapeMrkdwn(`sqreen-auth alert ${alert.id} · ${alert.at}`) }],
+    },
   ],
 })
 
