@@ -24,8 +24,34 @@ export const createPipeline = (
   sinks: readonly EventSink[],
   maxPending: number,
   diag: Diagnostics,
+  listenerTimeoutMs = 10_000,
 ): Pipeline => {
   let pending = 0
+
+  // A listener that never settles must not hold a slot (or close()) forever.
+  const bounded = (work: Promise<unknown>): Promise<unknown> =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        diag.count('listener_timeouts')
+        diag.warn(
+          'listener_timeout',
+          `an event listener did not settle within ${listenerTimeoutMs} ms; it is no longer awaited.`,
+        )
+        resolve()
+      }, listenerTimeoutMs)
+      timer.unref()
+      work.then(
+        () => {
+          clearTimeout(timer)
+          resolve()
+        },
+        (err: unknown) => {
+          clearTimeout(timer)
+          diag.error('listener_rejected', 'an event listener returned a rejected promise', err)
+          resolve()
+        },
+      )
+    })
   let idle: (() => void)[] = []
 
   // Sinks that return promises are awaited, so `drain()` (and `close()`) covers the
@@ -39,11 +65,7 @@ export const createPipeline = (
         const result = sink(event)
         if (result !== null && typeof result === 'object' && typeof (result as Promise<unknown>).then === 'function') {
           waits ??= []
-          waits.push(
-            (result as Promise<unknown>).then(undefined, (err: unknown) =>
-              diag.error('listener_rejected', 'an event listener returned a rejected promise', err),
-            ),
-          )
+          waits.push(bounded(result as Promise<unknown>))
         }
       } catch (err) {
         diag.error('listener_threw', 'an event listener threw', err)

@@ -5,7 +5,9 @@ const MAX_LOGIN = 256
 
 /** passport-local's own lookup: supports bracket fields such as `user[email]`. */
 const lookup = (obj: unknown, field: string): unknown => {
-  let node = obj
+  if (obj === null || typeof obj !== 'object') return undefined
+  if (!field.includes('[')) return (obj as Record<string, unknown>)[field]
+  let node: unknown = obj
   for (const part of field.split(']').join('').split('[')) {
     if (node === null || typeof node !== 'object') return undefined
     node = (node as Record<string, unknown>)[part]

@@ -88,7 +88,9 @@ export const observePassport = (
           return original.authenticate.call(this, req, options)
         }
         const t = tracker
-        const instance = Object.create(this) as StrategyLike
+        // Passport already made `this` per request for a named strategy; only a strategy
+        // object passed directly (`this` is the shared derived object) needs its own.
+        const instance = this === derived ? (Object.create(this) as StrategyLike) : this
         instance.success = function observedSuccess(this: unknown, ...args: unknown[]) {
           let refused = false
           try {

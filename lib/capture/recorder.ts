@@ -8,16 +8,6 @@ import { clientIp, userAgent } from './request-facts.js'
 
 type Outcome = StrategyAttempt['outcome']
 
-/** One strategy's attempt within a request, filled in by the action wrappers. */
-interface AttemptRecord {
-  readonly strategy: string
-  readonly login: string | undefined
-  outcome: Outcome
-  reason?: FailureReason
-  user?: unknown
-  error?: { name: string; code?: string }
-}
-
 /** Receives the action a strategy took for one request; the first action wins. */
 export interface Tracker {
   /** Records a success; `true` when opt-in enforcement refuses this user's login. */
@@ -58,6 +48,73 @@ interface RequestContext {
 
 type WithContext = Request & Record<symbol, RequestContext | undefined>
 
+/** Answers whether a successfully authenticated user must be refused (opt-in enforcement). */
+export type RefusePredicate = (user: unknown) => boolean
+
+/** What every attempt of one recorder shares. */
+interface AttemptEnv {
+  readonly refuseUser: RefusePredicate | undefined
+  readonly diag: Diagnostics
+}
+
+/**
+ * One strategy's attempt within a request, filled in by the action wrappers.
+ * A class (methods on the prototype) rather than closures: it is created on
+ * every login, and the capture budget is a few microseconds.
+ */
+class AttemptRecord implements Tracker {
+  outcome: Outcome = 'pending'
+  reason: FailureReason | undefined = undefined
+  user: unknown = undefined
+  error: { name: string; code?: string } | undefined = undefined
+
+  constructor(
+    readonly env: AttemptEnv,
+    readonly req: Request,
+    readonly strategy: string,
+    readonly login: string | undefined,
+  ) {}
+
+  succeeded(user: unknown): boolean {
+    if (this.outcome !== 'pending') return false
+    this.outcome = 'succeeded'
+    this.user = user
+    const { refuseUser, diag } = this.env
+    if (refuseUser === undefined) return false
+    let refused = false
+    try {
+      refused = refuseUser(user)
+    } catch (err) {
+      diag.error('block_check_failed', 'could not check whether a user is blocked; the login was allowed', err)
+    }
+    if (refused) {
+      this.outcome = 'failed'
+      this.reason = 'blocked'
+    }
+    return refused
+  }
+
+  failed(challenge: unknown, status: unknown): void {
+    if (this.outcome !== 'pending') return
+    this.outcome = 'failed'
+    this.reason = classifyFailure(this.req, challenge, status)
+  }
+
+  errored(err: unknown): void {
+    if (this.outcome !== 'pending') return
+    this.outcome = 'error'
+    this.error = errorFacts(err)
+  }
+
+  redirected(): void {
+    if (this.outcome === 'pending') this.outcome = 'redirect'
+  }
+
+  passed(): void {
+    if (this.outcome === 'pending') this.outcome = 'pass'
+  }
+}
+
 const errorFacts = (err: unknown): { name: string; code?: string } => {
   if (err instanceof Error) {
     const code = (err as { code?: unknown }).code
@@ -67,7 +124,7 @@ const errorFacts = (err: unknown): { name: string; code?: string } => {
 }
 
 /** The request's final logical login outcome: the last strategy that acted decides. */
-const loginOutcome = (ctx: RequestContext): RawAttempt | undefined => {
+const loginOutcome = (ctx: RequestContext, at: number): RawAttempt | undefined => {
   const { attempts, manual, req } = ctx
   const decided = attempts.filter((a) => a.outcome !== 'pending')
   const last = decided[decided.length - 1]
@@ -81,7 +138,7 @@ const loginOutcome = (ctx: RequestContext): RawAttempt | undefined => {
     (last?.outcome === 'succeeded' ? last.login : undefined) ?? attempts.find((a) => a.login !== undefined)?.login
   const base = {
     kind: 'login' as const,
-    at: Date.now(),
+    at,
     req,
     ip: clientIp(req),
     userAgent: userAgent(req),
@@ -106,6 +163,9 @@ const loginOutcome = (ctx: RequestContext): RawAttempt | undefined => {
     case 'error':
       return { ...base, source: 'passport', outcome: 'error', strategy: last.strategy, error: last.error }
     case 'failed': {
+      if (last.reason === 'blocked') {
+        return { ...base, source: 'passport', outcome: 'failed', strategy: last.strategy, reason: 'blocked' }
+      }
       // In a chain every strategy failed; one that was offered credentials and refused
       // them makes the whole request a wrong-credentials failure.
       const refused = decided.find((a) => a.reason === 'invalid_credentials')
@@ -123,9 +183,6 @@ const loginOutcome = (ctx: RequestContext): RawAttempt | undefined => {
   }
 }
 
-/** Answers whether a successfully authenticated user must be refused (opt-in enforcement). */
-export type RefusePredicate = (user: unknown) => boolean
-
 export const createRecorder = (
   config: Config,
   submit: Submit,
@@ -135,12 +192,14 @@ export const createRecorder = (
   // One key per recorder: two sqreenAuth() instances observing the same request keep
   // separate contexts and each emits its own events.
   const kContext = Symbol('sqreen-auth.context')
+  const env: AttemptEnv = { refuseUser, diag }
   const flush = (ctx: RequestContext): void => {
     if (ctx.flushed) return
     ctx.flushed = true
-    if ((ctx.req as WithContext)[kContext] === ctx) delete (ctx.req as WithContext)[kContext]
+    // Not `delete`: that would turn the request object into a slow dictionary.
+    if ((ctx.req as WithContext)[kContext] === ctx) (ctx.req as WithContext)[kContext] = undefined
     try {
-      const login = loginOutcome(ctx)
+      const login = loginOutcome(ctx, config.clock())
       if (login) submit(login)
       for (const extra of ctx.extras) submit(extra)
     } catch (err) {
@@ -155,9 +214,8 @@ export const createRecorder = (
     ;(req as WithContext)[kContext] = ctx
     const res = req.res
     if (res && typeof res.once === 'function' && !res.writableFinished && !res.destroyed) {
-      const done = (): void => flush(ctx)
-      res.once('finish', done)
-      res.once('close', done)
+      // 'close' follows 'finish' for every completed response and also marks an aborted one.
+      res.once('close', () => flush(ctx))
     } else {
       // No response to wait for (not an Express request, or it already ended):
       // flush once the current synchronous work is done.
@@ -175,43 +233,9 @@ export const createRecorder = (
     const login = readLogin(req, strategy, strategyName, config.login, (err) =>
       diag.error('login_option_threw', 'the "login" option threw; the built-in rules were used for this request', err),
     )
-    const record: AttemptRecord = { strategy: strategyName, login, outcome: 'pending' }
+    const record = new AttemptRecord(env, req, strategyName, login)
     contextOf(req).attempts.push(record)
-    const settle = (outcome: Outcome): boolean => {
-      if (record.outcome !== 'pending') return false
-      record.outcome = outcome
-      return true
-    }
-    return {
-      succeeded(user) {
-        if (!settle('succeeded')) return false
-        record.user = user
-        if (refuseUser === undefined) return false
-        let refused = false
-        try {
-          refused = refuseUser(user)
-        } catch (err) {
-          diag.error('block_check_failed', 'could not check whether a user is blocked; the login was allowed', err)
-        }
-        if (refused) {
-          record.outcome = 'failed'
-          record.reason = 'blocked'
-        }
-        return refused
-      },
-      failed(challenge, status) {
-        if (settle('failed')) record.reason = classifyFailure(req, challenge, status)
-      },
-      errored(err) {
-        if (settle('error')) record.error = errorFacts(err)
-      },
-      redirected() {
-        settle('redirect')
-      },
-      passed() {
-        settle('pass')
-      },
-    }
+    return record
   }
 
   return {
@@ -223,7 +247,7 @@ export const createRecorder = (
       contextOf(req).extras.push({
         ...raw,
         source: 'sdk',
-        at: Date.now(),
+        at: config.clock(),
         req,
         ip: clientIp(req),
         userAgent: userAgent(req),

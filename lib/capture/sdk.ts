@@ -45,7 +45,9 @@ export const createSdk = (recorder: Recorder, diag: Diagnostics): Sdk => {
   }
   const bad = (method: string, what: string): void => {
     diag.count('sdk_bad_arguments')
-    diag.warn(`sdk_bad_arguments.${method}`, `${method}() was called with ${what}; the call was ignored.`)
+    // One warning per distinct mistake (method + what was wrong), counted every time.
+    const kind = what.replace(/[^A-Za-z]+/g, '_').slice(0, 48)
+    diag.warn(`sdk_bad_arguments.${method}.${kind}`, `${method}() was called with ${what}; the call was ignored.`)
   }
 
   return {

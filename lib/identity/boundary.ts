@@ -51,7 +51,11 @@ export const createIdentityBoundary = (config: Config, diag: Diagnostics): Ident
       if (isThenable(result)) result = await result
       return guard.identity(result, source)
     } catch (err) {
-      diag.error(`${source}_threw`, `${source}() threw; the event was recorded without its identity`, err)
+      diag.error(
+        `${source}_threw`,
+        `${source}() threw; the event was keyed by the attempted login when known, else recorded without identity`,
+        err,
+      )
       return {}
     }
   }
@@ -105,7 +109,7 @@ export const createIdentityBoundary = (config: Config, diag: Diagnostics): Ident
       const result = identify(user)
       return isThenable(result) ? undefined : userKeyOf(guard.identity(result, 'identify'))
     } catch (err) {
-      diag.error('identify_threw', 'identify() threw; the event was recorded without its identity', err)
+      diag.error('identify_threw', 'identify() threw; the user could not be checked against the block list', err)
       return undefined
     }
   }

@@ -54,7 +54,18 @@ export const keyWords = (key: string): string[] =>
     .split(/[^a-z0-9]+/)
     .filter((w) => w !== '')
 
-export const isVolatileKey = (key: string): boolean => keyWords(key).some((w) => VOLATILE_WORDS.has(w))
+// Applications use a handful of identity keys; remember each verdict instead of
+// splitting the same key into words on every login.
+const verdicts = new Map<string, boolean>()
+
+export const isVolatileKey = (key: string): boolean => {
+  let verdict = verdicts.get(key)
+  if (verdict === undefined) {
+    verdict = keyWords(key).some((w) => VOLATILE_WORDS.has(w))
+    if (verdicts.size < 1_000) verdicts.set(key, verdict)
+  }
+  return verdict
+}
 
 export type IdentitySource = 'identify' | 'identifyLogin' | 'authTrack' | 'signupTrack' | 'trackEvent' | 'automatic'
 

@@ -10,7 +10,10 @@ export const keys = {
   ledger: (u: string) => `l:${u}`,
   failures: (u: string) => `f:${u}`,
   consecutive: (u: string) => `c:${u}`,
-  ipFailures: (ip: string) => `ip:${ip}`,
+  /** Logins failing from an IP (members), kept only for the stuffing window. */
+  ipLogins: (ip: string) => `ipl:${ip}`,
+  /** Failures from an IP over a day (a plain count). */
+  ipFailures: (ip: string) => `ipd:${ip}`,
   flagged: (ip: string) => `flag:${ip}`,
   devices: (u: string) => `dev:${u}`,
   once: (d: Detection, u: string) => `once:${d}:${u}`,
@@ -18,14 +21,29 @@ export const keys = {
 }
 
 /**
- * The first half of scoring one event: the ops that read (and record) what the
- * detectors need, and a function that turns their answers into candidate
- * ledger entries. Keeping the rules here, as plain data in and out, is what lets
- * the memory and Redis stores stay generic.
+ * Scoring one event is two store round trips: `facts` reads (and records) what
+ * the detectors need, then `decide` turns the answers into candidate ledger
+ * entries. Keeping the rules here, as plain data in and out, is what lets the
+ * memory and Redis stores stay generic. Indices below point into `facts`
+ * (-1 when that fact was not asked for).
  */
 export interface Plan {
+  readonly event: AuthEvent
+  readonly now: number
+  readonly ip: string | undefined
   readonly facts: StoreOp[]
-  decide(results: readonly StoreResult[]): Decision
+  readonly alias: string | undefined
+  iDay: number
+  iBurst: number
+  iRun: number
+  iIpRecent: number
+  iIpDay: number
+  iFlag: number
+  iBruteForce: number
+  iDevice: number
+  iAliasLedger: number
+  iAliasBruteForce: number
+  iAliasAlert: number
 }
 
 export interface Decision {
@@ -37,169 +55,182 @@ export interface Decision {
   /** Keys to forget once merged. */
   readonly forget: readonly string[]
   /** An IP prefix that this event showed to be a credential-stuffing source. */
-  readonly flagIp?: string
+  readonly flagIp: string | undefined
 }
 
-const EMPTY: Decision = { entries: [], merged: [], inheritAlert: false, forget: [] }
+const push = (plan: Plan, op: StoreOp): number => plan.facts.push(op) - 1
 
-export const planEvent = (
-  event: AuthEvent,
-  now: number,
-  points: PointsTable,
-  retentionSince: number,
-  alertLevel: number,
-): Plan => {
+export const planEvent = (event: AuthEvent, now: number, retentionSince: number, alertLevel: number): Plan => {
   const u = event.userKey
   const ip = ipKey(event.ip)
-  const shownIp = displayIp(event.ip)
-  const ops: StoreOp[] = []
+  const alias =
+    event.type === 'login.succeeded' && event.loginKey !== undefined && event.loginKey !== u
+      ? event.loginKey
+      : undefined
+  const plan: Plan = {
+    event,
+    now,
+    ip,
+    facts: [],
+    alias,
+    iDay: -1,
+    iBurst: -1,
+    iRun: -1,
+    iIpRecent: -1,
+    iIpDay: -1,
+    iFlag: -1,
+    iBruteForce: -1,
+    iDevice: -1,
+    iAliasLedger: -1,
+    iAliasBruteForce: -1,
+    iAliasAlert: -1,
+  }
   const dayAgo = now - RULES.DAY
-
-  const entry = (
-    detection: Detection,
-    evidence: Record<string, string | number> = {},
-    once?: number,
-  ): ScoredEntry | undefined => {
-    const value = points[detection]
-    if (!(value > 0) || u === null) return undefined
-    const withIp = shownIp === undefined ? evidence : { ...evidence, ip: shownIp }
-    const e: LedgerEntry = { detection, points: value, at: now, evidence: { event: event.id, ...withIp } }
-    return once === undefined ? { entry: e } : { entry: e, once: { key: keys.once(detection, u), ttl: once } }
-  }
-  const domainEntry = (): ScoredEntry | undefined => {
-    const email = event.identity.email
-    if (typeof email !== 'string' || u === null) return undefined
-    const kind = emailDomainKind(email)
-    if (kind === 'disposable')
-      return entry('disposable_email', { domain: email.slice(email.lastIndexOf('@') + 1) }, RULES.LONG_MEMORY)
-    if (kind === 'relay')
-      return entry('relay_email', { domain: email.slice(email.lastIndexOf('@') + 1) }, RULES.LONG_MEMORY)
-    return undefined
-  }
-  const compact = (list: (ScoredEntry | undefined)[]): ScoredEntry[] =>
-    list.filter((e): e is ScoredEntry => e !== undefined)
-
-  switch (event.type) {
-    case 'login.failed': {
-      // An empty form or a browser's first Basic challenge is not a wrong password.
-      if (event.reason !== 'invalid_credentials') return { facts: [], decide: () => EMPTY }
-      const member = ip ?? ''
-      const iF =
-        u === null
-          ? -1
-          : ops.push({ op: 'hit', key: keys.failures(u), add: true, since: dayAgo, ttl: RULES.DAY, member }) - 1
-      const iB =
-        u === null
-          ? -1
-          : ops.push({
-              op: 'hit',
-              key: keys.failures(u),
-              add: false,
-              since: now - RULES.BURST_WINDOW,
-              ttl: RULES.DAY,
-            }) - 1
-      const iC =
-        u === null
-          ? -1
-          : ops.push({ op: 'hit', key: keys.consecutive(u), add: true, since: dayAgo, ttl: RULES.DAY, member }) - 1
+  if (event.type === 'login.failed') {
+    // An empty form or a browser's first Basic challenge is not a wrong password.
+    if (event.reason !== 'invalid_credentials') return plan
+    const member = ip ?? ''
+    if (u !== null) {
+      plan.iDay = push(plan, { op: 'hit', key: keys.failures(u), add: true, since: dayAgo, ttl: RULES.DAY, member })
+      plan.iBurst = push(plan, {
+        op: 'hit',
+        key: keys.failures(u),
+        add: false,
+        since: now - RULES.BURST_WINDOW,
+        ttl: RULES.DAY,
+      })
+      plan.iRun = push(plan, { op: 'hit', key: keys.consecutive(u), add: true, since: dayAgo, ttl: RULES.DAY, member })
+    }
+    if (ip !== undefined) {
+      // Distinct logins failing from one IP: the login key when known, else the user.
       const target = event.loginKey ?? u ?? ''
-      const iIp =
-        ip === undefined
-          ? -1
-          : ops.push({
-              op: 'hit',
-              key: keys.ipFailures(ip),
-              add: true,
-              since: now - RULES.STUFFING_LOGIN_WINDOW,
-              ttl: RULES.DAY,
-              member: target,
-            }) - 1
-      const iIpDay =
-        ip === undefined
-          ? -1
-          : ops.push({ op: 'hit', key: keys.ipFailures(ip), add: false, since: dayAgo, ttl: RULES.DAY }) - 1
-      const iFlag = ip === undefined ? -1 : ops.push({ op: 'marked', key: keys.flagged(ip) }) - 1
-      return {
-        facts: ops,
-        decide(r) {
-          const day = r[iF] as HitResult | undefined
-          const burst = r[iB] as HitResult | undefined
-          const run = r[iC] as HitResult | undefined
-          const ipRecent = r[iIp] as HitResult | undefined
-          const ipDay = r[iIpDay] as HitResult | undefined
-          const stuffingSource =
-            (ipRecent !== undefined && ipRecent.distinct >= RULES.STUFFING_DISTINCT_LOGINS) ||
-            (ipDay !== undefined && ipDay.count >= RULES.STUFFING_IP_FAILURES)
-          const flagged = r[iFlag] === true || stuffingSource
-          const list: (ScoredEntry | undefined)[] = []
-          if (day && day.count <= RULES.WRONG_PASSWORD_DAILY_CAP)
-            list.push(entry('wrong_password', { failures24h: day.count }))
-          if (burst && burst.count >= RULES.BURST_FAILURES) {
-            list.push(entry('failure_burst', { failures15m: burst.count }, RULES.BURST_WINDOW))
-          }
-          if (run && run.member >= RULES.BRUTE_FORCE_RUN)
-            list.push(entry('brute_force', { consecutive: run.member }, RULES.DAY))
-          if (day && day.count >= RULES.DISTRIBUTED_FAILURES && day.distinct >= RULES.DISTRIBUTED_IPS) {
-            list.push(entry('distributed_guessing', { failures24h: day.count, ips: day.distinct }, RULES.DAY))
-          }
-          if (flagged) list.push(entry('stuffing_target', {}, RULES.DAY))
-          list.push(domainEntry())
-          const decision: Decision = { entries: compact(list), merged: [], inheritAlert: false, forget: [] }
-          // The flag is recorded even when no user is known (a stuffing run on unknown logins).
-          return stuffingSource && ip !== undefined && r[iFlag] !== true ? { ...decision, flagIp: ip } : decision
-        },
-      }
+      // Two keys so the per-login members are forgotten after the short window.
+      plan.iIpRecent = push(plan, {
+        op: 'hit',
+        key: keys.ipLogins(ip),
+        add: true,
+        since: now - RULES.STUFFING_LOGIN_WINDOW,
+        ttl: RULES.STUFFING_LOGIN_WINDOW,
+        member: target,
+      })
+      plan.iIpDay = push(plan, { op: 'hit', key: keys.ipFailures(ip), add: true, since: dayAgo, ttl: RULES.DAY })
+      plan.iFlag = push(plan, { op: 'marked', key: keys.flagged(ip) })
     }
-    case 'login.succeeded': {
-      if (u === null) return { facts: [], decide: () => EMPTY }
-      const iFlag = ip === undefined ? -1 : ops.push({ op: 'marked', key: keys.flagged(ip) }) - 1
-      const iBf = ops.push({ op: 'marked', key: keys.once('brute_force', u) }) - 1
-      const iDev =
-        ops.push({
-          op: 'remember',
-          key: keys.devices(u),
-          value: userAgentFamily(event.userAgent),
-          max: RULES.DEVICE_MEMORY,
-          ttl: RULES.LONG_MEMORY,
-        }) - 1
-      // A success under a login that failed before it was known to be this user:
-      // bring that login's pseudonymous ledger over, so the brute force counts against the account.
-      const alias = event.loginKey !== undefined && event.loginKey !== u ? event.loginKey : undefined
-      const iAliasLedger =
-        alias === undefined ? -1 : ops.push({ op: 'read', key: keys.ledger(alias), since: retentionSince }) - 1
-      const iAliasBf = alias === undefined ? -1 : ops.push({ op: 'marked', key: keys.once('brute_force', alias) }) - 1
-      const iAliasAlert = alias === undefined ? -1 : ops.push({ op: 'marked', key: keys.alert(alias, alertLevel) }) - 1
-      ops.push({ op: 'reset', key: keys.consecutive(u) })
-      return {
-        facts: ops,
-        decide(r) {
-          const device = r[iDev] as RememberResult
-          const list: (ScoredEntry | undefined)[] = []
-          if (r[iFlag] === true) list.push(entry('success_from_flagged_ip', {}, RULES.DAY))
-          if (r[iBf] === true || r[iAliasBf] === true) list.push(entry('success_after_brute_force', {}, RULES.DAY))
-          // The first success sets the baseline; only later unseen families are new devices.
-          if (!device.seen && device.size > 0)
-            list.push(entry('new_device', { device: userAgentFamily(event.userAgent) }))
-          list.push(domainEntry())
-          const merged = (r[iAliasLedger] as readonly LedgerEntry[] | undefined) ?? []
-          return {
-            entries: compact(list),
-            merged,
-            inheritAlert: r[iAliasAlert] === true,
-            forget: alias === undefined ? [] : [keys.ledger(alias), keys.consecutive(alias)],
-          }
-        },
-      }
+  } else if (event.type === 'login.succeeded' && u !== null) {
+    if (ip !== undefined) plan.iFlag = push(plan, { op: 'marked', key: keys.flagged(ip) })
+    plan.iBruteForce = push(plan, { op: 'marked', key: keys.once('brute_force', u) })
+    plan.iDevice = push(plan, {
+      op: 'remember',
+      key: keys.devices(u),
+      value: userAgentFamily(event.userAgent),
+      max: RULES.DEVICE_MEMORY,
+      ttl: RULES.LONG_MEMORY,
+    })
+    // A success under a login that failed before it was known to be this user:
+    // bring that login's pseudonymous ledger over, so the brute force counts against the account.
+    if (alias !== undefined) {
+      plan.iAliasLedger = push(plan, { op: 'read', key: keys.ledger(alias), since: retentionSince })
+      plan.iAliasBruteForce = push(plan, { op: 'marked', key: keys.once('brute_force', alias) })
+      plan.iAliasAlert = push(plan, { op: 'marked', key: keys.alert(alias, alertLevel) })
     }
-    case 'custom': {
-      const severity = event.severity ?? 'low'
-      const e = entry(attackDetection(severity), { name: event.name ?? 'custom', severity })
-      return { facts: [], decide: () => ({ ...EMPTY, entries: compact([e, domainEntry()]) }) }
-    }
-    case 'signup':
-      return { facts: [], decide: () => ({ ...EMPTY, entries: compact([domainEntry()]) }) }
-    default:
-      // login.error is an infrastructure problem, not something the user did.
-      return { facts: [], decide: () => EMPTY }
+    push(plan, { op: 'reset', key: keys.consecutive(u) })
   }
+  return plan
+}
+
+const scored = (
+  plan: Plan,
+  points: PointsTable,
+  detection: Detection,
+  evidence: Record<string, string | number> | undefined,
+  once: number | undefined,
+): ScoredEntry | undefined => {
+  const value = points[detection]
+  const u = plan.event.userKey
+  if (!(value > 0) || u === null) return undefined
+  const shownIp = displayIp(plan.event.ip)
+  const facts = shownIp === undefined ? evidence : { ...evidence, ip: shownIp }
+  const entry: LedgerEntry =
+    facts === undefined
+      ? { detection, points: value, at: plan.now }
+      : { detection, points: value, at: plan.now, evidence: facts }
+  return once === undefined ? { entry } : { entry, once: { key: keys.once(detection, u), ttl: once } }
+}
+
+const domainEntry = (plan: Plan, points: PointsTable): ScoredEntry | undefined => {
+  const email = plan.event.identity.email
+  if (typeof email !== 'string') return undefined
+  const kind = emailDomainKind(email)
+  if (kind === 'regular') return undefined
+  const evidence = { domain: email.slice(email.lastIndexOf('@') + 1) }
+  return scored(plan, points, kind === 'disposable' ? 'disposable_email' : 'relay_email', evidence, RULES.LONG_MEMORY)
+}
+
+const add = (list: ScoredEntry[], entry: ScoredEntry | undefined): void => {
+  if (entry !== undefined) list.push(entry)
+}
+
+const NOTHING: readonly LedgerEntry[] = []
+
+export const decide = (plan: Plan, r: readonly StoreResult[], points: PointsTable): Decision => {
+  const { event } = plan
+  const entries: ScoredEntry[] = []
+  let flagIp: string | undefined
+  let merged = NOTHING
+  let inheritAlert = false
+  let forget: readonly string[] = NOTHING as unknown as readonly string[]
+
+  if (event.type === 'login.failed' && event.reason === 'invalid_credentials') {
+    const day = r[plan.iDay] as HitResult | undefined
+    const burst = r[plan.iBurst] as HitResult | undefined
+    const run = r[plan.iRun] as HitResult | undefined
+    const ipRecent = r[plan.iIpRecent] as HitResult | undefined
+    const ipDay = r[plan.iIpDay] as HitResult | undefined
+    const stuffingSource =
+      (ipRecent !== undefined && ipRecent.distinct >= RULES.STUFFING_DISTINCT_LOGINS) ||
+      (ipDay !== undefined && ipDay.count >= RULES.STUFFING_IP_FAILURES)
+    const wasFlagged = r[plan.iFlag] === true
+    if (day && day.count <= RULES.WRONG_PASSWORD_DAILY_CAP)
+      add(entries, scored(plan, points, 'wrong_password', undefined, undefined))
+    if (burst && burst.count >= RULES.BURST_FAILURES) {
+      add(entries, scored(plan, points, 'failure_burst', { failures15m: burst.count }, RULES.BURST_WINDOW))
+    }
+    if (run && run.member >= RULES.BRUTE_FORCE_RUN) {
+      add(entries, scored(plan, points, 'brute_force', { consecutive: run.member }, RULES.DAY))
+    }
+    if (day && day.count >= RULES.DISTRIBUTED_FAILURES && day.distinct >= RULES.DISTRIBUTED_IPS) {
+      add(
+        entries,
+        scored(plan, points, 'distributed_guessing', { failures24h: day.count, ips: day.distinct }, RULES.DAY),
+      )
+    }
+    if (wasFlagged || stuffingSource) add(entries, scored(plan, points, 'stuffing_target', undefined, RULES.DAY))
+    add(entries, domainEntry(plan, points))
+    // The flag is recorded even when no user is known (a stuffing run on unknown logins).
+    if (stuffingSource && !wasFlagged) flagIp = plan.ip
+  } else if (event.type === 'login.succeeded' && event.userKey !== null) {
+    const device = r[plan.iDevice] as RememberResult
+    if (r[plan.iFlag] === true) add(entries, scored(plan, points, 'success_from_flagged_ip', undefined, RULES.DAY))
+    if (r[plan.iBruteForce] === true || r[plan.iAliasBruteForce] === true) {
+      add(entries, scored(plan, points, 'success_after_brute_force', undefined, RULES.DAY))
+    }
+    // The first success sets the baseline; only later unseen families are new devices.
+    if (!device.seen && device.size > 0) {
+      add(entries, scored(plan, points, 'new_device', { device: userAgentFamily(event.userAgent) }, undefined))
+    }
+    add(entries, domainEntry(plan, points))
+    if (plan.alias !== undefined) {
+      merged = (r[plan.iAliasLedger] as readonly LedgerEntry[] | undefined) ?? NOTHING
+      inheritAlert = r[plan.iAliasAlert] === true
+      forget = [keys.ledger(plan.alias), keys.consecutive(plan.alias)]
+    }
+  } else if (event.type === 'custom') {
+    const severity = event.severity ?? 'low'
+    add(entries, scored(plan, points, attackDetection(severity), { name: event.name ?? 'custom', severity }, undefined))
+    add(entries, domainEntry(plan, points))
+  } else if (event.type === 'signup') {
+    add(entries, domainEntry(plan, points))
+  }
+  // login.error is an infrastructure problem, not something the user did: nothing to score.
+  return { entries, merged, inheritAlert, forget, flagIp }
 }

@@ -29,8 +29,22 @@ const SYSTEMS: readonly [RegExp, string][] = [
   [/\bLinux\b/, 'Linux'],
 ]
 
+// Few distinct user agents reach one app; caching their family avoids running the
+// regular expressions per login and lets stored device lists share one string each.
+const cache = new Map<string, string>()
+const CACHE_MAX = 2_000
+
 export const userAgentFamily = (ua: string | null): string => {
   if (ua === null || ua === '') return 'unknown'
+  const cached = cache.get(ua)
+  if (cached !== undefined) return cached
+  const family = classify(ua)
+  if (cache.size >= CACHE_MAX) cache.clear()
+  cache.set(ua, family)
+  return family
+}
+
+const classify = (ua: string): string => {
   const browser = BROWSERS.find(([re]) => re.test(ua))?.[1] ?? (/^[A-Za-z][\w.-]{0,31}/.exec(ua)?.[0] || 'other')
   const system = SYSTEMS.find(([re]) => re.test(ua))?.[1]
   return system ? `${browser} on ${system}` : browser

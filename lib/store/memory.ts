@@ -9,25 +9,49 @@ export interface MemoryStoreOptions {
   sweepBatch?: number
 }
 
+// Each slot is one object holding its own expiry, and arrays are created at their
+// exact size: an idle user is a handful of small keys, and the memory target is
+// about 1 KB per tracked user.
+
 /** Hit timestamps (and members) of one sliding window, oldest first. */
 class Hits {
-  ts: number[] = []
-  members: string[] | undefined
+  constructor(
+    public expires: number,
+    public ts: number[],
+    public members: string[] | undefined,
+  ) {}
 }
 
 class Ledger {
-  entries: LedgerEntry[] = []
+  constructor(
+    public expires: number,
+    public entries: LedgerEntry[],
+  ) {}
 }
 
 class RecentList {
-  values: string[] = []
+  constructor(
+    public expires: number,
+    public values: string[],
+  ) {}
 }
 
-type Data = Hits | Ledger | RecentList | true
+class Mark {
+  constructor(public expires: number) {}
+}
 
-interface Slot {
-  expires: number
-  data: Data
+type Slot = Hits | Ledger | RecentList | Mark
+
+/** Appends without the spare capacity `push` reserves, while arrays are small. */
+const append = <T>(list: T[], item: T): T[] => {
+  if (list.length >= 8) {
+    list.push(item)
+    return list
+  }
+  const next = new Array<T>(list.length + 1)
+  for (let i = 0; i < list.length; i++) next[i] = list[i] as T
+  next[list.length] = item
+  return next
 }
 
 /** At most this many hits are kept per window: every threshold we use is far below it. */
@@ -82,8 +106,8 @@ export class MemoryStore implements Store {
   async ledgers(now: number, withinMs: number, limit: number): Promise<string[]> {
     const keys: string[] = []
     for (const [key, slot] of this.#slots) {
-      if (!(slot.data instanceof Ledger) || slot.expires <= now) continue
-      const last = slot.data.entries[slot.data.entries.length - 1]
+      if (!(slot instanceof Ledger) || slot.expires <= now) continue
+      const last = slot.entries[slot.entries.length - 1]
       if (last && last.at > now - withinMs) keys.push(key)
       if (keys.length >= limit) break
     }
@@ -135,6 +159,12 @@ export class MemoryStore implements Store {
     }
   }
 
+  #mark(key: string, ttl: number, now: number): boolean {
+    if (this.#live(key, now)) return false
+    this.#write(key, new Mark(now + ttl))
+    return true
+  }
+
   #apply(op: StoreOp, now: number): StoreResult {
     switch (op.op) {
       case 'hit':
@@ -142,11 +172,8 @@ export class MemoryStore implements Store {
       case 'reset':
         this.#slots.delete(op.key)
         return null
-      case 'claim': {
-        if (this.#live(op.key, now)) return false
-        this.#write(op.key, { expires: now + op.ttl, data: true })
-        return true
-      }
+      case 'claim':
+        return this.#mark(op.key, op.ttl, now)
       case 'marked':
         return this.#live(op.key, now) !== undefined
       case 'remember':
@@ -155,89 +182,108 @@ export class MemoryStore implements Store {
         return this.#score(op, now)
       case 'read': {
         const slot = this.#live(op.key, now)
-        if (!slot || !(slot.data instanceof Ledger)) return []
-        return slot.data.entries.filter((e) => e.at > op.since)
+        if (!(slot instanceof Ledger)) return []
+        return slot.entries.filter((e) => e.at > op.since)
       }
     }
   }
 
   #hit(op: Extract<StoreOp, { op: 'hit' }>, now: number): HitResult {
     const slot = this.#live(op.key, now)
-    let hits = slot?.data instanceof Hits ? slot.data : undefined
+    let hits = slot instanceof Hits ? slot : undefined
     if (op.add) {
-      if (!hits) hits = new Hits()
-      // Drop what no window can count any more, then record this hit.
-      const horizon = now - op.ttl
-      let drop = 0
-      while (drop < hits.ts.length && (hits.ts[drop] as number) <= horizon) drop++
-      if (hits.ts.length - drop >= MAX_HITS) drop = hits.ts.length - MAX_HITS + 1
-      if (drop > 0) {
-        hits.ts.splice(0, drop)
-        hits.members?.splice(0, drop)
+      if (hits === undefined) {
+        hits = new Hits(now + op.ttl, [now], op.member === undefined ? undefined : [op.member])
+      } else {
+        // Drop what no window can count any more, then record this hit.
+        const horizon = now - op.ttl
+        let drop = 0
+        while (drop < hits.ts.length && (hits.ts[drop] as number) <= horizon) drop++
+        if (hits.ts.length - drop >= MAX_HITS) drop = hits.ts.length - MAX_HITS + 1
+        if (drop > 0) {
+          hits.ts = hits.ts.slice(drop)
+          if (hits.members) hits.members = hits.members.slice(drop)
+        }
+        if (op.member !== undefined && hits.members === undefined)
+          hits.members = new Array<string>(hits.ts.length).fill('')
+        hits.ts = append(hits.ts, now)
+        if (hits.members) hits.members = append(hits.members, op.member ?? '')
+        hits.expires = now + op.ttl
       }
-      hits.ts.push(now)
-      if (op.member !== undefined || hits.members) {
-        hits.members ??= new Array<string>(hits.ts.length - 1).fill('')
-        hits.members.push(op.member ?? '')
-      }
-      this.#write(op.key, { expires: now + op.ttl, data: hits })
+      this.#write(op.key, hits)
     }
-    if (!hits) return { count: 0, distinct: 0, member: 0 }
+    if (hits === undefined) return { count: 0, distinct: 0, member: 0 }
+    const { ts, members } = hits
     let count = 0
     let member = 0
-    const members = hits.members
-    const distinct = members ? new Set<string>() : undefined
-    for (let i = hits.ts.length - 1; i >= 0 && (hits.ts[i] as number) > op.since; i--) {
+    let distinct = 0
+    let seen: Set<string> | undefined
+    for (let i = ts.length - 1; i >= 0 && (ts[i] as number) > op.since; i--) {
       count++
-      if (members) {
-        const m = members[i] as string
-        distinct?.add(m)
-        if (m === op.member) member++
+      if (members === undefined) continue
+      const m = members[i] as string
+      if (m === op.member) member++
+      // Small windows are counted without allocating a Set.
+      if (seen === undefined) {
+        let duplicate = false
+        for (let j = ts.length - 1; j > i; j--) {
+          if (members[j] === m) {
+            duplicate = true
+            break
+          }
+        }
+        if (!duplicate) distinct++
+        if (count >= 16) seen = new Set(members.slice(i))
+      } else if (!seen.has(m)) {
+        seen.add(m)
+        distinct++
       }
     }
-    return { count, distinct: distinct ? distinct.size : count > 0 ? 1 : 0, member: members ? member : count }
+    if (members === undefined) return { count, distinct: count > 0 ? 1 : 0, member: count }
+    return { count, distinct, member }
   }
 
   #remember(op: Extract<StoreOp, { op: 'remember' }>, now: number): RememberResult {
     const slot = this.#live(op.key, now)
-    const list = slot?.data instanceof RecentList ? slot.data : new RecentList()
+    const list = slot instanceof RecentList ? slot : new RecentList(0, [])
     const size = list.values.length
     const index = list.values.indexOf(op.value)
-    if (index !== -1) list.values.splice(index, 1)
-    list.values.unshift(op.value)
-    if (list.values.length > op.max) list.values.length = op.max
-    this.#write(op.key, { expires: now + op.ttl, data: list })
+    if (index !== 0) {
+      // Most recent first, at most `max` distinct values.
+      const next = [op.value]
+      for (const v of list.values) if (v !== op.value && next.length < op.max) next.push(v)
+      list.values = next
+    }
+    list.expires = now + op.ttl
+    this.#write(op.key, list)
     return { seen: index !== -1, size }
   }
 
   #score(op: Extract<StoreOp, { op: 'score' }>, now: number): ScoreResult {
     const slot = this.#live(op.key, now)
-    const ledger = slot?.data instanceof Ledger ? slot.data : new Ledger()
-    let entries = ledger.entries
+    const ledger = slot instanceof Ledger ? slot : undefined
+    let entries = ledger?.entries ?? []
     const added: LedgerEntry[] = []
     for (const { entry, once } of op.entries) {
-      if (once) {
-        if (this.#live(once.key, now)) continue
-        this.#write(once.key, { expires: now + once.ttl, data: true })
-      }
-      entries.push(entry)
+      if (once !== undefined && !this.#mark(once.key, once.ttl, now)) continue
+      entries = append(entries, entry)
       added.push(entry)
     }
     let drop = 0
     while (drop < entries.length && (entries[drop] as LedgerEntry).at <= op.keepSince) drop++
     drop = Math.max(drop, entries.length - op.max)
     if (drop > 0) entries = entries.slice(drop)
-    ledger.entries = entries
-    if (added.length > 0 || slot) this.#write(op.key, { expires: now + op.ttl, data: ledger })
+    if (ledger) {
+      ledger.entries = entries
+      ledger.expires = now + op.ttl
+      if (added.length > 0) this.#write(op.key, ledger)
+    } else if (added.length > 0) {
+      this.#write(op.key, new Ledger(now + op.ttl, entries))
+    }
     let sum = 0
     for (const e of entries) if (e.at > op.windowSince) sum += e.points
     const crossed: number[] = []
-    for (const t of op.thresholds) {
-      if (sum > t.level && !this.#live(t.key, now)) {
-        this.#write(t.key, { expires: now + t.ttl, data: true })
-        crossed.push(t.level)
-      }
-    }
+    for (const t of op.thresholds) if (sum > t.level && this.#mark(t.key, t.ttl, now)) crossed.push(t.level)
     return { added, sum, crossed }
   }
 }
