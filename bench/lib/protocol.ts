@@ -1,0 +1,28 @@
+// What the parent (bench/capture.ts) and the server child (bench/lib/server.ts) share.
+// Kept apart from server.ts because importing that file starts a server.
+
+export type ServerMode = 'baseline' | 'candidate'
+/** Which build of sqreen-auth the candidate loads: lib/ through tsx, or the tsc output in dist/. */
+export type ServerTarget = 'source' | 'dist'
+
+export interface ServerStats {
+  readonly type: 'stats'
+  readonly mode: ServerMode
+  /** Events delivered to onEvent, by type (empty for the baseline). */
+  readonly events: Record<string, number>
+  /** CPU time the server process has used so far (user + system), in microseconds. */
+  readonly cpuMicros: number
+}
+
+export type ParentMessage = { type: 'stats' } | { type: 'close' }
+export type ChildMessage = { type: 'ready'; port: number } | ServerStats
+
+/** Accounts of the cheap verify function: an in-memory map, compared synchronously. */
+export const USERS: ReadonlyMap<string, string> = new Map([
+  ['alice', 'correct horse'],
+  ['bob', 'battery staple'],
+])
+
+/** urlencoded bodies of the login requests: one good password, one wrong one. */
+export const LOGIN_OK = 'username=alice&password=correct+horse'
+export const LOGIN_BAD = 'username=alice&password=wrong'

@@ -1,0 +1,87 @@
+// Child-process entry: one benchmark server, so the load generator (in the parent)
+// and the server under test never share an event loop.
+//
+//   node --import tsx bench/lib/server.ts baseline|candidate [source|dist]
+//
+// `source` (default) runs lib/ through tsx; `dist` runs the tsc build (npm run build), which
+// is what users install and lacks the small helpers tsx adds (e.g. esbuild's `__name` calls
+// on every closure created per request).
+//
+// Talks to the parent over the fork IPC channel: sends { type: 'ready', port } once
+// listening, answers { type: 'stats' } with what the app observed, exits on { type: 'close' }.
+import type { AddressInfo } from 'node:net'
+import express from 'express'
+import passport from 'passport'
+import { Strategy as LocalStrategy } from 'passport-local'
+import { type ChildMessage, type ParentMessage, USERS } from './protocol.js'
+
+const mode = process.argv[2]
+if (mode !== 'baseline' && mode !== 'candidate') {
+  throw new Error(`usage: server.ts baseline|candidate (got ${String(mode)})`)
+}
+const target = process.argv[3] ?? 'source'
+if (target !== 'source' && target !== 'dist') throw new Error(`unknown target "${target}": source or dist`)
+if (typeof process.send !== 'function') throw new Error('server.ts must be started with child_process.fork')
+const send = (message: ChildMessage): void => void process.send?.(message)
+
+type Lib = typeof import('../../lib/index.js')
+// A URL held in a variable, so TypeScript does not require a build to type-check this file.
+const DIST = new URL('../../dist/index.js', import.meta.url).href
+const load = async (): Promise<Lib> => {
+  if (target === 'source') return import('../../lib/index.js')
+  try {
+    return (await import(DIST)) as Lib
+  } catch (err) {
+    throw new Error(`cannot load ${DIST} (run \`npm run build\` first): ${String(err)}`)
+  }
+}
+const { sqreenAuth } = await load()
+
+const events: Record<string, number> = {}
+const bump = (counts: Record<string, number>, key: string): void => {
+  counts[key] = (counts[key] ?? 0) + 1
+}
+
+// A fresh Authenticator per process (not the singleton), exactly as an app would
+// build it; the two modes differ only by the sqreenAuth() lines below.
+const auth = new passport.Passport()
+auth.use(
+  new LocalStrategy((username, password, done) => {
+    const expected = USERS.get(username)
+    if (expected !== undefined && expected === password) done(null, { id: username, username })
+    else done(null, false)
+  }),
+)
+
+const app = express()
+app.disable('x-powered-by')
+app.use(express.urlencoded({ extended: false }))
+app.use(auth.initialize())
+// onEvent only counts (a property increment, as cheap as `() => {}`), so the parent can
+// check that the candidate really captured every login it measured.
+const sqreen = mode === 'candidate' ? sqreenAuth({ passport: auth, onEvent: (e) => bump(events, e.type) }) : undefined
+if (sqreen) app.use(sqreen)
+
+app.get('/hello', (_req, res) => {
+  res.send('hello')
+})
+app.post('/login', auth.authenticate('local', { session: false }), (_req, res) => {
+  res.send('welcome')
+})
+
+const server = app.listen(0, '127.0.0.1', () => {
+  send({ type: 'ready', port: (server.address() as AddressInfo).port })
+})
+
+process.on('message', (message: ParentMessage) => {
+  if (message.type === 'stats') {
+    const cpu = process.cpuUsage()
+    send({ type: 'stats', mode, events: { ...events }, cpuMicros: cpu.user + cpu.system })
+  } else if (message.type === 'close') {
+    server.closeAllConnections()
+    server.close(() => {
+      void (sqreen ? sqreen.close() : Promise.resolve()).then(() => process.exit(0))
+    })
+  }
+})
+process.on('disconnect', () => process.exit(0))
