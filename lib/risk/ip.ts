@@ -35,9 +35,21 @@ export const ipKey = (ip: string | null): string | undefined => {
   return isIPv6(addr) ? v6Prefix(addr, 56) : undefined
 }
 
+// Logins come from far fewer addresses than they are many; a bounded cache spares
+// the parsing and lets ledger entries share one string per prefix.
+const shown = new Map<string, string | undefined>()
+
 /** How IPs appear in alerts: truncated to /24 (IPv4) or /56 (IPv6). */
 export const displayIp = (ip: string | null): string | undefined => {
   if (ip === null) return undefined
+  if (shown.has(ip)) return shown.get(ip)
+  const display = truncate(ip)
+  if (shown.size >= 10_000) shown.clear()
+  shown.set(ip, display)
+  return display
+}
+
+const truncate = (ip: string): string | undefined => {
   const addr = unmapV4(ip)
   if (isIPv4(addr)) return `${addr.split('.').slice(0, 3).join('.')}.0/24`
   return isIPv6(addr) ? v6Prefix(addr, 56) : undefined

@@ -1,4 +1,14 @@
-import type { HitResult, LedgerEntry, RememberResult, ScoreResult, Store, StoreOp, StoreResult } from './store.js'
+import {
+  type HitResult,
+  type LedgerEntry,
+  type RememberResult,
+  type ScoreResult,
+  type Store,
+  type StoreOp,
+  type StoreResult,
+  DISTINCT_CAP,
+  WINDOW_CAP,
+} from './store.js'
 
 export interface MemoryStoreOptions {
   /** Most keys kept; past it the least recently written are evicted. Defaults to `1_000_000`. */
@@ -54,8 +64,13 @@ const append = <T>(list: T[], item: T): T[] => {
   return next
 }
 
-/** At most this many hits are kept per window: every threshold we use is far below it. */
-const MAX_HITS = 1_000
+/**
+ * At most this many recent hits are counted per window (`WINDOW_CAP` in the Store
+ * contract): counts saturate there, which is enough because every threshold is
+ * below it. Arrays may grow to twice the cap before being cut back, so a hot key
+ * (one IP hammering a login) pays an occasional copy, not one per hit.
+ */
+const MAX_HITS = WINDOW_CAP
 
 /**
  * The embedded default store. Bounded: keys expire (checked on access, swept
@@ -199,7 +214,7 @@ export class MemoryStore implements Store {
         const horizon = now - op.ttl
         let drop = 0
         while (drop < hits.ts.length && (hits.ts[drop] as number) <= horizon) drop++
-        if (hits.ts.length - drop >= MAX_HITS) drop = hits.ts.length - MAX_HITS + 1
+        if (hits.ts.length - drop >= 2 * MAX_HITS) drop = hits.ts.length - MAX_HITS + 1
         if (drop > 0) {
           hits.ts = hits.ts.slice(drop)
           if (hits.members) hits.members = hits.members.slice(drop)
@@ -216,31 +231,19 @@ export class MemoryStore implements Store {
     const { ts, members } = hits
     let count = 0
     let member = 0
-    let distinct = 0
-    let seen: Set<string> | undefined
-    for (let i = ts.length - 1; i >= 0 && (ts[i] as number) > op.since; i--) {
+    // Distinct members, found newest first and saturating at DISTINCT_CAP: small fixed
+    // work per hit even on a hot key, and enough for every detection threshold.
+    const seen: string[] = []
+    const floor = Math.max(0, ts.length - MAX_HITS)
+    for (let i = ts.length - 1; i >= floor && (ts[i] as number) > op.since; i--) {
       count++
       if (members === undefined) continue
       const m = members[i] as string
       if (m === op.member) member++
-      // Small windows are counted without allocating a Set.
-      if (seen === undefined) {
-        let duplicate = false
-        for (let j = ts.length - 1; j > i; j--) {
-          if (members[j] === m) {
-            duplicate = true
-            break
-          }
-        }
-        if (!duplicate) distinct++
-        if (count >= 16) seen = new Set(members.slice(i))
-      } else if (!seen.has(m)) {
-        seen.add(m)
-        distinct++
-      }
+      if (seen.length < DISTINCT_CAP && !seen.includes(m)) seen.push(m)
     }
     if (members === undefined) return { count, distinct: count > 0 ? 1 : 0, member: count }
-    return { count, distinct, member }
+    return { count, distinct: seen.length, member }
   }
 
   #remember(op: Extract<StoreOp, { op: 'remember' }>, now: number): RememberResult {

@@ -20,6 +20,16 @@ export interface LedgerEntry {
   readonly evidence?: Readonly<Record<string, string | number>>
 }
 
+/**
+ * A sliding window counts at most its most recent `WINDOW_CAP` hits: counts
+ * saturate there. Every detection threshold is far below it, and the cap keeps
+ * a hot key (one IP hammering a login page) cheap in every store.
+ */
+export const WINDOW_CAP = 128
+
+/** `distinct` saturates at this many members (thresholds need at most a handful). */
+export const DISTINCT_CAP = 16
+
 export type StoreOp =
   /** Sliding window: optionally add one hit (with an optional member) and count hits after `since`. */
   | {
