@@ -7,6 +7,7 @@
 //
 // Options: --rounds N, --duration S, --warmup S, --connections N,
 // --target source|dist (BENCH_TARGET): lib/ through tsx (default) or the build in dist/ (npm run build first).
+// --scoring on|off (BENCH_SCORING): with the risk engine scoring every login (default), or capture alone.
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg } from 'node:os'
@@ -24,8 +25,13 @@ const { values: args } = parseArgs({
     warmup: { type: 'string' },
     connections: { type: 'string' },
     target: { type: 'string', default: process.env.BENCH_TARGET ?? 'source' },
+    scoring: { type: 'string', default: process.env.BENCH_SCORING ?? 'on' },
   },
 })
+if (args.scoring !== 'on' && args.scoring !== 'off')
+  throw new Error(`--scoring must be on or off, got "${args.scoring}"`)
+// The server children inherit it.
+process.env.BENCH_SCORING = args.scoring
 
 const positive = (name: string, raw: string | undefined, fallback: number): number => {
   if (raw === undefined) return fallback

@@ -59,7 +59,7 @@ export const sqreenAuth = (options: Partial<Options> = {}): SqreenAuth => {
     diag,
   )
   const boundary = createIdentityBoundary(config, diag)
-  const sinks: EventSink[] = [(event) => engine.process(event)]
+  const sinks: EventSink[] = config.scoring ? [(event) => engine.process(event)] : []
   if (config.onEvent) sinks.push(config.onEvent)
   const pipeline = createPipeline(boundary, sinks, config.maxPending, diag)
 

@@ -72,6 +72,11 @@ export interface Options {
   logger: Logger
   /** Attempts waiting for the identity boundary (e.g. a slow `identifyLogin`) before new ones are dropped and counted. Defaults to `10000`. */
   maxPending: number
+  /**
+   * Score users in this process. Set `false` when a Security Hub scores centrally
+   * (events still reach `onEvent` and the forwarder). Defaults to `true`.
+   */
+  scoring: boolean
   /** Where counters and ledgers live. Defaults to a new in-memory store (one process). */
   store: Store
   /** Override (a number) or switch off (`false` or `0`) the points of any detection. Defaults to the README's table. */
@@ -111,6 +116,7 @@ export interface Config {
   readonly onEvent: Options['onEvent']
   readonly logger: Logger
   readonly maxPending: number
+  readonly scoring: boolean
   readonly store: Store | undefined
   readonly points: Readonly<Record<Detection, number>>
   readonly trigger: RiskTrigger | undefined
@@ -142,6 +148,7 @@ const KNOWN_KEYS = [
   'onEvent',
   'logger',
   'maxPending',
+  'scoring',
   'store',
   'points',
   'trigger',
@@ -298,6 +305,12 @@ const checkKeys = (name: string, value: Record<string, unknown>, known: readonly
       )
     }
   }
+}
+
+const resolveBoolean = (name: string, value: unknown, fallback: boolean): boolean => {
+  if (value === undefined) return fallback
+  if (typeof value !== 'boolean') throw typeError(name, 'true or false', value)
+  return value
 }
 
 const resolveStore = (value: unknown): Store | undefined => {
@@ -467,6 +480,7 @@ export const resolveOptions = (input: unknown = {}): Config => {
     onEvent: optionalFunction<Options['onEvent']>(options, 'onEvent'),
     logger: resolveLogger(options.logger),
     maxPending,
+    scoring: resolveBoolean('scoring', options.scoring, true),
     store: resolveStore(options.store),
     points: resolvePoints(options.points),
     trigger: resolveTrigger(options.trigger),

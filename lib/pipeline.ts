@@ -94,8 +94,22 @@ export const createPipeline = (
         return
       }
       pending++
-      boundary
-        .toEvent(raw)
+      let event: ReturnType<IdentityBoundary['toEvent']>
+      try {
+        event = boundary.toEvent(raw)
+      } catch (err) {
+        diag.error('boundary_failed', 'an event could not cross the identity boundary', err)
+        settle()
+        return
+      }
+      if (!(event instanceof Promise)) {
+        // The common case: no async identify, a synchronous store. No promise per event.
+        const waiting = deliver(event)
+        if (waiting === undefined) settle()
+        else waiting.finally(settle)
+        return
+      }
+      event
         .then(deliver, (err: unknown) =>
           diag.error('boundary_failed', 'an event could not cross the identity boundary', err),
         )

@@ -15,7 +15,7 @@ export interface IdentityBoundary {
    * raw login or request; in advanced mode nothing but the checked output of
    * `identify` / `identifyLogin` / the SDK's identity and a keyed login hash.
    */
-  toEvent(raw: RawAttempt): Promise<AuthEvent>
+  toEvent(raw: RawAttempt): AuthEvent | Promise<AuthEvent>
   /**
    * The ledger key of a user object, synchronously (for enforcement on the request
    * path); `undefined` when it cannot be known without waiting (an async `identify`).
@@ -41,26 +41,34 @@ export const createIdentityBoundary = (config: Config, diag: Diagnostics): Ident
     // Advanced mode keys logins by HMAC; automatic mode forwards what it finds, as Sqreen did.
     mode === 'advanced' && secret ? `login:${loginPseudonym(secret, login)}` : `login:${normaliseLogin(login)}`
 
-  const callUser = async (
+  const threw = (source: IdentitySource, err: unknown): Identity => {
+    diag.error(
+      `${source}_threw`,
+      `${source}() threw; the event was keyed by the attempted login when known, else recorded without identity`,
+      err,
+    )
+    return {}
+  }
+
+  /** Calls `identify` / `identifyLogin`; stays synchronous unless the callback returns a promise. */
+  const callUser = (
     fn: (...args: any[]) => IdentifyResult | Promise<IdentifyResult>,
     args: unknown[],
     source: IdentitySource,
-  ): Promise<Identity> => {
+  ): Identity | Promise<Identity> => {
     try {
-      let result = fn(...args)
-      if (isThenable(result)) result = await result
-      return guard.identity(result, source)
-    } catch (err) {
-      diag.error(
-        `${source}_threw`,
-        `${source}() threw; the event was keyed by the attempted login when known, else recorded without identity`,
-        err,
+      const result = fn(...args)
+      if (!isThenable(result)) return guard.identity(result, source)
+      return Promise.resolve(result).then(
+        (value) => guard.identity(value, source),
+        (err: unknown) => threw(source, err),
       )
-      return {}
+    } catch (err) {
+      return threw(source, err)
     }
   }
 
-  const identityOfUser = (user: unknown): Promise<Identity> | Identity => {
+  const identityOfUser = (user: unknown): Identity | Promise<Identity> => {
     if (identify) return callUser(identify, [user], 'identify')
     return guard.identity(automaticIdentity(user), 'automatic')
   }
@@ -71,35 +79,41 @@ export const createIdentityBoundary = (config: Config, diag: Diagnostics): Ident
   }
   const resolved = (identity: Identity): Resolved => ({ identity, userKey: userKeyOf(identity) })
 
+  /** The login itself as the identity: its ledger key *is* the login key, so a later success can merge it. */
+  const loginIdentity = (login: string, loginKey: string): Resolved => ({
+    identity: mode === 'advanced' ? { loginHash: loginKey.slice('login:'.length) } : { login: normaliseLogin(login) },
+    userKey: loginKey,
+  })
+
   /**
    * Whom a login belongs to when there is no user object (a failure): the user it was
-   * linked to by an earlier success, else `identifyLogin`'s answer, else the login
-   * itself. In that last case the ledger key *is* the login key, so a later success
-   * can bring that ledger over to the user.
+   * linked to by an earlier success, else `identifyLogin`'s answer, else the login itself.
    */
-  const identityOfLogin = async (raw: RawAttempt, login: string, loginKey: string): Promise<Resolved> => {
+  const identityOfLogin = (raw: RawAttempt, login: string, loginKey: string): Resolved | Promise<Resolved> => {
     const linked = links.get(loginKey)
     if (linked) return linked
-    if (identifyLogin) {
-      const mapped = await callUser(identifyLogin, [login, raw.req], 'identifyLogin')
-      if (Object.keys(mapped).length > 0) return resolved(mapped)
-    }
-    const identity =
-      mode === 'advanced' ? { loginHash: loginKey.slice('login:'.length) } : { login: normaliseLogin(login) }
-    return { identity, userKey: loginKey }
+    if (!identifyLogin) return loginIdentity(login, loginKey)
+    const mapped = callUser(identifyLogin, [login, raw.req], 'identifyLogin')
+    const pick = (identity: Identity): Resolved =>
+      Object.keys(identity).length > 0 ? resolved(identity) : loginIdentity(login, loginKey)
+    return isThenable(mapped) ? mapped.then(pick) : pick(mapped)
   }
 
   const sdkSource = (raw: RawAttempt): IdentitySource =>
     raw.kind === 'signup' ? 'signupTrack' : raw.kind === 'custom' ? 'trackEvent' : 'authTrack'
 
-  const resolveIdentity = async (raw: RawAttempt, loginKey: string | undefined): Promise<Resolved> => {
+  const resolveIdentity = (raw: RawAttempt, loginKey: string | undefined): Resolved | Promise<Resolved> => {
     if (raw.identity !== undefined) return resolved(guard.identity(raw.identity, sdkSource(raw)))
+    const fallback = (): Resolved | Promise<Resolved> =>
+      raw.login !== undefined && loginKey !== undefined ? identityOfLogin(raw, raw.login, loginKey) : resolved({})
     if (raw.kind === 'custom' || raw.outcome === 'succeeded') {
-      const fromUser = raw.user === undefined || raw.user === null ? {} : await identityOfUser(raw.user)
-      if (Object.keys(fromUser).length > 0 || raw.kind === 'custom') return resolved(fromUser)
+      if (raw.user === undefined || raw.user === null) return raw.kind === 'custom' ? resolved({}) : fallback()
+      const fromUser = identityOfUser(raw.user)
+      const pick = (identity: Identity): Resolved | Promise<Resolved> =>
+        Object.keys(identity).length > 0 || raw.kind === 'custom' ? resolved(identity) : fallback()
+      return isThenable(fromUser) ? fromUser.then(pick) : pick(fromUser)
     }
-    if (raw.login !== undefined && loginKey !== undefined) return identityOfLogin(raw, raw.login, loginKey)
-    return resolved({})
+    return fallback()
   }
 
   const userKeyOfUser = (user: unknown): string | null | undefined => {
@@ -116,39 +130,44 @@ export const createIdentityBoundary = (config: Config, diag: Diagnostics): Ident
 
   return {
     userKeyOfUser,
-    async toEvent(raw) {
+    toEvent(raw) {
       const loginKey = raw.login === undefined ? undefined : loginKeyOf(raw.login)
-      const { identity, userKey } = await resolveIdentity(raw, loginKey)
-      if (raw.outcome === 'succeeded' && loginKey !== undefined && userKey !== null && userKey !== loginKey) {
-        links.set(loginKey, { userKey, identity })
-      }
-      const type: AuthEventType = raw.kind === 'login' ? TYPE_OF_OUTCOME[raw.outcome ?? 'failed'] : raw.kind
-      const event: Record<string, unknown> = {
-        id: randomUUID(),
-        type,
-        at: new Date(raw.at).toISOString(),
-        source: raw.source,
-        mode,
-        strategy: raw.strategy ?? null,
-        identity: Object.freeze(identity),
-        userKey,
-        ip: raw.ip,
-        userAgent: raw.userAgent,
-      }
-      // Optional fields are left out rather than set to undefined, so events stay
-      // small and compare cleanly when serialised.
-      if (type === 'login.failed') event.reason = raw.reason ?? 'invalid_credentials'
-      if (loginKey !== undefined) event.loginKey = loginKey
-      if (raw.status !== undefined) event.status = raw.status
-      if (raw.attempts !== undefined) event.attempts = raw.attempts
-      if (raw.error !== undefined) event.error = raw.error
-      if (raw.kind === 'custom') {
-        event.name = raw.name
-        event.severity = raw.severity ?? 'low'
-        const properties = guard.properties(raw.properties)
-        if (properties !== undefined) event.properties = properties
-      }
-      return Object.freeze(event) as unknown as AuthEvent
+      const who = resolveIdentity(raw, loginKey)
+      // Synchronous unless identify / identifyLogin returned a promise.
+      return isThenable(who) ? who.then((w) => buildEvent(raw, loginKey, w)) : buildEvent(raw, loginKey, who)
     },
+  }
+
+  function buildEvent(raw: RawAttempt, loginKey: string | undefined, { identity, userKey }: Resolved): AuthEvent {
+    if (raw.outcome === 'succeeded' && loginKey !== undefined && userKey !== null && userKey !== loginKey) {
+      links.set(loginKey, { userKey, identity })
+    }
+    const type: AuthEventType = raw.kind === 'login' ? TYPE_OF_OUTCOME[raw.outcome ?? 'failed'] : raw.kind
+    const event: Record<string, unknown> = {
+      id: randomUUID(),
+      type,
+      at: new Date(raw.at).toISOString(),
+      source: raw.source,
+      mode,
+      strategy: raw.strategy ?? null,
+      identity: Object.freeze(identity),
+      userKey,
+      ip: raw.ip,
+      userAgent: raw.userAgent,
+    }
+    // Optional fields are left out rather than set to undefined, so events stay
+    // small and compare cleanly when serialised.
+    if (type === 'login.failed') event.reason = raw.reason ?? 'invalid_credentials'
+    if (loginKey !== undefined) event.loginKey = loginKey
+    if (raw.status !== undefined) event.status = raw.status
+    if (raw.attempts !== undefined) event.attempts = raw.attempts
+    if (raw.error !== undefined) event.error = raw.error
+    if (raw.kind === 'custom') {
+      event.name = raw.name
+      event.severity = raw.severity ?? 'low'
+      const properties = guard.properties(raw.properties)
+      if (properties !== undefined) event.properties = properties
+    }
+    return Object.freeze(event) as unknown as AuthEvent
   }
 }

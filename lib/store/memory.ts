@@ -1,4 +1,5 @@
 import {
+  DISTINCT_CAP,
   type HitResult,
   type LedgerEntry,
   type RememberResult,
@@ -6,7 +7,6 @@ import {
   type Store,
   type StoreOp,
   type StoreResult,
-  DISTINCT_CAP,
   WINDOW_CAP,
 } from './store.js'
 
@@ -229,20 +229,25 @@ export class MemoryStore implements Store {
     }
     if (hits === undefined) return { count: 0, distinct: 0, member: 0 }
     const { ts, members } = hits
-    let count = 0
+    // Timestamps are ascending: the window's start is found by binary search.
+    let lo = Math.max(0, ts.length - MAX_HITS)
+    let hi = ts.length
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1
+      if ((ts[mid] as number) > op.since) hi = mid
+      else lo = mid + 1
+    }
+    const count = ts.length - lo
+    // Members are looked at only when the op names one (see the contract).
+    if (op.member === undefined || members === undefined) return { count, distinct: 0, member: 0 }
     let member = 0
-    // Distinct members, found newest first and saturating at DISTINCT_CAP: small fixed
-    // work per hit even on a hot key, and enough for every detection threshold.
+    // Distinct members, saturating at DISTINCT_CAP: small fixed work even on a hot key.
     const seen: string[] = []
-    const floor = Math.max(0, ts.length - MAX_HITS)
-    for (let i = ts.length - 1; i >= floor && (ts[i] as number) > op.since; i--) {
-      count++
-      if (members === undefined) continue
+    for (let i = ts.length - 1; i >= lo; i--) {
       const m = members[i] as string
       if (m === op.member) member++
       if (seen.length < DISTINCT_CAP && !seen.includes(m)) seen.push(m)
     }
-    if (members === undefined) return { count, distinct: count > 0 ? 1 : 0, member: count }
     return { count, distinct: seen.length, member }
   }
 
@@ -267,11 +272,17 @@ export class MemoryStore implements Store {
     const ledger = slot instanceof Ledger ? slot : undefined
     let entries = ledger?.entries ?? []
     const added: LedgerEntry[] = []
+    let unordered = false
     for (const { entry, once } of op.entries) {
       if (once !== undefined && !this.#mark(once.key, once.ttl, now)) continue
+      const last = entries[entries.length - 1]
+      if (last !== undefined && entry.at < last.at) unordered = true
       entries = append(entries, entry)
       added.push(entry)
     }
+    // Merged entries (a login's earlier failures) can be older than the user's own:
+    // keep the ledger oldest first, as reads and trimming rely on it. Sort is stable.
+    if (unordered) entries = [...entries].sort((a, b) => a.at - b.at)
     let drop = 0
     while (drop < entries.length && (entries[drop] as LedgerEntry).at <= op.keepSince) drop++
     drop = Math.max(drop, entries.length - op.max)
@@ -287,6 +298,7 @@ export class MemoryStore implements Store {
     for (const e of entries) if (e.at > op.windowSince) sum += e.points
     const crossed: number[] = []
     for (const t of op.thresholds) if (sum > t.level && this.#mark(t.key, t.ttl, now)) crossed.push(t.level)
+    if (crossed.length > 1) crossed.sort((a, b) => a - b)
     return { added, sum, crossed }
   }
 }

@@ -31,7 +31,11 @@ export const WINDOW_CAP = 128
 export const DISTINCT_CAP = 16
 
 export type StoreOp =
-  /** Sliding window: optionally add one hit (with an optional member) and count hits after `since`. */
+  /**
+   * Sliding window: optionally add one hit (with an optional member) and count hits
+   * after `since`. `distinct` and `member` are computed only when the op names a
+   * `member` (otherwise both are 0): counting members costs a pass over the window.
+   */
   | {
       readonly op: 'hit'
       readonly key: string
@@ -56,7 +60,8 @@ export type StoreOp =
     }
   /**
    * Score: append entries to a ledger (an entry with `once` is added only by the caller
-   * that claims its mark), keep at most `max` entries and none older than `keepSince`,
+   * that claims its mark) keeping it ordered by `at` (merged entries may be older than
+   * the last one), keep at most `max` entries (the newest) and none older than `keepSince`,
    * then sum the points after `windowSince` and claim each threshold mark whose level
    * that sum exceeds. One op, so "crossed the threshold" is decided exactly once even
    * when several processes score the same user at the same time.
@@ -96,10 +101,11 @@ export interface ScoreResult {
 }
 
 export interface HitResult {
+  /** Hits after `since`, saturating at `WINDOW_CAP`. */
   readonly count: number
-  /** Distinct members among the counted hits. */
+  /** Distinct members among the counted hits, saturating at `DISTINCT_CAP` (0 without an op `member`). */
   readonly distinct: number
-  /** Counted hits whose member is the op's `member`. */
+  /** Counted hits whose member is the op's `member` (0 without one). */
   readonly member: number
 }
 

@@ -1,0 +1,528 @@
+/**
+ * The Store contract suite: every store implementation (the in-memory default
+ * today, Redis later) must pass it. It talks to the store through `run(ops, now)`
+ * only, with an explicit logical `now`, so expiry is tested by moving `now`
+ * rather than by sleeping, and a shared backend works: each test uses keys under
+ * its own random prefix and never assumes the store is empty.
+ *
+ * Not named `*.spec.ts`: it registers nothing until a spec file calls
+ * `storeContract(...)` with a factory for the store under test.
+ */
+import assert from 'node:assert/strict'
+import { randomUUID } from 'node:crypto'
+import { afterEach, beforeEach, describe, it } from 'node:test'
+import type {
+  HitResult,
+  LedgerEntry,
+  RememberResult,
+  ScoredEntry,
+  ScoreResult,
+  Store,
+  StoreOp,
+  StoreResult,
+  Threshold,
+} from '../lib/index.js'
+import { DISTINCT_CAP, WINDOW_CAP } from '../lib/store/store.js'
+
+const SECOND = 1_000
+const MINUTE = 60 * SECOND
+const HOUR = 60 * MINUTE
+
+/** Keys under a fresh random prefix, so tests sharing one backend never see each other's data. */
+const keySpace = (): ((name: string) => string) => {
+  const prefix = `contract:${randomUUID()}:`
+  return (name) => `${prefix}${name}`
+}
+
+const entry = (
+  detection: string,
+  points: number,
+  at: number,
+  evidence?: Record<string, string | number>,
+): LedgerEntry => (evidence === undefined ? { detection, points, at } : { detection, points, at, evidence })
+
+export const storeContract = (
+  name: string,
+  makeStore: () => Promise<Store> | Store,
+  cleanup?: (store: Store) => Promise<void>,
+): void => {
+  describe(`Store contract: ${name}`, () => {
+    let store: Store
+    let k: (name: string) => string
+    // Real wall-clock time as the base, so a backend that also sets real TTLs
+    // (Redis PEXPIRE) agrees with the logical `now` the tests move forward.
+    let T0: number
+
+    beforeEach(async () => {
+      store = await makeStore()
+      k = keySpace()
+      T0 = Date.now()
+    })
+
+    afterEach(async () => {
+      await (cleanup ? cleanup(store) : store.close())
+    })
+
+    const run = (ops: readonly StoreOp[], now: number): Promise<StoreResult[]> => store.run(ops, now)
+    const one = async <R extends StoreResult>(op: StoreOp, now: number): Promise<R> => {
+      const results = await run([op], now)
+      assert.equal(results.length, 1, 'one result per op')
+      return results[0] as R
+    }
+    const hit = (
+      key: string,
+      now: number,
+      opts: { since?: number; ttl?: number; member?: string; add?: boolean } = {},
+    ) =>
+      one<HitResult>(
+        {
+          op: 'hit',
+          key,
+          add: opts.add ?? true,
+          since: opts.since ?? now - HOUR,
+          ttl: opts.ttl ?? HOUR,
+          ...(opts.member === undefined ? {} : { member: opts.member }),
+        },
+        now,
+      )
+    const claim = (key: string, now: number, ttl = MINUTE) => one<boolean>({ op: 'claim', key, ttl }, now)
+    const marked = (key: string, now: number) => one<boolean>({ op: 'marked', key }, now)
+    const remember = (key: string, value: string, now: number, max = 3, ttl = HOUR) =>
+      one<RememberResult>({ op: 'remember', key, value, max, ttl }, now)
+    const read = (key: string, now: number, since = now - 30 * 24 * HOUR) =>
+      one<readonly LedgerEntry[]>({ op: 'read', key, since }, now)
+    const score = (
+      key: string,
+      now: number,
+      entries: readonly ScoredEntry[],
+      opts: { keepSince?: number; max?: number; ttl?: number; windowSince?: number; thresholds?: Threshold[] } = {},
+    ) =>
+      one<ScoreResult>(
+        {
+          op: 'score',
+          key,
+          entries,
+          keepSince: opts.keepSince ?? now - 30 * 24 * HOUR,
+          max: opts.max ?? 100,
+          ttl: opts.ttl ?? 30 * 24 * HOUR,
+          windowSince: opts.windowSince ?? now - 24 * HOUR,
+          thresholds: opts.thresholds ?? [],
+        },
+        now,
+      )
+
+    describe('hit', () => {
+      it('adds one hit per call and counts the hits after `since`', async () => {
+        assert.equal((await hit(k('h'), T0)).count, 1)
+        assert.equal((await hit(k('h'), T0 + SECOND)).count, 2)
+        assert.equal((await hit(k('h'), T0 + 2 * SECOND)).count, 3)
+        // Only hits strictly after `since` count: T0 + SECOND is on the boundary.
+        assert.equal((await hit(k('h'), T0 + 3 * SECOND, { add: false, since: T0 + SECOND })).count, 1)
+        assert.equal((await hit(k('h'), T0 + 3 * SECOND, { add: false, since: T0 + SECOND - 1 })).count, 2)
+        assert.equal((await hit(k('h'), T0 + 3 * SECOND, { add: false, since: T0 - 1 })).count, 3)
+        // A newer window drops the oldest hits from the count, not from the key.
+        assert.equal((await hit(k('h'), T0 + 10 * MINUTE, { since: T0 + 10 * MINUTE - MINUTE })).count, 1)
+        assert.equal((await hit(k('h'), T0 + 10 * MINUTE, { add: false, since: T0 - 1 })).count, 4)
+      })
+
+      it('`add: false` only reads: it counts without recording and answers zeros for a missing key', async () => {
+        assert.deepEqual(await hit(k('missing'), T0, { add: false }), { count: 0, distinct: 0, member: 0 })
+        await hit(k('h'), T0)
+        for (let i = 0; i < 3; i++) assert.equal((await hit(k('h'), T0 + i, { add: false })).count, 1)
+        assert.equal((await hit(k('h'), T0 + 5)).count, 2)
+        // Reading a missing key did not create it.
+        assert.equal((await hit(k('missing'), T0 + 6, { add: false })).count, 0)
+      })
+
+      it('members: `distinct` counts distinct members and `member` the hits of the op member, within the window', async () => {
+        await hit(k('m'), T0, { member: 'old' })
+        await hit(k('m'), T0 + MINUTE, { member: 'a' })
+        await hit(k('m'), T0 + MINUTE, { member: 'b' })
+        await hit(k('m'), T0 + 2 * MINUTE, { member: 'a' })
+        const added = await hit(k('m'), T0 + 3 * MINUTE, { member: 'c', since: T0 + 30 * SECOND })
+        // 'old' is before the window: it counts neither as a hit nor as a member.
+        assert.deepEqual(added, { count: 4, distinct: 3, member: 1 })
+        assert.deepEqual(await hit(k('m'), T0 + 3 * MINUTE, { add: false, member: 'a', since: T0 + 30 * SECOND }), {
+          count: 4,
+          distinct: 3,
+          member: 2,
+        })
+        assert.deepEqual(await hit(k('m'), T0 + 3 * MINUTE, { add: false, member: 'old', since: T0 - 1 }), {
+          count: 5,
+          distinct: 4,
+          member: 1,
+        })
+        assert.deepEqual(await hit(k('m'), T0 + 3 * MINUTE, { add: false, member: 'zzz', since: T0 - 1 }), {
+          count: 5,
+          distinct: 4,
+          member: 0,
+        })
+        // Without an op member, members are not looked at: both are 0 (the count is not).
+        assert.deepEqual(await hit(k('m'), T0 + 3 * MINUTE, { add: false, since: T0 - 1 }), {
+          count: 5,
+          distinct: 0,
+          member: 0,
+        })
+      })
+
+      it('a key expires `ttl` after its last write: the hits are gone and counting starts over', async () => {
+        await hit(k('t'), T0, { ttl: MINUTE })
+        await hit(k('t'), T0 + 30 * SECOND, { ttl: MINUTE })
+        // The second write extended the key's life past T0 + MINUTE.
+        assert.equal((await hit(k('t'), T0 + 80 * SECOND, { add: false, since: T0 - 1, ttl: MINUTE })).count, 2)
+        assert.equal((await hit(k('t'), T0 + 91 * SECOND, { add: false, since: T0 - 1, ttl: MINUTE })).count, 0)
+        assert.equal((await hit(k('t'), T0 + 92 * SECOND, { since: T0 - 1, ttl: MINUTE })).count, 1)
+      })
+
+      it(`counts saturate at WINDOW_CAP (${WINDOW_CAP}): only the most recent hits are counted`, async () => {
+        const n = WINDOW_CAP + 40
+        const counts: number[] = []
+        // Members repeat every 5 hits, so `distinct` stays below its own cap here.
+        for (let i = 0; i < n; i++)
+          counts.push((await hit(k('hot'), T0 + i, { since: T0 - 1, member: `m${i % 5}` })).count)
+        assert.equal(counts[WINDOW_CAP - 1], WINDOW_CAP)
+        assert.ok(
+          counts.slice(WINDOW_CAP).every((c) => c === WINDOW_CAP),
+          'no count above the cap',
+        )
+        assert.deepEqual(await hit(k('hot'), T0 + n, { add: false, since: T0 + n - 11, member: 'm0' }), {
+          count: 10,
+          distinct: 5,
+          member: 2,
+        })
+        // The member count is capped with the window: 128 counted hits, a fifth of them m0's (rounded up).
+        assert.deepEqual(await hit(k('hot'), T0 + n, { add: false, since: T0 - 1, member: 'm0' }), {
+          count: WINDOW_CAP,
+          distinct: 5,
+          member: Math.ceil(WINDOW_CAP / 5),
+        })
+      })
+
+      it(`distinct saturates at DISTINCT_CAP (${DISTINCT_CAP})`, async () => {
+        const n = DISTINCT_CAP + 10
+        for (let i = 0; i < n; i++) await hit(k('many'), T0 + i, { member: `m${i}` })
+        const all = await hit(k('many'), T0 + n, { add: false, since: T0 - 1, member: 'm0' })
+        assert.deepEqual(all, { count: n, distinct: DISTINCT_CAP, member: 1 })
+        // Below the cap it is exact.
+        const few = await hit(k('many'), T0 + n, { add: false, since: T0 + n - 4, member: 'zzz' })
+        assert.deepEqual(few, { count: 3, distinct: 3, member: 0 })
+      })
+
+      it('reset forgets a key of any kind and answers null', async () => {
+        await hit(k('h'), T0)
+        await claim(k('c'), T0)
+        await score(k('l'), T0, [{ entry: entry('x', 1, T0) }])
+        const results = await run(
+          [
+            { op: 'reset', key: k('h') },
+            { op: 'reset', key: k('c') },
+            { op: 'reset', key: k('l') },
+            { op: 'reset', key: k('never-written') },
+          ],
+          T0 + 1,
+        )
+        assert.deepEqual(results, [null, null, null, null])
+        assert.equal((await hit(k('h'), T0 + 2, { add: false })).count, 0)
+        assert.equal(await marked(k('c'), T0 + 2), false)
+        assert.equal(await claim(k('c'), T0 + 2), true)
+        assert.deepEqual(await read(k('l'), T0 + 2), [])
+      })
+    })
+
+    describe('claim and marked', () => {
+      it('claim is true exactly once per ttl window, then again after it expires', async () => {
+        assert.equal(await marked(k('c'), T0), false)
+        assert.equal(await claim(k('c'), T0, MINUTE), true)
+        assert.equal(await claim(k('c'), T0, MINUTE), false)
+        assert.equal(await marked(k('c'), T0 + 59 * SECOND), true)
+        // A failed claim does not extend the mark.
+        assert.equal(await claim(k('c'), T0 + 59 * SECOND, MINUTE), false)
+        assert.equal(await marked(k('c'), T0 + MINUTE + 1), false)
+        assert.equal(await claim(k('c'), T0 + MINUTE + 1, MINUTE), true)
+        assert.equal(await claim(k('c'), T0 + MINUTE + 2, MINUTE), false)
+      })
+
+      it('marks are per key', async () => {
+        assert.equal(await claim(k('a'), T0), true)
+        assert.equal(await marked(k('b'), T0), false)
+        assert.equal(await claim(k('b'), T0), true)
+        assert.equal(await marked(k('a'), T0), true)
+      })
+    })
+
+    describe('remember', () => {
+      it('answers whether the value was known and the list size before, keeping the most recent `max` distinct values', async () => {
+        const seq: [string, boolean, number][] = [
+          ['a', false, 0],
+          ['b', false, 1],
+          ['c', false, 2], // [c, b, a]
+          ['a', true, 3], // a moves to the front: [a, c, b]
+          ['d', false, 3], // b, the least recent, is dropped: [d, a, c]
+          ['b', false, 3], // [b, d, a]
+          ['a', true, 3], // [a, b, d]
+          ['c', false, 3],
+        ]
+        let now = T0
+        for (const [value, seen, size] of seq) {
+          now += SECOND
+          assert.deepEqual(await remember(k('r'), value, now), { seen, size }, `remember ${value}`)
+        }
+      })
+
+      it('repeating a value does not grow the list', async () => {
+        for (let i = 0; i < 5; i++) await remember(k('r'), 'same', T0 + i, 10)
+        assert.deepEqual(await remember(k('r'), 'other', T0 + 10, 10), { seen: false, size: 1 })
+      })
+
+      it('the list expires `ttl` after its last write', async () => {
+        await remember(k('r'), 'a', T0, 3, MINUTE)
+        assert.deepEqual(await remember(k('r'), 'b', T0 + 50 * SECOND, 3, MINUTE), { seen: false, size: 1 })
+        assert.deepEqual(await remember(k('r'), 'a', T0 + 100 * SECOND, 3, MINUTE), { seen: true, size: 2 })
+        assert.deepEqual(await remember(k('r'), 'a', T0 + 161 * SECOND, 3, MINUTE), { seen: false, size: 0 })
+      })
+    })
+
+    describe('score and read', () => {
+      it('appends entries and sums the points after `windowSince`; read returns them oldest first, evidence intact', async () => {
+        const e1 = entry('wrong_password', 1, T0, { event: 'e1', ip: '192.0.2.0/24', failures24h: 1 })
+        const e2 = entry('brute_force', 15, T0 + MINUTE)
+        const e3 = entry('new_device', 2.5, T0 + 2 * MINUTE, { device: 'Firefox on Windows' })
+        assert.deepEqual(await score(k('l'), T0, [{ entry: e1 }]), { added: [e1], sum: 1, crossed: [] })
+        assert.deepEqual(await score(k('l'), T0 + MINUTE, [{ entry: e2 }]), { added: [e2], sum: 16, crossed: [] })
+        const third = await score(k('l'), T0 + 2 * MINUTE, [{ entry: e3 }], { windowSince: T0 })
+        // e1 is at exactly windowSince: outside the window (strictly after), still on the ledger.
+        assert.deepEqual(third, { added: [e3], sum: 17.5, crossed: [] })
+        assert.deepEqual(await read(k('l'), T0 + 3 * MINUTE), [e1, e2, e3])
+        assert.deepEqual(await read(k('l'), T0 + 3 * MINUTE, T0), [e2, e3])
+        assert.deepEqual(await read(k('l'), T0 + 3 * MINUTE, T0 + 2 * MINUTE), [])
+        assert.deepEqual(await read(k('never-written'), T0), [])
+      })
+
+      it('read stays oldest first when a score appends entries older than the ledger (a merged ledger)', async () => {
+        // The engine merges a login's earlier failures into the user's ledger on success:
+        // those entries can be older than the user's own.
+        await score(k('l'), T0 + 2 * HOUR, [{ entry: entry('own', 1, T0 + 2 * HOUR) }])
+        await score(k('l'), T0 + 3 * HOUR, [
+          { entry: entry('merged-old', 1, T0) },
+          { entry: entry('merged-mid', 1, T0 + HOUR) },
+          { entry: entry('new', 1, T0 + 3 * HOUR) },
+        ])
+        assert.deepEqual(
+          (await read(k('l'), T0 + 3 * HOUR, T0 - 1)).map((e) => e.detection),
+          ['merged-old', 'merged-mid', 'own', 'new'],
+        )
+        // Trimming by keepSince then drops every old entry, wherever it was appended.
+        await score(k('l'), T0 + 4 * HOUR, [{ entry: entry('latest', 1, T0 + 4 * HOUR) }], {
+          keepSince: T0 + HOUR + 30 * MINUTE,
+          windowSince: T0 - 1,
+        })
+        assert.deepEqual(
+          (await read(k('l'), T0 + 4 * HOUR, T0 - 1)).map((e) => e.detection),
+          ['own', 'new', 'latest'],
+        )
+      })
+
+      it('a score without entries adds nothing and reports the existing sum', async () => {
+        assert.deepEqual(await score(k('empty'), T0, []), { added: [], sum: 0, crossed: [] })
+        assert.deepEqual(await read(k('empty'), T0), [])
+        await score(k('l'), T0, [{ entry: entry('x', 3, T0) }])
+        assert.deepEqual(await score(k('l'), T0 + 1, []), { added: [], sum: 3, crossed: [] })
+      })
+
+      it('an entry with `once` is added only by the call that sets its mark, again after the mark expires', async () => {
+        const once = { key: k('once'), ttl: HOUR }
+        const first = entry('failure_burst', 4, T0)
+        assert.deepEqual((await score(k('l'), T0, [{ entry: first, once }])).added, [first])
+        const dropped = await score(k('l'), T0 + MINUTE, [
+          { entry: entry('failure_burst', 4, T0 + MINUTE), once },
+          { entry: entry('wrong_password', 1, T0 + MINUTE) },
+        ])
+        // The mark was set: only the plain entry is added, and the sum counts what is there.
+        assert.deepEqual(dropped.added, [entry('wrong_password', 1, T0 + MINUTE)])
+        assert.equal(dropped.sum, 5)
+        // The same once key twice in one call: only the first.
+        const twice = await score(k('l2'), T0, [
+          { entry: entry('a', 1, T0), once: { key: k('once2'), ttl: HOUR } },
+          { entry: entry('b', 1, T0), once: { key: k('once2'), ttl: HOUR } },
+        ])
+        assert.deepEqual(twice.added, [entry('a', 1, T0)])
+        // The once mark is an ordinary mark.
+        assert.equal(await marked(k('once'), T0 + MINUTE), true)
+        const later = entry('failure_burst', 4, T0 + HOUR + 1)
+        assert.deepEqual((await score(k('l'), T0 + HOUR + 1, [{ entry: later, once }])).added, [later])
+        assert.deepEqual(
+          (await read(k('l'), T0 + HOUR + 2)).map((e) => e.detection),
+          ['failure_burst', 'wrong_password', 'failure_burst'],
+        )
+      })
+
+      it('trims entries at or before `keepSince` and keeps at most `max`, the newest', async () => {
+        for (let i = 0; i < 4; i++) await score(k('l'), T0 + i * HOUR, [{ entry: entry(`e${i}`, 1, T0 + i * HOUR) }])
+        const trimmed = await score(k('l'), T0 + 4 * HOUR, [{ entry: entry('e4', 1, T0 + 4 * HOUR) }], {
+          keepSince: T0 + HOUR,
+          windowSince: T0 - 1,
+        })
+        // e0 and e1 (at keepSince exactly) are gone, and no longer counted in the sum.
+        assert.equal(trimmed.sum, 3)
+        assert.deepEqual(
+          (await read(k('l'), T0 + 4 * HOUR, T0 - 1)).map((e) => e.detection),
+          ['e2', 'e3', 'e4'],
+        )
+        const capped = await score(k('l'), T0 + 5 * HOUR, [{ entry: entry('e5', 1, T0 + 5 * HOUR) }], {
+          keepSince: T0 - 1,
+          max: 2,
+          windowSince: T0 - 1,
+        })
+        assert.equal(capped.sum, 2)
+        assert.deepEqual(
+          (await read(k('l'), T0 + 5 * HOUR, T0 - 1)).map((e) => e.detection),
+          ['e4', 'e5'],
+        )
+      })
+
+      it('thresholds: a level is crossed when the sum is strictly above it, once per mark ttl, levels ascending', async () => {
+        const thresholds = (key: string): Threshold[] => [
+          { level: 10, key: k(`${key}:10`), ttl: HOUR },
+          { level: 20, key: k(`${key}:20`), ttl: HOUR },
+        ]
+        const add = (key: string, points: number, now: number) =>
+          score(k(key), now, [{ entry: entry('x', points, now) }], {
+            windowSince: now - 2 * HOUR,
+            thresholds: thresholds(key),
+          })
+        assert.deepEqual((await add('u', 6, T0)).crossed, [])
+        // Exactly 10 is not above 10.
+        assert.deepEqual((await add('u', 4, T0 + 1)).crossed, [])
+        assert.deepEqual(await add('u', 1, T0 + 2), { added: [entry('x', 1, T0 + 2)], sum: 11, crossed: [10] })
+        // Still above 10, but already claimed: no second crossing.
+        assert.deepEqual((await add('u', 1, T0 + 3)).crossed, [])
+        assert.deepEqual(await add('u', 9, T0 + 4), { added: [entry('x', 9, T0 + 4)], sum: 21, crossed: [20] })
+        assert.equal(await marked(k('u:20'), T0 + 5), true)
+        // A jump over both levels at once claims both, ascending.
+        assert.deepEqual((await add('v', 30, T0)).crossed, [10, 20])
+        // After the marks expire, a sum still above the levels crosses them again.
+        assert.deepEqual((await add('u', 1, T0 + HOUR + 10)).crossed, [10, 20])
+        // Once the entries have left the window the sum falls back under the levels: nothing to cross.
+        const late = T0 + 3 * HOUR
+        assert.deepEqual(await add('u', 1, late), { added: [entry('x', 1, late)], sum: 2, crossed: [] })
+      })
+
+      it('the ledger expires `ttl` after its last write', async () => {
+        await score(k('l'), T0, [{ entry: entry('x', 1, T0) }], { ttl: MINUTE })
+        assert.equal((await read(k('l'), T0 + 59 * SECOND, T0 - 1)).length, 1)
+        assert.deepEqual(await read(k('l'), T0 + 61 * SECOND, T0 - 1), [])
+        assert.equal((await score(k('l'), T0 + 62 * SECOND, [], { windowSince: T0 - 1 })).sum, 0)
+      })
+    })
+
+    describe('batches', () => {
+      it('ops run in order and each sees the effects of the ones before it', async () => {
+        const results = await run(
+          [
+            { op: 'marked', key: k('c') },
+            { op: 'claim', key: k('c'), ttl: MINUTE },
+            { op: 'marked', key: k('c') },
+            { op: 'claim', key: k('c'), ttl: MINUTE },
+            { op: 'hit', key: k('h'), add: true, since: T0 - 1, ttl: HOUR, member: 'x' },
+            { op: 'hit', key: k('h'), add: false, since: T0 - 1, ttl: HOUR },
+            { op: 'reset', key: k('h') },
+            { op: 'hit', key: k('h'), add: false, since: T0 - 1, ttl: HOUR },
+            {
+              op: 'score',
+              key: k('l'),
+              entries: [{ entry: entry('x', 2, T0) }],
+              keepSince: T0 - HOUR,
+              max: 10,
+              ttl: HOUR,
+              windowSince: T0 - HOUR,
+              thresholds: [],
+            },
+            { op: 'read', key: k('l'), since: T0 - 1 },
+            { op: 'remember', key: k('r'), value: 'v', max: 3, ttl: HOUR },
+            { op: 'remember', key: k('r'), value: 'v', max: 3, ttl: HOUR },
+          ],
+          T0,
+        )
+        assert.equal(results.length, 12)
+        assert.deepEqual(results.slice(0, 4), [false, true, true, false])
+        assert.equal((results[4] as HitResult).count, 1)
+        assert.equal((results[5] as HitResult).count, 1)
+        assert.equal(results[6], null)
+        assert.equal((results[7] as HitResult).count, 0)
+        assert.deepEqual(results[8], { added: [entry('x', 2, T0)], sum: 2, crossed: [] })
+        assert.deepEqual(results[9], [entry('x', 2, T0)])
+        assert.deepEqual(results[10], { seen: false, size: 0 })
+        assert.deepEqual(results[11], { seen: true, size: 1 })
+      })
+    })
+
+    describe('concurrency', () => {
+      it('50 parallel claims of one key: exactly one wins', async () => {
+        const results = await Promise.all(Array.from({ length: 50 }, () => claim(k('c'), T0)))
+        assert.equal(results.filter((r) => r === true).length, 1)
+        assert.equal(results.filter((r) => r === false).length, 49)
+      })
+
+      it('100 parallel hits of one key are all counted, each batch seeing a distinct count', async () => {
+        const results = await Promise.all(
+          Array.from({ length: 100 }, (_, i) => hit(k('h'), T0, { member: `m${i % 7}`, since: T0 - 1 })),
+        )
+        assert.deepEqual(
+          results.map((r) => r.count).sort((a, b) => a - b),
+          Array.from({ length: 100 }, (_, i) => i + 1),
+        )
+        assert.deepEqual(await hit(k('h'), T0, { add: false, since: T0 - 1, member: 'm0' }), {
+          count: 100,
+          distinct: 7,
+          member: 15,
+        })
+      })
+
+      it('parallel scores of one ledger: every entry kept, a threshold crossed by exactly one call, a once-entry added once', async () => {
+        const threshold: Threshold = { level: 10, key: k('alert'), ttl: HOUR }
+        const results = await Promise.all(
+          Array.from({ length: 30 }, (_, i) =>
+            score(
+              k('l'),
+              T0,
+              [
+                { entry: entry('x', 1, T0, { i }) },
+                { entry: entry('once', 100, T0), once: { key: k('once'), ttl: HOUR } },
+              ],
+              { windowSince: T0 - 1, thresholds: [threshold] },
+            ),
+          ),
+        )
+        assert.equal(results.filter((r) => r.crossed.length > 0).length, 1)
+        assert.equal(results.flatMap((r) => r.added).filter((e) => e.detection === 'once').length, 1)
+        const ledger = await read(k('l'), T0 + 1, T0 - 1)
+        assert.equal(ledger.length, 31)
+        assert.deepEqual(
+          ledger
+            .filter((e) => e.detection === 'x')
+            .map((e) => e.evidence?.i)
+            .sort((a, b) => Number(a) - Number(b)),
+          Array.from({ length: 30 }, (_, i) => i),
+        )
+        assert.equal(Math.max(...results.map((r) => r.sum)), 130)
+      })
+
+      it('parallel batches do not interleave: claim-then-mark batches never both see the mark unset', async () => {
+        const results = await Promise.all(
+          Array.from({ length: 40 }, () =>
+            run(
+              [
+                { op: 'marked', key: k('c') },
+                { op: 'claim', key: k('c'), ttl: HOUR },
+              ],
+              T0,
+            ),
+          ),
+        )
+        // In each batch, "not marked yet" and "claimed" must agree: that is what atomic means.
+        for (const [wasMarked, won] of results) assert.equal(won, wasMarked === false)
+        assert.equal(results.filter(([, won]) => won === true).length, 1)
+      })
+    })
+  })
+}

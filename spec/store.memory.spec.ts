@@ -1,0 +1,199 @@
+/**
+ * The in-memory store: the shared Store contract, plus what only the embedded
+ * store promises: a hard cap on keys with least-recently-written eviction, an
+ * incremental sweep of expired keys, a sweep timer that never keeps the process
+ * alive, and `close()` releasing everything.
+ */
+import assert from 'node:assert/strict'
+import { type ChildProcess, spawn } from 'node:child_process'
+import { describe, it } from 'node:test'
+import { pathToFileURL } from 'node:url'
+import { type HitResult, MemoryStore, type StoreOp } from '../lib/index.js'
+import { storeContract } from './store.contract.js'
+
+storeContract('MemoryStore', () => new MemoryStore())
+
+const T0 = 1_700_000_000_000
+const HOUR = 3_600_000
+
+const write = (key: string, ttl = HOUR): StoreOp => ({ op: 'hit', key, add: true, since: 0, ttl })
+const count = async (store: MemoryStore, key: string, now: number): Promise<number> => {
+  const [result] = await store.run([{ op: 'hit', key, add: false, since: 0, ttl: HOUR }], now)
+  return (result as HitResult).count
+}
+
+/** Resolves with the exit code, or `'running'` if the child is still alive after `ms`. */
+const exitWithin = (child: ChildProcess, ms: number): Promise<number | null | 'running'> =>
+  new Promise((resolve) => {
+    const timer = setTimeout(() => resolve('running'), ms)
+    child.once('exit', (code) => {
+      clearTimeout(timer)
+      resolve(code)
+    })
+  })
+
+describe('MemoryStore (memory-only behaviour)', () => {
+  it('never holds more than maxKeys keys, counting evictions', async () => {
+    const store = new MemoryStore({ maxKeys: 5 })
+    try {
+      for (let i = 0; i < 200; i++) {
+        await store.run([write(`k${i}`)], T0 + i)
+        assert.ok(store.size <= 5, `size ${store.size} above the cap after ${i + 1} keys`)
+      }
+      assert.equal(store.size, 5)
+      assert.equal(store.evicted, 195)
+      // The survivors are the five written last.
+      for (let i = 195; i < 200; i++) assert.equal(await count(store, `k${i}`, T0 + 300), 1)
+      assert.equal(await count(store, 'k194', T0 + 300), 0)
+      // One batch writing several keys (a score with once-marks and thresholds) is capped too.
+      await store.run(
+        [
+          {
+            op: 'score',
+            key: 'ledger',
+            entries: [{ entry: { detection: 'x', points: 50, at: T0 }, once: { key: 'once', ttl: HOUR } }],
+            keepSince: 0,
+            max: 10,
+            ttl: HOUR,
+            windowSince: 0,
+            thresholds: [
+              { level: 10, key: 'alert:10', ttl: HOUR },
+              { level: 20, key: 'alert:20', ttl: HOUR },
+            ],
+          },
+        ],
+        T0 + 400,
+      )
+      assert.equal(store.size, 5)
+      assert.equal(store.evicted, 199)
+    } finally {
+      await store.close()
+    }
+  })
+
+  it('evicts the least recently written key, not the least recently read one', async () => {
+    const store = new MemoryStore({ maxKeys: 3 })
+    try {
+      await store.run([write('a'), write('b'), write('c')], T0)
+      // Reading "a" does not protect it; rewriting "b" does.
+      assert.equal(await count(store, 'a', T0 + 1), 1)
+      await store.run([write('b')], T0 + 2)
+      await store.run([write('d')], T0 + 3)
+      assert.equal(store.evicted, 1)
+      assert.equal(await count(store, 'a', T0 + 4), 0, '"a" (written first, only read since) goes first')
+      assert.equal(await count(store, 'b', T0 + 4), 2)
+      await store.run([write('e')], T0 + 5)
+      assert.equal(await count(store, 'c', T0 + 6), 0, '"c" is now the least recently written')
+      assert.equal(await count(store, 'b', T0 + 6), 2)
+      assert.equal(await count(store, 'd', T0 + 6), 1)
+      assert.equal(await count(store, 'e', T0 + 6), 1)
+      assert.equal(store.evicted, 2)
+    } finally {
+      await store.close()
+    }
+  })
+
+  it('sweep() drops expired keys and leaves live ones alone', async () => {
+    const store = new MemoryStore()
+    try {
+      const ops: StoreOp[] = []
+      for (let i = 0; i < 10; i++) ops.push(write(`short${i}`, 1_000))
+      for (let i = 0; i < 4; i++) ops.push(write(`long${i}`, HOUR))
+      ops.push({ op: 'claim', key: 'mark', ttl: 1_000 }, { op: 'claim', key: 'live-mark', ttl: HOUR })
+      await store.run(ops, T0)
+      assert.equal(store.size, 16)
+      store.sweep(T0 + 500)
+      assert.equal(store.size, 16, 'nothing has expired yet')
+      store.sweep(T0 + 1_001)
+      assert.equal(store.size, 5)
+      for (let i = 0; i < 4; i++) assert.equal(await count(store, `long${i}`, T0 + 1_002), 1)
+      const [stillMarked] = await store.run([{ op: 'marked', key: 'live-mark' }], T0 + 1_002)
+      assert.equal(stillMarked, true)
+    } finally {
+      await store.close()
+    }
+  })
+
+  it('sweep() is incremental: at most sweepBatch keys examined per call, resuming where it stopped', async () => {
+    const store = new MemoryStore({ sweepBatch: 4 })
+    try {
+      await store.run(
+        Array.from({ length: 12 }, (_, i) => write(`k${i}`, 1_000)),
+        T0,
+      )
+      const sizes: number[] = []
+      for (let i = 0; i < 4; i++) {
+        store.sweep(T0 + 2_000)
+        sizes.push(store.size)
+      }
+      assert.deepEqual(sizes, [8, 4, 0, 0])
+    } finally {
+      await store.close()
+    }
+  })
+
+  it('the sweep timer is unref-ed: a process that only creates a store exits by itself', async () => {
+    const memory = pathToFileURL(new URL('../lib/store/memory.ts', import.meta.url).pathname).href
+    const cwd = new URL('..', import.meta.url).pathname
+    const child = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        '-e',
+        `import(${JSON.stringify(memory)}).then(({ MemoryStore }) => { globalThis.store = new MemoryStore({ sweepInterval: 20 }) })`,
+      ],
+      { cwd, stdio: ['ignore', 'ignore', 'pipe'] },
+    )
+    let stderr = ''
+    child.stderr?.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString()
+    })
+    // Control: a process holding a ref-ed interval does not exit, so "exited" below means something.
+    const control = spawn(process.execPath, ['-e', 'setInterval(() => {}, 20)'], { stdio: 'ignore' })
+    try {
+      assert.equal(await exitWithin(child, 10_000), 0, `the child did not exit cleanly: ${stderr}`)
+      assert.equal(await exitWithin(control, 200), 'running')
+    } finally {
+      child.kill()
+      control.kill()
+    }
+  })
+
+  it('close() releases every key', async () => {
+    const store = new MemoryStore()
+    await store.run(
+      [
+        write('h'),
+        { op: 'claim', key: 'c', ttl: HOUR },
+        { op: 'remember', key: 'r', value: 'v', max: 3, ttl: HOUR },
+        {
+          op: 'score',
+          key: 'l',
+          entries: [{ entry: { detection: 'x', points: 1, at: T0 } }],
+          keepSince: 0,
+          max: 10,
+          ttl: HOUR,
+          windowSince: 0,
+          thresholds: [],
+        },
+      ],
+      T0,
+    )
+    assert.equal(store.size, 4)
+    await store.close()
+    assert.equal(store.size, 0)
+    assert.deepEqual(
+      await store.run(
+        [
+          { op: 'read', key: 'l', since: 0 },
+          { op: 'marked', key: 'c' },
+        ],
+        T0 + 1,
+      ),
+      [[], false],
+    )
+    // Idempotent.
+    await store.close()
+  })
+})
