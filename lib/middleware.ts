@@ -32,9 +32,6 @@ export interface SqreenAuth extends Sdk {
   close(): Promise<void>
 }
 
-/** How long `close()` waits for alert deliveries before abandoning retries. */
-const CLOSE_DELIVERY_TIMEOUT = 5_000
-
 /**
  * Observes every Passport login of the application. Options are validated here,
  * once; a configuration mistake throws a `SqreenAuthError` with a stable code.
@@ -70,10 +67,6 @@ export const sqreenAuth = (options: Partial<Options> = {}): SqreenAuth => {
   }
   const refuseUser: RefusePredicate | undefined = blocklist ? isBlockedUser : undefined
   const recorder = createRecorder(config, (raw) => pipeline.submit(raw), diag, refuseUser)
-  const observer = observePassport(config.passport, recorder, diag, (req) => {
-    if (req.res) refuse(req, req.res)
-  })
-  const sdk = createSdk(recorder, diag)
   const isBlocked = (req: Request): boolean => {
     try {
       return isBlockedUser(requestUser(req))
@@ -83,6 +76,16 @@ export const sqreenAuth = (options: Partial<Options> = {}): SqreenAuth => {
     }
   }
   const blockAll = config.block?.scope === 'all'
+  const observer = observePassport(
+    config.passport,
+    recorder,
+    diag,
+    (req) => {
+      if (req.res) refuse(req, req.res)
+    },
+    blockAll ? isBlocked : undefined,
+  )
+  const sdk = createSdk(recorder, diag)
   let closing: Promise<void> | undefined
 
   // Capture happens in Passport's own action functions, so the middleware itself
@@ -104,7 +107,7 @@ export const sqreenAuth = (options: Partial<Options> = {}): SqreenAuth => {
       closing ??= (async () => {
         observer.close()
         await pipeline.drain()
-        await dispatcher.close(CLOSE_DELIVERY_TIMEOUT)
+        await dispatcher.close(config.delivery.closeTimeoutMs)
         // A store passed in belongs to the application (it may be shared); one we made is ours.
         if (config.store === undefined) await store.close()
       })()

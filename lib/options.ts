@@ -97,8 +97,20 @@ export interface Options {
   webhook: { url: string; secret: string | Buffer } | undefined
   /** The fetch used for Slack and webhooks. Defaults to node-fetch. */
   fetch: FetchLike | undefined
-  /** Delivery tuning. Defaults to `{ timeout: 5000, retries: 4, baseDelay: 1000, maxDelay: 60000, maxQueued: 1000 }`. */
-  delivery: Partial<{ timeout: number; retries: number; baseDelay: number; maxDelay: number; maxQueued: number }>
+  /**
+   * Delivery tuning (ms): per-attempt `timeout`, `retries` after the first try, backoff
+   * `baseDelay` / `maxDelay`, `maxQueued` deliveries, and how long `close()` waits for
+   * them (`closeTimeout`). Defaults to `{ timeout: 5000, retries: 4, baseDelay: 1000,
+   * maxDelay: 60000, maxQueued: 1000, closeTimeout: 5000 }`.
+   */
+  delivery: Partial<{
+    timeout: number
+    retries: number
+    baseDelay: number
+    maxDelay: number
+    maxQueued: number
+    closeTimeout: number
+  }>
   /** Opt-in enforcement: refuse logins (`scope: 'login'`, the default) or all requests (`'all'`) of users whose standing score is above `above`. Defaults to `false` (monitoring only). */
   block: false | { above: number; scope?: 'login' | 'all' }
   /** The time source, in epoch ms (freeze it in tests). Defaults to `Date.now`. */
@@ -133,6 +145,7 @@ export interface Config {
     readonly baseDelayMs: number
     readonly maxDelayMs: number
     readonly maxQueued: number
+    readonly closeTimeoutMs: number
   }
   readonly block: { readonly above: number; readonly scope: 'login' | 'all' } | undefined
   readonly clock: () => number
@@ -404,13 +417,14 @@ const resolveWebhook = (value: unknown): Config['webhook'] => {
 const resolveDelivery = (value: unknown): Config['delivery'] => {
   if (value !== undefined && !isObject(value)) throw typeError('delivery', 'an object', value)
   const d = (value ?? {}) as Record<string, unknown>
-  checkKeys('delivery', d, ['timeout', 'retries', 'baseDelay', 'maxDelay', 'maxQueued'])
+  checkKeys('delivery', d, ['timeout', 'retries', 'baseDelay', 'maxDelay', 'maxQueued', 'closeTimeout'])
   return Object.freeze({
     timeoutMs: positiveNumber('delivery.timeout', d.timeout, 5_000),
     retries: positiveNumber('delivery.retries', d.retries, 4, true),
     baseDelayMs: positiveNumber('delivery.baseDelay', d.baseDelay, 1_000, true),
     maxDelayMs: positiveNumber('delivery.maxDelay', d.maxDelay, 60_000, true),
     maxQueued: positiveNumber('delivery.maxQueued', d.maxQueued, 1_000),
+    closeTimeoutMs: positiveNumber('delivery.closeTimeout', d.closeTimeout, 5_000, true),
   })
 }
 

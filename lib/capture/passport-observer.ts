@@ -45,6 +45,7 @@ export const observePassport = (
   recorder: Recorder,
   diag: Diagnostics,
   refuseLogin: (req: Request) => void,
+  refuseRestored?: (req: Request) => boolean,
 ): PassportObserver => {
   let active = true
   const derivedByName = new WeakMap<object, Map<string, StrategyLike>>()
@@ -149,9 +150,47 @@ export const observePassport = (
   const originalStrategy = passport._strategy
   const originalAuthenticate = passport.authenticate
 
+  /**
+   * Only with `block: { scope: 'all' }`: the session strategy restores `req.user` on every
+   * request; a restored user who is blocked is refused there, whatever the order of
+   * `app.use(sqreen)` and `passport.session()`. It is still never recorded as a login.
+   */
+  let sessionDerived: { original: StrategyLike; derived: StrategyLike } | undefined
+  const deriveSession = (original: StrategyLike, check: (req: Request) => boolean): StrategyLike => {
+    if (sessionDerived?.original === original) return sessionDerived.derived
+    const derived = Object.create(original) as StrategyLike
+    Object.defineProperty(derived, 'authenticate', {
+      configurable: true,
+      writable: true,
+      value: function guardedSession(this: StrategyLike, req: Request, options?: unknown): unknown {
+        const { pass } = this
+        if (active && typeof pass === 'function') {
+          this.pass = function refusingPass(this: unknown, ...args: unknown[]) {
+            let refused = false
+            try {
+              refused = check(req)
+            } catch (err) {
+              diag.error(
+                'block_check_failed',
+                'could not check whether a user is blocked; the request was allowed',
+                err,
+              )
+            }
+            return refused ? refuseLogin(req) : pass.apply(this, args)
+          }
+        }
+        return original.authenticate.call(this, req, options)
+      },
+    })
+    derivedObjects.add(derived)
+    sessionDerived = { original, derived }
+    return derived
+  }
+
   const hookedStrategy = function (this: unknown, name: string): unknown {
     const strategy = originalStrategy.call(this, name)
-    if (!active || !isStrategy(strategy) || isSessionStrategy(name) || derivedObjects.has(strategy)) return strategy
+    if (!active || !isStrategy(strategy) || derivedObjects.has(strategy)) return strategy
+    if (isSessionStrategy(name)) return refuseRestored ? deriveSession(strategy, refuseRestored) : strategy
     try {
       return derive(strategy, name)
     } catch (err) {

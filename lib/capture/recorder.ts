@@ -164,7 +164,15 @@ const loginOutcome = (ctx: RequestContext, at: number): RawAttempt | undefined =
       return { ...base, source: 'passport', outcome: 'error', strategy: last.strategy, error: last.error }
     case 'failed': {
       if (last.reason === 'blocked') {
-        return { ...base, source: 'passport', outcome: 'failed', strategy: last.strategy, reason: 'blocked' }
+        // Right credentials, refused by enforcement: the event is about that user.
+        return {
+          ...base,
+          source: 'passport',
+          outcome: 'failed',
+          strategy: last.strategy,
+          reason: 'blocked',
+          user: last.user,
+        }
       }
       // In a chain every strategy failed; one that was offered credentials and refused
       // them makes the whole request a wrong-credentials failure.

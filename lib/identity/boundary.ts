@@ -106,7 +106,7 @@ export const createIdentityBoundary = (config: Config, diag: Diagnostics): Ident
     if (raw.identity !== undefined) return resolved(guard.identity(raw.identity, sdkSource(raw)))
     const fallback = (): Resolved | Promise<Resolved> =>
       raw.login !== undefined && loginKey !== undefined ? identityOfLogin(raw, raw.login, loginKey) : resolved({})
-    if (raw.kind === 'custom' || raw.outcome === 'succeeded') {
+    if (raw.kind === 'custom' || raw.outcome === 'succeeded' || raw.reason === 'blocked') {
       if (raw.user === undefined || raw.user === null) return raw.kind === 'custom' ? resolved({}) : fallback()
       const fromUser = identityOfUser(raw.user)
       const pick = (identity: Identity): Resolved | Promise<Resolved> =>

@@ -59,6 +59,7 @@ export const emailMessage = (alert: RiskAlert, options: EmailOptions): Record<st
   }
 }
 
+/** Nodemailer codes for a message the server can never accept, when no SMTP reply says otherwise. */
 const PERMANENT_CODES = new Set(['EENVELOPE', 'EMESSAGE'])
 
 /** How a nodemailer error should be handled: auth failures disable, 5xx drop, the rest retry. */
@@ -69,9 +70,9 @@ export const classifyMailError = (err: unknown): SendResult => {
   const reason = `${code ?? (typeof e?.name === 'string' ? e.name : 'error')}${responseCode ? ` ${responseCode}` : ''}`
   if (code === 'EAUTH')
     return { ok: false, retry: false, disable: true, reason: `${reason} (SMTP authentication failed)` }
-  if ((responseCode !== undefined && responseCode >= 500) || (code !== undefined && PERMANENT_CODES.has(code))) {
-    return { ok: false, retry: false, reason }
-  }
+  // The SMTP reply decides first: 4xx is temporary (greylisting, a full queue), 5xx is final.
+  if (responseCode !== undefined) return { ok: false, retry: responseCode < 500, reason }
+  if (code !== undefined && PERMANENT_CODES.has(code)) return { ok: false, retry: false, reason }
   return { ok: false, retry: true, reason }
 }
 

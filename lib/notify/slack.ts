@@ -15,7 +15,7 @@ export const slackMessage = (alert: RiskAlert): { text: string; blocks: unknown[
       type: 'section',
       fields: [
         { type: 'mrkdwn', text: `*User*\n\`${escapeMrkdwn(alertUser(alert))}\`` },
-        { type: 'mrkdwn', text: `*Rise*\n+${alert.rise} (threshold > ${alert.level})` },
+        { type: 'mrkdwn', text: `*Rise*\n+${alert.rise} (threshold &gt; ${alert.level})` },
         { type: 'mrkdwn', text: `*Standing score*\n${alert.score}` },
         { type: 'mrkdwn', text: `*Last IP*\n${escapeMrkdwn(alert.ip ?? 'unknown')}` },
       ],

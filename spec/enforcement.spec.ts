@@ -1,0 +1,239 @@
+/**
+ * Opt-in enforcement over real HTTP on both Express/Passport pairs: with
+ * `block: { above }` a user whose standing score is above the level cannot log
+ * in (403, JSON or HTML by Accept), with `scope: 'all'` none of that user's
+ * requests go through, `sqreen.isBlocked(req)` answers for the app, and
+ * without `block` nothing is ever refused.
+ */
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
+import type { Express, NextFunction, Request, Response } from 'express'
+import session from 'express-session'
+import { Strategy as LocalStrategy } from 'passport-local'
+import request from 'supertest'
+import { type AuthEvent, type Options, type Severity, type SqreenAuth, sqreenAuth } from '../lib/index.js'
+import { type Authenticator, EventLog, MemoryLogger, type Variant, variants } from './helpers/apps.js'
+import { USER_AGENT, USERS, type User, userByLogin, waitUntil } from './helpers/receivers.js'
+
+const [jane, bob] = [USERS[0]!, USERS[1]!]
+
+interface App {
+  app: Express
+  sqreen: SqreenAuth
+  log: EventLog
+  logger: MemoryLogger
+}
+
+/**
+ * A session app in the documented order: session, passport.initialize(),
+ * passport.session(), then sqreen (so it sees the session's user), then routes.
+ * `sqreenFirst` mounts sqreen before passport.session() instead.
+ */
+const build = (variant: Variant, options: Partial<Options>, sqreenFirst = false): App => {
+  const app = variant.express() as unknown as Express
+  const passport = new variant.passport.Passport() as Authenticator
+  const log = new EventLog()
+  const logger = new MemoryLogger()
+  const sqreen = sqreenAuth({ passport, onEvent: log.push, logger, ...options })
+  app.use(variant.express.json())
+  app.use(session({ secret: 'enforcement-spec-session', resave: false, saveUninitialized: false }))
+  app.use(passport.initialize())
+  if (sqreenFirst) app.use(sqreen)
+  app.use(passport.session())
+  if (!sqreenFirst) app.use(sqreen)
+  passport.use(
+    new LocalStrategy((login, password, done) => {
+      const user = userByLogin(login)
+      done(null, user && user.password === password ? user : false)
+    }),
+  )
+  passport.serializeUser((user, done) => done(null, (user as User).id))
+  passport.deserializeUser((id: number, done) => done(null, USERS.find((u) => u.id === id) ?? false))
+  app.post('/login', passport.authenticate('local'), (req: Request, res: Response) => {
+    res.json({ id: (req.user as User).id })
+  })
+  app.get('/me', (req: Request, res: Response) => {
+    if (!req.user) return void res.status(401).json({ error: 'not logged in' })
+    res.json({ id: (req.user as User).id })
+  })
+  app.get('/blocked', (req: Request, res: Response) => {
+    res.json({ blocked: sqreen.isBlocked(req) })
+  })
+  // The app's own detection, against `{ id }` or, without it, the logged-in user.
+  app.post('/report', (req: Request, res: Response) => {
+    const { id, severity } = req.body as { id?: number; severity: Severity }
+    sqreen.trackEvent(req, 'sql_injection', id === undefined ? { severity } : { severity, identity: { id } })
+    res.status(204).end()
+  })
+  app.use((err: Error, _req: Request, res: Response, _next: NextFunction) => {
+    res.status(500).json({ error: err.name })
+  })
+  return { app, sqreen, log, logger }
+}
+
+const asRequest = (user: User | undefined): Request => ({ user, headers: {} }) as unknown as Request
+
+/** Reports attacks against `user` (the app's own detection) and waits for their events. */
+const raise = async (a: App, user: User, severities: Severity[]): Promise<void> => {
+  const before = a.log.events.length
+  for (const severity of severities) {
+    await request(a.app).post('/report').send({ id: user.id, severity }).expect(204)
+  }
+  await a.log.waitFor(before + severities.length)
+}
+
+/** Polls an async condition (the engine scores after the event is emitted). */
+const eventually = async (condition: () => Promise<boolean>, what: string, ms = 3000): Promise<void> => {
+  const deadline = Date.now() + ms
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 5))
+  }
+}
+
+const logIn = (a: App | ReturnType<typeof request.agent>, user: User, accept = 'application/json') =>
+  (a instanceof request.agent ? a : request((a as App).app))
+    .post('/login')
+    .set('Accept', accept)
+    .set('User-Agent', USER_AGENT)
+    .send({ username: user.username, password: user.password })
+
+for (const variant of variants) {
+  describe(`enforcement (${variant.name})`, () => {
+    it('block: { above: 30 } refuses the login of a user above it with a 403, JSON or HTML by Accept', async () => {
+      const a = build(variant, { block: { above: 30 } })
+      try {
+        await raise(a, jane, ['critical', 'critical'])
+        await waitUntil(() => a.sqreen.isBlocked(asRequest(jane)), 'jane to be blocked')
+
+        const json = await logIn(a, jane, 'application/json')
+        assert.equal(json.status, 403)
+        assert.match(String(json.headers['content-type']), /^application\/json/)
+        assert.equal(json.body.code, 'SQREEN_USER_BLOCKED')
+        assert.equal(json.headers['set-cookie'], undefined, 'no session was opened')
+
+        const html = await logIn(a, jane, 'text/html,application/xhtml+xml;q=0.9,*/*;q=0.8')
+        assert.equal(html.status, 403)
+        assert.match(String(html.headers['content-type']), /^text\/html/)
+        assert.match(html.text, /Access refused/)
+        assert.doesNotMatch(html.text, /jdoe|jane/i)
+
+        // Bob is not above the level: his login goes through.
+        assert.equal((await logIn(a, bob)).status, 200)
+        const logins = (await a.log.waitFor(5)).filter((e) => e.type.startsWith('login.'))
+        assert.deepEqual(
+          logins.map((e: AuthEvent) => [e.type, e.reason ?? null]),
+          [
+            ['login.failed', 'blocked'],
+            ['login.failed', 'blocked'],
+            ['login.succeeded', null],
+          ],
+        )
+      } finally {
+        await a.sqreen.close()
+      }
+    })
+
+    it('a refused login is recorded against the user whose credentials were right', async () => {
+      const a = build(variant, { block: { above: 30 } })
+      try {
+        await raise(a, jane, ['critical', 'critical'])
+        await waitUntil(() => a.sqreen.isBlocked(asRequest(jane)), 'jane to be blocked')
+        assert.equal((await logIn(a, jane)).status, 403)
+        const [refused] = (await a.log.waitFor(3)).filter((e) => e.type.startsWith('login.'))
+        assert.equal(refused?.reason, 'blocked')
+        // The account is known (right password): the event names it, not just the login typed.
+        assert.equal(refused?.userKey, 'id:1')
+        assert.equal(refused?.identity.id, 1)
+      } finally {
+        await a.sqreen.close()
+      }
+    })
+
+    it('"above" is strict: a user exactly at the level still logs in', async () => {
+      const a = build(variant, { block: { above: 30 }, trigger: false })
+      try {
+        await raise(a, bob, ['high', 'high', 'high'])
+        await eventually(async () => (await a.sqreen.risk('id:2')).score === 30, 'bob to reach 30')
+        assert.equal(a.sqreen.isBlocked(asRequest(bob)), false)
+        assert.equal((await logIn(a, bob)).status, 200)
+      } finally {
+        await a.sqreen.close()
+      }
+    })
+
+    it('isBlocked(req) is true for a blocked user only', async () => {
+      const a = build(variant, { block: { above: 30 } })
+      try {
+        assert.equal(a.sqreen.isBlocked(asRequest(jane)), false, 'before any attack')
+        await raise(a, jane, ['critical', 'critical'])
+        await waitUntil(() => a.sqreen.isBlocked(asRequest(jane)), 'jane to be blocked')
+        assert.equal(a.sqreen.isBlocked(asRequest(bob)), false)
+        assert.equal(a.sqreen.isBlocked(asRequest(undefined)), false, 'anonymous requests')
+        // Through a real request: bob's session asks the app.
+        const agent = request.agent(a.app)
+        await logIn(agent, bob).expect(200)
+        await agent.get('/blocked').expect(200, { blocked: false })
+      } finally {
+        await a.sqreen.close()
+      }
+    })
+
+    it("scope: 'all' refuses every request of a logged-in user once above the level", async () => {
+      const a = build(variant, { block: { above: 30, scope: 'all' } })
+      try {
+        const janeAgent = request.agent(a.app)
+        const bobAgent = request.agent(a.app)
+        await logIn(janeAgent, jane).expect(200)
+        await logIn(bobAgent, bob).expect(200)
+        await janeAgent.get('/me').expect(200, { id: 1 })
+        // Reported against whoever is logged in: jane's own session.
+        await janeAgent.post('/report').send({ severity: 'critical' }).expect(204)
+        await janeAgent.post('/report').send({ severity: 'critical' }).expect(204)
+        await waitUntil(() => a.sqreen.isBlocked(asRequest(jane)), 'jane to be blocked')
+
+        const refused = await janeAgent.get('/me').set('Accept', 'application/json')
+        assert.equal(refused.status, 403)
+        assert.equal(refused.body.code, 'SQREEN_USER_BLOCKED')
+        const page = await janeAgent.get('/me').set('Accept', 'text/html')
+        assert.equal(page.status, 403)
+        assert.match(page.text, /Access refused/)
+        await janeAgent.get('/blocked').expect(403)
+        // Others are untouched.
+        await bobAgent.get('/me').expect(200, { id: 2 })
+        await request(a.app).get('/me').expect(401)
+      } finally {
+        await a.sqreen.close()
+      }
+    })
+
+    it("scope: 'all' still holds when sqreen is mounted between passport.initialize() and passport.session()", async () => {
+      const a = build(variant, { block: { above: 30, scope: 'all' } }, true)
+      try {
+        const janeAgent = request.agent(a.app)
+        await logIn(janeAgent, jane).expect(200)
+        await raise(a, jane, ['critical', 'critical'])
+        await waitUntil(() => a.sqreen.isBlocked(asRequest(jane)), 'jane to be blocked')
+        const res = await janeAgent.get('/me').set('Accept', 'application/json')
+        assert.equal(res.status, 403, `jane's session request answered ${res.status}`)
+      } finally {
+        await a.sqreen.close()
+      }
+    })
+
+    it('without block nothing is refused, whatever the score', async () => {
+      const a = build(variant, {})
+      try {
+        const agent = request.agent(a.app)
+        await logIn(agent, jane).expect(200)
+        await raise(a, jane, ['critical', 'critical', 'critical', 'critical', 'critical'])
+        await eventually(async () => (await a.sqreen.risk('id:1')).score >= 100, 'jane to reach the cap')
+        assert.equal(a.sqreen.isBlocked(asRequest(jane)), false)
+        await agent.get('/me').expect(200, { id: 1 })
+        assert.equal((await logIn(a, jane)).status, 200)
+      } finally {
+        await a.sqreen.close()
+      }
+    })
+  })
+}

@@ -1,0 +1,241 @@
+/**
+ * E-mail alerts through nodemailer to a real SMTP server (`smtp-server` on
+ * 127.0.0.1): the mail has a subject, a text part and an HTML part; in advanced
+ * mode none of them carries personal data; a server that is down, refuses for a
+ * while or never greets is retried, then dropped and counted, without touching
+ * the logins; the transport's timeouts are far below nodemailer's.
+ */
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { anonEmail, type Options, type SqreenAuth } from '../lib/index.js'
+import { EMAIL_TIMEOUTS } from '../lib/notify/email.js'
+import { variants } from './helpers/apps.js'
+import {
+  alertApp,
+  attack,
+  failLogins,
+  login,
+  type ReceivedMail,
+  SilentServer,
+  SmtpReceiver,
+  serve,
+  USERS,
+  waitUntil,
+} from './helpers/receivers.js'
+
+// Delivery is not Express/Passport behaviour: one variant is enough here.
+const variant = variants[0]!
+const FAST = { baseDelay: 10, maxDelay: 50 } as const
+const FROM = 'sqreen-alerts@example.com'
+const TO = ['soc@example.com', 'oncall@example.com']
+const SECRET = 'email-spec-secret-0123456789abcdef'
+
+const emailOptions = (smtp: SmtpReceiver, extra: Partial<Options> = {}): Partial<Options> => ({
+  email: { transport: smtp.transport, from: FROM, to: TO },
+  delivery: FAST,
+  ...extra,
+})
+
+/** Resolves once the e-mail channel delivered or dropped a mail. */
+const settled = (sqreen: SqreenAuth): Promise<void> =>
+  waitUntil(() => {
+    const { counters } = sqreen.stats()
+    return counters['deliveries.email'] !== undefined || counters['deliveries_failed.email'] !== undefined
+  }, 'the mail to be delivered or dropped')
+
+/** Everything a person could read in the mail, lower-cased. */
+const readable = (mail: ReceivedMail): string =>
+  `${mail.subject}\n${mail.text}\n${mail.html}\n${mail.raw}`.toLowerCase()
+
+describe('e-mail alerts', () => {
+  let smtp: SmtpReceiver
+  before(async () => {
+    smtp = await SmtpReceiver.start()
+  })
+  after(() => smtp.close())
+
+  it('a real SMTP server receives one mail with the subject, a text part and an HTML part', async () => {
+    const received = smtp.mails.length
+    const h = alertApp(variant, emailOptions(smtp))
+    await attack(h.app, 'u-42')
+    await smtp.waitFor(received + 1)
+    await h.sqreen.close()
+    assert.equal(smtp.mails.length, received + 1, 'exactly one mail per alert')
+    const mail = smtp.mails[received]!
+    assert.equal(mail.from, FROM)
+    assert.deepEqual(mail.to, TO)
+    assert.equal(mail.subject, '[sqreen-auth] User risk rose by 20 points in 24h: id:u-42')
+    assert.match(mail.contentType, /^multipart\/alternative/i)
+    // Both parts carry the facts: who, how much, why.
+    assert.match(mail.text, /User: id:u-42/)
+    assert.match(mail.text, /Standing score: 20/)
+    assert.match(mail.text, /Attack reported by the app \(critical\) \(\+20\)/)
+    assert.match(mail.html, /<h1[^>]*>User risk rose by 20 points in 24h<\/h1>/)
+    assert.match(mail.html, /<code>id:u-42<\/code>/)
+    assert.match(mail.html, /<li>Attack reported by the app \(critical\) \(\+20\)/)
+    assert.equal(h.sqreen.stats().counters['deliveries.email'], 1)
+  })
+
+  it('an SMTP URL works as the transport', async () => {
+    const received = smtp.mails.length
+    const h = alertApp(variant, {
+      email: { transport: `smtp://127.0.0.1:${smtp.port}`, from: FROM, to: 'soc@example.com' },
+      delivery: FAST,
+    })
+    await attack(h.app, 'u-url')
+    await smtp.waitFor(received + 1)
+    await h.sqreen.close()
+    assert.deepEqual(smtp.mails[received]?.to, ['soc@example.com'])
+    assert.match(smtp.mails[received]?.subject ?? '', /: id:u-url$/)
+  })
+
+  it('advanced mode: subject, text and HTML carry only ids and pseudonyms, no e-mail, username or login', async () => {
+    const received = smtp.mails.length
+    const [jane, bob] = [USERS[0]!, USERS[1]!]
+    const h = alertApp(
+      variant,
+      emailOptions(smtp, {
+        mode: 'advanced',
+        secret: SECRET,
+        identify: (u: { id: number; email: string }) => ({ id: u.id, email: anonEmail(u.id, u.email) }),
+      }),
+    )
+    // Jane is brute-forced by username and then logs in; Bob by e-mail address.
+    await failLogins(h.app, jane.username, 10, { ip: '203.0.113.10' })
+    assert.equal((await login(h.app, jane.username, jane.password, { ip: '203.0.113.10' })).status, 200)
+    await failLogins(h.app, bob.email, 10, { ip: '198.51.100.20' })
+    await smtp.waitFor(received + 2)
+    await h.sqreen.close()
+    const mails = smtp.mails.slice(received)
+    // One alert each: Jane's success inherits the alert raised under her login.
+    assert.equal(mails.length, 2, mails.map((m) => m.subject).join('\n'))
+    for (const mail of mails) {
+      assert.match(mail.subject, /^\[sqreen-auth\] User risk rose by \d+ points in 24h: login:[A-Za-z0-9_-]{43}$/)
+      assert.ok(mail.text.length > 0 && mail.html.length > 0)
+      const text = readable(mail)
+      for (const user of [jane, bob]) {
+        for (const pii of [user.email, user.username, user.email.split('@')[0]!]) {
+          assert.ok(!text.includes(pii.toLowerCase()), `"${pii}" leaked into the mail:\n${text}`)
+        }
+      }
+    }
+    assert.notEqual(mails[0]?.subject, mails[1]?.subject, 'two users, two pseudonyms')
+  })
+
+  it('SMTP down: the delivery is retried `retries` times, then dropped and counted; logins stay fast', async () => {
+    const down = await SmtpReceiver.start()
+    await down.down()
+    const h = alertApp(variant, emailOptions(down, { delivery: { retries: 2, baseDelay: 20, maxDelay: 50 } }))
+    const app = await serve(h.app)
+    try {
+      const baseline = await login(app.url, USERS[0]!.username, USERS[0]!.password)
+      await attack(app.url, 'u-down')
+      // Logins while the mail is being retried against a dead server.
+      const during = []
+      for (let i = 0; i < 5; i++) during.push(await login(app.url, USERS[0]!.username, USERS[0]!.password))
+      await waitUntil(() => h.sqreen.stats().counters['deliveries_failed.email'] === 1, 'the mail to be dropped')
+      assert.equal(baseline.status, 200)
+      for (const l of during) {
+        assert.equal(l.status, 200)
+        assert.ok(l.ms < 250, `a login took ${l.ms.toFixed(0)} ms while SMTP was down`)
+      }
+      const { counters } = h.sqreen.stats()
+      assert.equal(counters['deliveries_retried.email'], 2)
+      assert.equal(counters['deliveries.email'], undefined)
+      const line = h.logger.lines.find((l) => l.includes('delivery_failed.email'))
+      assert.ok(line?.startsWith('error '), h.logger.lines.join('\n'))
+      assert.match(line ?? '', /after 3 attempt\(s\)/)
+    } finally {
+      await h.sqreen.close()
+      await app.close()
+    }
+  })
+
+  it('a temporary refusal (451 after DATA) is retried and the mail delivered', async () => {
+    const received = smtp.mails.length
+    const attempts = smtp.attempts.length
+    smtp.reject({ code: 451 })
+    const h = alertApp(variant, emailOptions(smtp))
+    await attack(h.app, 'u-451')
+    await settled(h.sqreen)
+    await h.sqreen.close()
+    assert.deepEqual(
+      smtp.attempts.slice(attempts).map((a) => a.code),
+      [451, 250],
+    )
+    assert.match(smtp.mails[received]?.subject ?? '', /: id:u-451$/)
+    assert.equal(h.sqreen.stats().counters['deliveries.email'], 1)
+  })
+
+  it('a temporary refusal of the recipient (450 at RCPT TO) is retried and the mail delivered', async () => {
+    const received = smtp.mails.length
+    const attempts = smtp.attempts.length
+    smtp.reject({ code: 450, stage: 'rcpt' })
+    const h = alertApp(variant, emailOptions(smtp, { email: { transport: smtp.transport, from: FROM, to: TO[0]! } }))
+    await attack(h.app, 'u-450')
+    await settled(h.sqreen)
+    await h.sqreen.close()
+    assert.deepEqual(
+      smtp.attempts.slice(attempts).map((a) => a.code),
+      [450, 250],
+    )
+    assert.equal(smtp.mails.length, received + 1)
+    assert.equal(h.sqreen.stats().counters['deliveries.email'], 1)
+  })
+
+  it('a permanent refusal (550) is dropped without a retry and counted', async () => {
+    const received = smtp.mails.length
+    const attempts = smtp.attempts.length
+    smtp.reject({ code: 550 })
+    const h = alertApp(variant, emailOptions(smtp))
+    await attack(h.app, 'u-550')
+    await waitUntil(() => h.sqreen.stats().counters['deliveries_failed.email'] === 1, 'the mail to be dropped')
+    // close() drains: a retry, had one been scheduled, would have run by now.
+    await h.sqreen.close()
+    assert.deepEqual(
+      smtp.attempts.slice(attempts).map((a) => a.code),
+      [550],
+    )
+    assert.equal(smtp.mails.length, received)
+    assert.equal(h.sqreen.stats().counters['deliveries_retried.email'], undefined)
+  })
+
+  it('the transport timeouts are far below nodemailer defaults', () => {
+    // nodemailer's own defaults (lib/smtp-connection): 2 min to connect, 30 s for the
+    // greeting, 10 min of socket inactivity, 30 s for DNS.
+    const defaults = { connectionTimeout: 120_000, greetingTimeout: 30_000, socketTimeout: 600_000, dnsTimeout: 30_000 }
+    for (const [name, fallback] of Object.entries(defaults)) {
+      const ours = EMAIL_TIMEOUTS[name as keyof typeof EMAIL_TIMEOUTS]
+      assert.ok(typeof ours === 'number' && ours > 0, `${name} is set`)
+      assert.ok(ours <= fallback / 3 && ours <= 15_000, `${name} is ${ours} ms, nodemailer's default is ${fallback} ms`)
+    }
+  })
+
+  it('an SMTP server that accepts the connection but never greets fails within the greeting timeout', async () => {
+    const silent = await SilentServer.start()
+    const h = alertApp(variant, {
+      email: {
+        transport: { host: '127.0.0.1', port: silent.port, secure: false, ignoreTLS: true, greetingTimeout: 300 },
+        from: FROM,
+        to: TO,
+      },
+      delivery: { retries: 0 },
+    })
+    try {
+      const started = Date.now()
+      await attack(h.app, 'u-silent')
+      await waitUntil(
+        () => h.sqreen.stats().counters['deliveries_failed.email'] === 1,
+        'the silent server to time out',
+        5000,
+      )
+      const elapsed = Date.now() - started
+      assert.equal(silent.connections, 1, 'the mail went to the silent server')
+      assert.ok(elapsed >= 250, `failed after ${elapsed} ms, before the greeting timeout`)
+      assert.ok(elapsed < 2000, `failed after ${elapsed} ms: the greeting timeout was not applied`)
+    } finally {
+      await h.sqreen.close()
+      await silent.close()
+    }
+  })
+})
