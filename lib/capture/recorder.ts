@@ -34,9 +34,9 @@ export interface Recorder {
 }
 
 /**
- * Everything observed during one request. It is flushed once the response has
- * been handed to Express ('finish' or 'close'), so events never delay the
- * response and a chain of strategies yields one logical outcome.
+ * Everything observed during one request. It is flushed once the application
+ * has ended its response (see `check`), so events never delay the response and
+ * a chain of strategies yields one logical outcome.
  */
 interface RequestContext {
   readonly req: Request
@@ -44,9 +44,13 @@ interface RequestContext {
   manual: ManualLogin | undefined
   readonly extras: RawAttempt[]
   flushed: boolean
+  scheduled: boolean
 }
 
-type WithContext = Request & Record<symbol, RequestContext | undefined>
+/** How long events wait for the application to end its response, at most. */
+const MAX_WAIT = 60_000
+const MIN_DELAY = 5
+const MAX_DELAY = 1_000
 
 /** Answers whether a successfully authenticated user must be refused (opt-in enforcement). */
 export type RefusePredicate = (user: unknown) => boolean
@@ -55,6 +59,8 @@ export type RefusePredicate = (user: unknown) => boolean
 interface AttemptEnv {
   readonly refuseUser: RefusePredicate | undefined
   readonly diag: Diagnostics
+  /** Called after a strategy acted: the request's events are due once its response ends. */
+  readonly settled: (req: Request) => void
 }
 
 /**
@@ -79,6 +85,7 @@ class AttemptRecord implements Tracker {
     if (this.outcome !== 'pending') return false
     this.outcome = 'succeeded'
     this.user = user
+    this.env.settled(this.req)
     const { refuseUser, diag } = this.env
     if (refuseUser === undefined) return false
     let refused = false
@@ -98,12 +105,14 @@ class AttemptRecord implements Tracker {
     if (this.outcome !== 'pending') return
     this.outcome = 'failed'
     this.reason = classifyFailure(this.req, challenge, status)
+    this.env.settled(this.req)
   }
 
   errored(err: unknown): void {
     if (this.outcome !== 'pending') return
     this.outcome = 'error'
     this.error = errorFacts(err)
+    this.env.settled(this.req)
   }
 
   redirected(): void {
@@ -123,68 +132,130 @@ const errorFacts = (err: unknown): { name: string; code?: string } => {
   return { name: typeof err }
 }
 
-/** The request's final logical login outcome: the last strategy that acted decides. */
-const loginOutcome = (ctx: RequestContext, at: number): RawAttempt | undefined => {
-  const { attempts, manual, req } = ctx
-  const decided = attempts.filter((a) => a.outcome !== 'pending')
-  const last = decided[decided.length - 1]
-  const summary: StrategyAttempt[] = attempts.map((a) =>
-    a.reason === undefined
-      ? { strategy: a.strategy, outcome: a.outcome }
-      : { strategy: a.strategy, outcome: a.outcome, reason: a.reason },
-  )
-  // The attempted login: the strategy that succeeded, else the first that read one.
-  const login =
-    (last?.outcome === 'succeeded' ? last.login : undefined) ?? attempts.find((a) => a.login !== undefined)?.login
-  const base = {
-    kind: 'login' as const,
+/** A raw login attempt; every field is always set (one object shape, cheap to build and read). */
+const rawLogin = (
+  ctx: RequestContext,
+  at: number,
+  source: 'passport' | 'sdk',
+  outcome: 'succeeded' | 'failed' | 'error',
+  strategy: string | null,
+  reason: FailureReason | undefined,
+  user: unknown,
+  identity: Readonly<Record<string, unknown>> | undefined,
+  login: string | undefined,
+  attempts: StrategyAttempt[] | undefined,
+  error: { name: string; code?: string } | undefined,
+): RawAttempt => {
+  const { req } = ctx
+  return {
+    kind: 'login',
+    source,
     at,
     req,
     ip: clientIp(req),
     userAgent: userAgent(req),
     status: req.res?.statusCode,
+    outcome,
+    strategy,
+    reason,
+    user,
+    identity,
     login,
-    attempts: summary.length > 0 ? summary : undefined,
+    attempts,
+    error,
+    name: undefined,
+    severity: undefined,
+    properties: undefined,
   }
+}
+
+/** The request's final logical login outcome: the last strategy that acted decides. */
+const loginOutcome = (ctx: RequestContext, at: number): RawAttempt | undefined => {
+  const { attempts, manual } = ctx
+  let last: AttemptRecord | undefined
+  let refused: AttemptRecord | undefined
+  let firstLogin: string | undefined
+  const summary: StrategyAttempt[] = new Array(attempts.length)
+  for (let i = 0; i < attempts.length; i++) {
+    const a = attempts[i] as AttemptRecord
+    summary[i] =
+      a.reason === undefined
+        ? { strategy: a.strategy, outcome: a.outcome }
+        : { strategy: a.strategy, outcome: a.outcome, reason: a.reason }
+    if (a.outcome !== 'pending') last = a
+    if (refused === undefined && a.reason === 'invalid_credentials') refused = a
+    if (firstLogin === undefined) firstLogin = a.login
+  }
+  // The attempted login: the strategy that succeeded, else the first that read one.
+  const login = (last?.outcome === 'succeeded' ? last.login : undefined) ?? firstLogin
+  const tried = summary.length > 0 ? summary : undefined
   if (manual) {
-    return {
-      ...base,
-      source: 'sdk',
-      outcome: manual.success ? 'succeeded' : 'failed',
-      strategy: null,
-      reason: manual.success ? undefined : 'invalid_credentials',
-      identity: manual.identity,
-    }
+    const reason = manual.success ? undefined : 'invalid_credentials'
+    const outcome = manual.success ? 'succeeded' : 'failed'
+    return rawLogin(ctx, at, 'sdk', outcome, null, reason, undefined, manual.identity, login, tried, undefined)
   }
   if (!last) return undefined
   switch (last.outcome) {
     case 'succeeded':
-      return { ...base, source: 'passport', outcome: 'succeeded', strategy: last.strategy, user: last.user }
+      return rawLogin(
+        ctx,
+        at,
+        'passport',
+        'succeeded',
+        last.strategy,
+        undefined,
+        last.user,
+        undefined,
+        login,
+        tried,
+        undefined,
+      )
     case 'error':
-      return { ...base, source: 'passport', outcome: 'error', strategy: last.strategy, error: last.error }
-    case 'failed': {
+      return rawLogin(
+        ctx,
+        at,
+        'passport',
+        'error',
+        last.strategy,
+        undefined,
+        undefined,
+        undefined,
+        login,
+        tried,
+        last.error,
+      )
+    case 'failed':
+      // Right credentials refused by enforcement: the event is about that user.
       if (last.reason === 'blocked') {
-        // Right credentials, refused by enforcement: the event is about that user.
-        return {
-          ...base,
-          source: 'passport',
-          outcome: 'failed',
-          strategy: last.strategy,
-          reason: 'blocked',
-          user: last.user,
-        }
+        return rawLogin(
+          ctx,
+          at,
+          'passport',
+          'failed',
+          last.strategy,
+          'blocked',
+          last.user,
+          undefined,
+          login,
+          tried,
+          undefined,
+        )
       }
       // In a chain every strategy failed; one that was offered credentials and refused
       // them makes the whole request a wrong-credentials failure.
-      const refused = decided.find((a) => a.reason === 'invalid_credentials')
-      return {
-        ...base,
-        source: 'passport',
-        outcome: 'failed',
-        strategy: (refused ?? last).strategy,
-        reason: refused ? 'invalid_credentials' : 'missing_credentials',
-      }
-    }
+      return rawLogin(
+        ctx,
+        at,
+        'passport',
+        'failed',
+        (refused ?? last).strategy,
+        refused ? 'invalid_credentials' : 'missing_credentials',
+        undefined,
+        undefined,
+        login,
+        tried,
+        undefined,
+      )
     default:
       // redirect and pass are neutral: an OAuth hop, an anonymous pass-through.
       return undefined
@@ -197,15 +268,15 @@ export const createRecorder = (
   diag: Diagnostics,
   refuseUser: RefusePredicate | undefined,
 ): Recorder => {
-  // One key per recorder: two sqreenAuth() instances observing the same request keep
-  // separate contexts and each emits its own events.
-  const kContext = Symbol('sqreen-auth.context')
-  const env: AttemptEnv = { refuseUser, diag }
+  // One map per recorder: two sqreenAuth() instances observing the same request keep
+  // separate contexts and each emits its own events. A WeakMap rather than a property
+  // on `req`, so the request object keeps its shape.
+  const contexts = new WeakMap<Request, RequestContext>()
+
   const flush = (ctx: RequestContext): void => {
     if (ctx.flushed) return
     ctx.flushed = true
-    // Not `delete`: that would turn the request object into a slow dictionary.
-    if ((ctx.req as WithContext)[kContext] === ctx) (ctx.req as WithContext)[kContext] = undefined
+    if (contexts.get(ctx.req) === ctx) contexts.delete(ctx.req)
     try {
       const login = loginOutcome(ctx, config.clock())
       if (login) submit(login)
@@ -215,22 +286,44 @@ export const createRecorder = (
     }
   }
 
-  const contextOf = (req: Request): RequestContext => {
-    const existing = (req as WithContext)[kContext]
-    if (existing && !existing.flushed) return existing
-    const ctx: RequestContext = { req, attempts: [], manual: undefined, extras: [], flushed: false }
-    ;(req as WithContext)[kContext] = ctx
-    const res = req.res
-    if (res && typeof res.once === 'function' && !res.writableFinished && !res.destroyed) {
-      // 'close' follows 'finish' for every completed response and also marks an aborted one.
-      res.once('close', () => flush(ctx))
-    } else {
-      // No response to wait for (not an Express request, or it already ended):
-      // flush once the current synchronous work is done.
-      setImmediate(() => flush(ctx))
+  /**
+   * Events are emitted once the application has ended its response (so a later
+   * `authTrack` in the route handler still wins, and the status is known), checked
+   * on the next turn of the event loop and then with growing delays. Deliberately
+   * not a 'finish' / 'close' listener per request: measured, one more listener on
+   * every response slowed the whole process's event emitters far more than a
+   * `setImmediate` costs.
+   */
+  const check = (ctx: RequestContext, waited: number): void => {
+    const res = ctx.req.res
+    if (ctx.flushed) return
+    if (!res || res.writableEnded || res.destroyed || waited >= MAX_WAIT) {
+      flush(ctx)
+      return
     }
+    const delay = Math.min(MAX_DELAY, Math.max(MIN_DELAY, waited))
+    setTimeout(check, delay, ctx, waited + delay).unref()
+  }
+
+  const schedule = (ctx: RequestContext): void => {
+    if (ctx.scheduled || ctx.flushed) return
+    ctx.scheduled = true
+    setImmediate(check, ctx, 0)
+  }
+
+  const contextOf = (req: Request): RequestContext => {
+    const existing = contexts.get(req)
+    if (existing && !existing.flushed) return existing
+    const ctx: RequestContext = { req, attempts: [], manual: undefined, extras: [], flushed: false, scheduled: false }
+    contexts.set(req, ctx)
     return ctx
   }
+
+  const settled = (req: Request): void => {
+    const ctx = contexts.get(req)
+    if (ctx) schedule(ctx)
+  }
+  const env: AttemptEnv = { refuseUser, diag, settled }
 
   const begin: Recorder['begin'] = (req, strategyName, options, strategy) => {
     // `authorize()` connects a third-party account to an existing session; it is not a login.
@@ -249,10 +342,14 @@ export const createRecorder = (
   return {
     begin,
     manual(req, login) {
-      contextOf(req).manual = login
+      const ctx = contextOf(req)
+      ctx.manual = login
+      schedule(ctx)
     },
     extra(req, raw) {
-      contextOf(req).extras.push({
+      const ctx = contextOf(req)
+      schedule(ctx)
+      ctx.extras.push({
         ...raw,
         source: 'sdk',
         at: config.clock(),
