@@ -108,14 +108,14 @@ const memoryPerUser = async (users: number): Promise<{ bytesPerUser: number; key
   for (let u = 0; u < users; u += 500) {
     const batch: Promise<void>[] = []
     for (let v = u; v < Math.min(users, u + 500); v++) {
-      const ip = `203.0.${(v >> 8) % 256}.${v % 256}`
+      const ip = `198.${18 + (v >> 16)}.${(v >> 8) & 255}.${v & 255}`
       const pending = engine.process(makeEvent(v, 'login.failed', v, ip, T0 + v))
       if (pending) batch.push(pending)
     }
     await Promise.all(batch)
     const successes: Promise<void>[] = []
     for (let v = u; v < Math.min(users, u + 500); v++) {
-      const ip = `203.0.${(v >> 8) % 256}.${v % 256}`
+      const ip = `198.${18 + (v >> 16)}.${(v >> 8) & 255}.${v & 255}`
       const pending = engine.process(makeEvent(v, 'login.succeeded', v, ip, T0 + users + v))
       if (pending) successes.push(pending)
     }

@@ -397,7 +397,9 @@ describe('the risk-increase trigger', () => {
         a?.detections.map((d) => d.detection),
         [...Array(5).fill('wrong_password'), 'failure_burst', 'brute_force'],
       )
-      assert.ok(a?.detections.every((d) => d.evidence?.ip === '203.0.113.0/24'))
+      // wrong_password entries carry no evidence (memory budget); every other one names the IP.
+      assert.ok(a?.detections.every((d) => d.detection === 'wrong_password' || d.evidence?.ip === '203.0.113.0/24'))
+      assert.ok(a?.detections.some((d) => d.evidence?.ip === '203.0.113.0/24'))
       const b = byUser.get('id:8')
       assert.deepEqual(b?.identity, { id: 8 })
       assert.equal(b?.rise, 12)

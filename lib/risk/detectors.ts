@@ -148,7 +148,10 @@ const scored = (
   const value = points[detection]
   const u = plan.event.userKey
   if (!(value > 0) || u === null) return undefined
-  const shownIp = displayIp(plan.event.ip)
+  // wrong_password, the most frequent entry by far, carries no evidence: its IP is on the
+  // burst / brute-force entries and in the alert, and dropping it keeps an idle user's
+  // ledger within the memory budget (about 1 KB per tracked user).
+  const shownIp = detection === 'wrong_password' ? undefined : displayIp(plan.event.ip)
   const facts = shownIp === undefined ? evidence : { ...evidence, ip: shownIp }
   const entry: LedgerEntry =
     facts === undefined

@@ -39,10 +39,11 @@ class Ledger {
   ) {}
 }
 
+/** A single value is kept as a plain string: most users have one device. */
 class RecentList {
   constructor(
     public expires: number,
-    public values: string[],
+    public values: string | string[],
   ) {}
 }
 
@@ -254,13 +255,14 @@ export class MemoryStore implements Store {
   #remember(op: Extract<StoreOp, { op: 'remember' }>, now: number): RememberResult {
     const slot = this.#live(op.key, now)
     const list = slot instanceof RecentList ? slot : new RecentList(0, [])
-    const size = list.values.length
-    const index = list.values.indexOf(op.value)
+    const values = typeof list.values === 'string' ? [list.values] : list.values
+    const size = values.length
+    const index = values.indexOf(op.value)
     if (index !== 0) {
       // Most recent first, at most `max` distinct values.
       const next = [op.value]
-      for (const v of list.values) if (v !== op.value && next.length < op.max) next.push(v)
-      list.values = next
+      for (const v of values) if (v !== op.value && next.length < op.max) next.push(v)
+      list.values = next.length === 1 ? op.value : next
     }
     list.expires = now + op.ttl
     this.#write(op.key, list)
