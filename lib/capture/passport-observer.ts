@@ -51,15 +51,7 @@ export const observePassport = (
   const derivedByName = new WeakMap<object, Map<string, StrategyLike>>()
   const derivedObjects = new WeakSet<object>()
 
-  const wrapAction = (action: Action, record: (...args: unknown[]) => void): Action =>
-    function observedAction(this: unknown, ...args: unknown[]) {
-      try {
-        record(...args)
-      } catch (err) {
-        diag.error('capture_failed', 'could not record a strategy action', err)
-      }
-      return action.apply(this, args)
-    }
+  const recordFailed = (err: unknown): void => diag.error('capture_failed', 'could not record a strategy action', err)
 
   const derive = (original: StrategyLike, name: string): StrategyLike => {
     let byName = derivedByName.get(original)
@@ -92,25 +84,60 @@ export const observePassport = (
         // Passport already made `this` per request for a named strategy; only a strategy
         // object passed directly (`this` is the shared derived object) needs its own.
         const instance = this === derived ? (Object.create(this) as StrategyLike) : this
+        // One closure per action, all sharing this call's scope (no per-action helper
+        // closures): they run on every login. Closures rather than methods because a
+        // strategy may call its actions unbound (`const fail = this.fail; fail()`).
         instance.success = function observedSuccess(this: unknown, ...args: unknown[]) {
           let refused = false
           try {
             refused = t.succeeded(args[0])
           } catch (err) {
-            diag.error('capture_failed', 'could not record a strategy action', err)
+            recordFailed(err)
           }
           // Opt-in enforcement: the user is above the block level, answer 403 instead of logging in.
           if (refused) return refuseLogin(req)
           return success.apply(this, args)
         }
-        instance.fail = wrapAction(fail, (challenge, status) => {
-          // passport accepts fail(status) as well as fail(challenge, status).
-          if (typeof challenge === 'number') t.failed(undefined, challenge)
-          else t.failed(challenge, status)
-        })
-        if (typeof error === 'function') instance.error = wrapAction(error, (err) => t.errored(err))
-        if (typeof redirect === 'function') instance.redirect = wrapAction(redirect, () => t.redirected())
-        if (typeof pass === 'function') instance.pass = wrapAction(pass, () => t.passed())
+        instance.fail = function observedFail(this: unknown, ...args: unknown[]) {
+          try {
+            // passport accepts fail(status) as well as fail(challenge, status).
+            if (typeof args[0] === 'number') t.failed(undefined, args[0])
+            else t.failed(args[0], args[1])
+          } catch (err) {
+            recordFailed(err)
+          }
+          return fail.apply(this, args)
+        }
+        if (typeof error === 'function') {
+          instance.error = function observedError(this: unknown, ...args: unknown[]) {
+            try {
+              t.errored(args[0])
+            } catch (err) {
+              recordFailed(err)
+            }
+            return error.apply(this, args)
+          }
+        }
+        if (typeof redirect === 'function') {
+          instance.redirect = function observedRedirect(this: unknown, ...args: unknown[]) {
+            try {
+              t.redirected()
+            } catch (err) {
+              recordFailed(err)
+            }
+            return redirect.apply(this, args)
+          }
+        }
+        if (typeof pass === 'function') {
+          instance.pass = function observedPass(this: unknown, ...args: unknown[]) {
+            try {
+              t.passed()
+            } catch (err) {
+              recordFailed(err)
+            }
+            return pass.apply(this, args)
+          }
+        }
         return original.authenticate.call(instance, req, options)
       },
     })

@@ -42,7 +42,8 @@ interface RequestContext {
   readonly req: Request
   readonly attempts: AttemptRecord[]
   manual: ManualLogin | undefined
-  readonly extras: RawAttempt[]
+  /** Sign-up and custom events; most requests have none, so the array is made on first use. */
+  extras: RawAttempt[] | undefined
   flushed: boolean
   scheduled: boolean
 }
@@ -60,7 +61,7 @@ interface AttemptEnv {
   readonly refuseUser: RefusePredicate | undefined
   readonly diag: Diagnostics
   /** Called after a strategy acted: the request's events are due once its response ends. */
-  readonly settled: (req: Request) => void
+  readonly settled: (ctx: RequestContext) => void
 }
 
 /**
@@ -76,6 +77,8 @@ class AttemptRecord implements Tracker {
 
   constructor(
     readonly env: AttemptEnv,
+    /** The request's context, held directly: no WeakMap lookup when the strategy acts. */
+    readonly ctx: RequestContext,
     readonly req: Request,
     readonly strategy: string,
     readonly login: string | undefined,
@@ -85,7 +88,7 @@ class AttemptRecord implements Tracker {
     if (this.outcome !== 'pending') return false
     this.outcome = 'succeeded'
     this.user = user
-    this.env.settled(this.req)
+    this.env.settled(this.ctx)
     const { refuseUser, diag } = this.env
     if (refuseUser === undefined) return false
     let refused = false
@@ -105,14 +108,14 @@ class AttemptRecord implements Tracker {
     if (this.outcome !== 'pending') return
     this.outcome = 'failed'
     this.reason = classifyFailure(this.req, challenge, status)
-    this.env.settled(this.req)
+    this.env.settled(this.ctx)
   }
 
   errored(err: unknown): void {
     if (this.outcome !== 'pending') return
     this.outcome = 'error'
     this.error = errorFacts(err)
-    this.env.settled(this.req)
+    this.env.settled(this.ctx)
   }
 
   redirected(): void {
@@ -280,7 +283,7 @@ export const createRecorder = (
     try {
       const login = loginOutcome(ctx, config.clock())
       if (login) submit(login)
-      for (const extra of ctx.extras) submit(extra)
+      if (ctx.extras !== undefined) for (const extra of ctx.extras) submit(extra)
     } catch (err) {
       diag.error('capture_failed', 'could not assemble the events of a request', err)
     }
@@ -305,25 +308,50 @@ export const createRecorder = (
     setTimeout(check, delay, ctx, waited + delay).unref()
   }
 
+  /**
+   * Contexts due on the next turn of the event loop share one `setImmediate`: under
+   * load several responses end in the same turn, and one immediate per login was a
+   * measurable part of the capture cost.
+   */
+  let due: RequestContext[] = []
+  const checkDue = (): void => {
+    const batch = due
+    due = []
+    for (let i = 0; i < batch.length; i++) {
+      try {
+        check(batch[i] as RequestContext, 0)
+      } catch (err) {
+        diag.error('capture_failed', 'could not check whether a response had ended', err)
+      }
+    }
+  }
+
   const schedule = (ctx: RequestContext): void => {
     if (ctx.scheduled || ctx.flushed) return
     ctx.scheduled = true
-    setImmediate(check, ctx, 0)
+    if (due.push(ctx) === 1) setImmediate(checkDue)
   }
 
   const contextOf = (req: Request): RequestContext => {
     const existing = contexts.get(req)
     if (existing && !existing.flushed) return existing
-    const ctx: RequestContext = { req, attempts: [], manual: undefined, extras: [], flushed: false, scheduled: false }
+    const ctx: RequestContext = {
+      req,
+      attempts: [],
+      manual: undefined,
+      extras: undefined,
+      flushed: false,
+      scheduled: false,
+    }
     contexts.set(req, ctx)
     return ctx
   }
 
-  const settled = (req: Request): void => {
-    const ctx = contexts.get(req)
-    if (ctx) schedule(ctx)
-  }
-  const env: AttemptEnv = { refuseUser, diag, settled }
+  const env: AttemptEnv = { refuseUser, diag, settled: schedule }
+
+  // Made once, not per login.
+  const loginOptionThrew = (err: unknown): void =>
+    diag.error('login_option_threw', 'the "login" option threw; the built-in rules were used for this request', err)
 
   const begin: Recorder['begin'] = (req, strategyName, options, strategy) => {
     // `authorize()` connects a third-party account to an existing session; it is not a login.
@@ -331,11 +359,10 @@ export const createRecorder = (
       return undefined
     }
     if (req === null || typeof req !== 'object') return undefined
-    const login = readLogin(req, strategy, strategyName, config.login, (err) =>
-      diag.error('login_option_threw', 'the "login" option threw; the built-in rules were used for this request', err),
-    )
-    const record = new AttemptRecord(env, req, strategyName, login)
-    contextOf(req).attempts.push(record)
+    const login = readLogin(req, strategy, strategyName, config.login, loginOptionThrew)
+    const ctx = contextOf(req)
+    const record = new AttemptRecord(env, ctx, req, strategyName, login)
+    ctx.attempts.push(record)
     return record
   }
 
@@ -349,6 +376,7 @@ export const createRecorder = (
     extra(req, raw) {
       const ctx = contextOf(req)
       schedule(ctx)
+      ctx.extras ??= []
       ctx.extras.push({
         ...raw,
         source: 'sdk',

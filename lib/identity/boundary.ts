@@ -29,6 +29,12 @@ const TYPE_OF_OUTCOME = {
   error: 'login.error',
 } as const satisfies Record<NonNullable<RawAttempt['outcome']>, AuthEventType>
 
+/** `Object.keys(o).length > 0` without building the array. */
+const hasKeys = (o: object): boolean => {
+  for (const key in o) if (Object.hasOwn(o, key)) return true
+  return false
+}
+
 const isThenable = (value: unknown): value is PromiseLike<unknown> =>
   value !== null && typeof value === 'object' && typeof (value as { then?: unknown }).then === 'function'
 
@@ -36,6 +42,18 @@ export const createIdentityBoundary = (config: Config, diag: Diagnostics): Ident
   const { mode, identify, identifyLogin, secret } = config
   const guard = createIdentityGuard(mode, diag)
   const links = new LoginLinks()
+
+  // Logins arrive several per millisecond under load: formatting a Date costs more
+  // than remembering the last one.
+  let lastAt = Number.NaN
+  let lastIso = ''
+  const isoTime = (at: number): string => {
+    if (at !== lastAt) {
+      lastIso = new Date(at).toISOString()
+      lastAt = at
+    }
+    return lastIso
+  }
 
   const loginKeyOf = (login: string): string =>
     // Advanced mode keys logins by HMAC; automatic mode forwards what it finds, as Sqreen did.
@@ -95,25 +113,32 @@ export const createIdentityBoundary = (config: Config, diag: Diagnostics): Ident
     if (!identifyLogin) return loginIdentity(login, loginKey)
     const mapped = callUser(identifyLogin, [login, raw.req], 'identifyLogin')
     const pick = (identity: Identity): Resolved =>
-      Object.keys(identity).length > 0 ? resolved(identity) : loginIdentity(login, loginKey)
+      hasKeys(identity) ? resolved(identity) : loginIdentity(login, loginKey)
     return isThenable(mapped) ? mapped.then(pick) : pick(mapped)
   }
 
   const sdkSource = (raw: RawAttempt): IdentitySource =>
     raw.kind === 'signup' ? 'signupTrack' : raw.kind === 'custom' ? 'trackEvent' : 'authTrack'
 
+  /** Whom an attempt belongs to when its user object gave nothing: its login, else nobody. */
+  const fallback = (raw: RawAttempt, loginKey: string | undefined): Resolved | Promise<Resolved> =>
+    raw.login !== undefined && loginKey !== undefined ? identityOfLogin(raw, raw.login, loginKey) : resolved({})
+
+  const pickUser = (raw: RawAttempt, loginKey: string | undefined, identity: Identity): Resolved | Promise<Resolved> =>
+    raw.kind === 'custom' || hasKeys(identity) ? resolved(identity) : fallback(raw, loginKey)
+
+  // Plain functions taking their inputs (no closures per event): this runs for every login.
   const resolveIdentity = (raw: RawAttempt, loginKey: string | undefined): Resolved | Promise<Resolved> => {
     if (raw.identity !== undefined) return resolved(guard.identity(raw.identity, sdkSource(raw)))
-    const fallback = (): Resolved | Promise<Resolved> =>
-      raw.login !== undefined && loginKey !== undefined ? identityOfLogin(raw, raw.login, loginKey) : resolved({})
     if (raw.kind === 'custom' || raw.outcome === 'succeeded' || raw.reason === 'blocked') {
-      if (raw.user === undefined || raw.user === null) return raw.kind === 'custom' ? resolved({}) : fallback()
+      if (raw.user === undefined || raw.user === null)
+        return raw.kind === 'custom' ? resolved({}) : fallback(raw, loginKey)
       const fromUser = identityOfUser(raw.user)
-      const pick = (identity: Identity): Resolved | Promise<Resolved> =>
-        Object.keys(identity).length > 0 || raw.kind === 'custom' ? resolved(identity) : fallback()
-      return isThenable(fromUser) ? fromUser.then(pick) : pick(fromUser)
+      return isThenable(fromUser)
+        ? fromUser.then((identity) => pickUser(raw, loginKey, identity))
+        : pickUser(raw, loginKey, fromUser)
     }
-    return fallback()
+    return fallback(raw, loginKey)
   }
 
   const userKeyOfUser = (user: unknown): string | null | undefined => {
@@ -146,7 +171,7 @@ export const createIdentityBoundary = (config: Config, diag: Diagnostics): Ident
     const event: Record<string, unknown> = {
       id: randomUUID(),
       type,
-      at: new Date(raw.at).toISOString(),
+      at: isoTime(raw.at),
       source: raw.source,
       mode,
       strategy: raw.strategy ?? null,

@@ -111,7 +111,10 @@ export const createIdentityGuard = (mode: UserContextMode, diag: Diagnostics): I
       }
       const out: Record<string, string | number> = {}
       let kept = 0
-      for (const [key, raw] of Object.entries(candidate)) {
+      // Object.keys, not Object.entries: one array per identity rather than one per key.
+      const record = candidate as Record<string, unknown>
+      for (const key of Object.keys(record)) {
+        const raw = record[key]
         if (raw === undefined || raw === null) continue
         if (!KEY.test(key)) {
           refuse(

@@ -19,9 +19,13 @@ export class LoginLinks {
     this.#max = max
   }
 
+  /** The most recently used key: using it again needs no re-insertion (a login retried in a row). */
+  #last: string | undefined = undefined
+
   get(loginKey: string): LinkedUser | undefined {
     const linked = this.#links.get(loginKey)
-    if (linked) {
+    if (linked && loginKey !== this.#last) {
+      this.#last = loginKey
       // Map keeps insertion order: re-inserting marks the link as recently used.
       this.#links.delete(loginKey)
       this.#links.set(loginKey, linked)
@@ -30,7 +34,11 @@ export class LoginLinks {
   }
 
   set(loginKey: string, user: LinkedUser): void {
-    this.#links.delete(loginKey)
+    // Already the most recent entry (a user logging in again): replacing the value keeps the order right.
+    if (loginKey !== this.#last) {
+      this.#last = loginKey
+      this.#links.delete(loginKey)
+    }
     this.#links.set(loginKey, user)
     if (this.#links.size > this.#max) {
       const oldest = this.#links.keys().next().value

@@ -1,10 +1,14 @@
 import { createHmac } from 'node:crypto'
 
+const PRINTABLE_ASCII = /^[\x20-\x7e]*$/
+
 /**
  * Logins are compared case-insensitively after Unicode NFKC normalisation, so
  * "Alice", " alice" and "ａlice" are one account for brute-force counting.
  */
-export const normaliseLogin = (login: string): string => login.normalize('NFKC').trim().toLowerCase()
+export const normaliseLogin = (login: string): string =>
+  // NFKC leaves ASCII unchanged, and calling into ICU costs more than this test.
+  (PRINTABLE_ASCII.test(login) ? login : login.normalize('NFKC')).trim().toLowerCase()
 
 /**
  * A keyed hash, never a plain one: a plain SHA-256 of an e-mail address can be
