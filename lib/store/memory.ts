@@ -177,7 +177,10 @@ export class MemoryStore implements Store {
     // of the cost per event; a key already moved in the current write generation (a
     // sixteenth of `maxKeys` writes) stays put, so eviction order is least recently
     // written to within one generation.
-    if (slot.gen === this.#gen) return this.#tick()
+    if (slot.gen === this.#gen) {
+      this.#tick()
+      return
+    }
     slot.gen = this.#gen
     this.#slots.delete(key)
     this.#slots.set(key, slot)
