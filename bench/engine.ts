@@ -15,14 +15,18 @@
  */
 import { randomUUID } from 'node:crypto'
 import { mkdirSync, writeFileSync } from 'node:fs'
+import type { AuthEvent } from '../lib/event.js'
+
 // The compiled build (npm run build first): tsx's per-closure __name helpers, absent from
-// a real install, would otherwise distort the numbers.
-import { createDiagnostics } from '../dist/diagnostics.js'
-import type { AuthEvent } from '../dist/event.js'
-import { createRiskEngine } from '../dist/risk/engine.js'
-import { DEFAULT_POINTS } from '../dist/risk/points.js'
-import { riskIncrease } from '../dist/risk/trigger.js'
-import { MemoryStore } from '../dist/store/memory.js'
+// a real install, would otherwise distort the numbers. Types come from lib/, so this file
+// type-checks before anything is built.
+const dist = <T>(path: string): Promise<T> => import(new URL(`../dist/${path}`, import.meta.url).href) as Promise<T>
+const { createDiagnostics } = await dist<typeof import('../lib/diagnostics.js')>('diagnostics.js')
+const { createRiskEngine } = await dist<typeof import('../lib/risk/engine.js')>('risk/engine.js')
+const { DEFAULT_POINTS } = await dist<typeof import('../lib/risk/points.js')>('risk/points.js')
+const { riskIncrease } = await dist<typeof import('../lib/risk/trigger.js')>('risk/trigger.js')
+const { MemoryStore } = await dist<typeof import('../lib/store/memory.js')>('store/memory.js')
+type MemoryStore = InstanceType<typeof MemoryStore>
 
 const smoke = process.argv.includes('--smoke') || process.env.BENCH_SMOKE === '1'
 const gc = (globalThis as { gc?: () => void }).gc
