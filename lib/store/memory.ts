@@ -25,8 +25,6 @@ export interface MemoryStoreOptions {
 
 /** Hit timestamps (and members) of one sliding window, oldest first. */
 class Hits {
-  /** The write generation in which the key was last moved to the end of the Map. */
-  gen = -1
   constructor(
     public expires: number,
     public ts: number[],
@@ -35,7 +33,6 @@ class Hits {
 }
 
 class Ledger {
-  gen = -1
   constructor(
     public expires: number,
     public entries: LedgerEntry[],
@@ -44,7 +41,6 @@ class Ledger {
 
 /** A single value is kept as a plain string: most users have one device. */
 class RecentList {
-  gen = -1
   constructor(
     public expires: number,
     public values: string | string[],
@@ -52,7 +48,6 @@ class RecentList {
 }
 
 class Mark {
-  gen = -1
   constructor(public expires: number) {}
 }
 
@@ -87,9 +82,6 @@ const MAX_HITS = WINDOW_CAP
 export class MemoryStore implements Store {
   readonly #slots = new Map<string, Slot>()
   readonly #maxKeys: number
-  readonly #generation: number
-  #gen = 0
-  #writes = 0
   readonly #sweepBatch: number
   #sweepCursor: IterableIterator<[string, Slot]> | undefined
   #timer: NodeJS.Timeout | undefined
@@ -97,7 +89,6 @@ export class MemoryStore implements Store {
 
   constructor(options: MemoryStoreOptions = {}) {
     this.#maxKeys = options.maxKeys ?? 1_000_000
-    this.#generation = Math.max(1, Math.floor(this.#maxKeys / 16))
     this.#sweepBatch = options.sweepBatch ?? 20_000
     this.#timer = setInterval(() => this.sweep(Date.now()), options.sweepInterval ?? 60_000)
     this.#timer.unref()
@@ -173,31 +164,14 @@ export class MemoryStore implements Store {
 
   /** Writes re-insert the key so the Map's order is least-recently-written first. */
   #write(key: string, slot: Slot): void {
-    // Moving a key to the end of the Map (delete + set) on every write was a large part
-    // of the cost per event; a key already moved in the current write generation (a
-    // sixteenth of `maxKeys` writes) stays put, so eviction order is least recently
-    // written to within one generation.
-    if (slot.gen === this.#gen) {
-      this.#tick()
-      return
-    }
-    slot.gen = this.#gen
     this.#slots.delete(key)
     this.#slots.set(key, slot)
-    this.#tick()
     if (this.#slots.size > this.#maxKeys) {
       const oldest = this.#slots.keys().next().value
       if (oldest !== undefined) {
         this.#slots.delete(oldest)
         this.#evicted++
       }
-    }
-  }
-
-  #tick(): void {
-    if (++this.#writes >= this.#generation) {
-      this.#writes = 0
-      this.#gen++
     }
   }
 
