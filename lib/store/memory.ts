@@ -119,17 +119,6 @@ export class MemoryStore implements Store {
     return results
   }
 
-  async ledgers(now: number, withinMs: number, limit: number): Promise<string[]> {
-    const keys: string[] = []
-    for (const [key, slot] of this.#slots) {
-      if (!(slot instanceof Ledger) || slot.expires <= now) continue
-      const last = slot.entries[slot.entries.length - 1]
-      if (last && last.at > now - withinMs) keys.push(key)
-      if (keys.length >= limit) break
-    }
-    return keys
-  }
-
   /** Drops expired keys, at most `sweepBatch` examined per call. */
   sweep(now: number): void {
     let cursor = this.#sweepCursor ?? this.#slots.entries()

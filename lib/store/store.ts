@@ -120,8 +120,6 @@ export type StoreResult = HitResult | boolean | RememberResult | ScoreResult | r
 export interface Store {
   /** Runs the ops in order, atomically with respect to other `run` calls. `now` is epoch ms. */
   run(ops: readonly StoreOp[], now: number): Promise<StoreResult[]>
-  /** Keys of ledgers touched in the last `withinMs` (for listings; may be approximate). */
-  ledgers?(now: number, withinMs: number, limit: number): Promise<string[]>
   /** Releases timers and connections. */
   close(): Promise<void>
 }
