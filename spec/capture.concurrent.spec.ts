@@ -126,6 +126,24 @@ const fiftyLogins = async ({ server, log }: Built, recorded: { started: string[]
   })
 }
 
+/**
+ * Serves the app, runs the 50 logins and checks that the developer's strategy object
+ * was not mutated (plain passport would leave success/fail/... on a shared object).
+ */
+const loginsLeaveStrategyIntact = async (
+  built: { app: Parameters<typeof listen>[0]; sqreen: SqreenAuth; log: EventLog },
+  recorded: ReturnType<typeof makeStrategy>,
+  before: ReturnType<typeof ownProperties>,
+): Promise<void> => {
+  const running = { server: await listen(built.app), sqreen: built.sqreen, log: built.log }
+  try {
+    await fiftyLogins(running, recorded)
+    assert.deepEqual(ownProperties(recorded.strategy), before, 'the strategy object was mutated')
+  } finally {
+    await shutdown(running)
+  }
+}
+
 for (const variant of variants) {
   describe(`capture.concurrent: ${N} simultaneous logins, async verify (${variant.name})`, () => {
     it('(a) a registered, named strategy', async () => {
@@ -135,13 +153,7 @@ for (const variant of variants) {
         passport.use(recorded.strategy)
         app.post('/login', passport.authenticate('local', { session: false }), answer)
       })
-      const built = { server: await listen(app), sqreen, log }
-      try {
-        await fiftyLogins(built, recorded)
-        assert.deepEqual(ownProperties(recorded.strategy), before, 'the strategy object was mutated')
-      } finally {
-        await shutdown(built)
-      }
+      await loginsLeaveStrategyIntact({ app, sqreen, log }, recorded, before)
     })
 
     it('(b) a strategy object passed to authenticate() in middleware built after sqreenAuth()', async () => {
@@ -151,14 +163,7 @@ for (const variant of variants) {
         // passport assigns each request's action functions to this one shared object.
         app.post('/login', passport.authenticate(recorded.strategy, { session: false }), answer)
       })
-      const built = { server: await listen(app), sqreen, log }
-      try {
-        await fiftyLogins(built, recorded)
-        // Plain passport would have left success/fail/... on it; observation must not.
-        assert.deepEqual(ownProperties(recorded.strategy), before, 'the strategy object was mutated')
-      } finally {
-        await shutdown(built)
-      }
+      await loginsLeaveStrategyIntact({ app, sqreen, log }, recorded, before)
     })
 
     it('(c) a strategy object created before sqreenAuth(), watched, then passed to authenticate()', async () => {
@@ -169,13 +174,7 @@ for (const variant of variants) {
         // watch() and the hooked authenticate() both apply: still one event per request.
         app.post('/login', passport.authenticate(sqreen.watch(recorded.strategy), { session: false }), answer)
       })
-      const built = { server: await listen(app), sqreen, log }
-      try {
-        await fiftyLogins(built, recorded)
-        assert.deepEqual(ownProperties(recorded.strategy), before, 'the strategy object was mutated')
-      } finally {
-        await shutdown(built)
-      }
+      await loginsLeaveStrategyIntact({ app, sqreen, log }, recorded, before)
     })
 
     // Built by hand: `authenticate` is taken from the Authenticator before sqreenAuth()
@@ -200,13 +199,7 @@ for (const variant of variants) {
     it('(d) a strategy object passed through sqreen.watch() to an authenticate() taken before sqreenAuth()', async () => {
       const { app, sqreen, log, recorded } = builtBefore(variant)
       const before = ownProperties(recorded.strategy)
-      const built = { server: await listen(app), sqreen, log }
-      try {
-        await fiftyLogins(built, recorded)
-        assert.deepEqual(ownProperties(recorded.strategy), before, 'the strategy object was mutated')
-      } finally {
-        await shutdown(built)
-      }
+      await loginsLeaveStrategyIntact({ app, sqreen, log }, recorded, before)
     })
 
     it('(d, control) without watch() that same pre-hook path is not observed, so (d) proves watch()', async () => {

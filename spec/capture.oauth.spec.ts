@@ -76,9 +76,7 @@ for (const variant of variants) {
         assert.equal(callback.status, 302)
         assert.equal(callback.headers.location, '/home')
 
-        await log.waitFor(1)
-        const events = await log.settle()
-        assert.equal(events.length, 1)
+        const events = await log.exactly(1)
         const event = events[0]!
         assert.equal(event.type, 'login.succeeded')
         assert.equal(event.strategy, 'provider')
@@ -99,9 +97,7 @@ for (const variant of variants) {
         assert.equal(callback.status, 302)
         assert.equal(callback.headers.location, '/login')
 
-        await log.waitFor(1)
-        const events = await log.settle()
-        assert.equal(events.length, 1)
+        const events = await log.exactly(1)
         assert.equal(events[0]!.type, 'login.failed')
         assert.equal(events[0]!.strategy, 'provider')
         assert.equal(events[0]!.reason, 'invalid_credentials')

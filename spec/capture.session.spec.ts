@@ -119,9 +119,7 @@ for (const variant of variants) {
       const { app, sqreen, log } = build(variant)
       try {
         await request(app).post('/search').expect(200, { user: null })
-        await log.waitFor(1)
-        const events = await log.settle()
-        assert.equal(events.length, 1)
+        const events = await log.exactly(1)
         const custom = events[0]!
         assert.equal(custom.type, 'custom')
         assert.equal(custom.name, 'sql_injection')

@@ -63,6 +63,21 @@ export class EventLog {
     })
   }
 
+  /**
+   * Waits for `n` events, then a little longer, and asserts that exactly `n` arrived:
+   * the "one event per request, not two" check most scenarios make.
+   */
+  async exactly(n: number, ms = 3000): Promise<AuthEvent[]> {
+    await this.waitFor(n, ms)
+    const events = await this.settle()
+    if (events.length !== n) {
+      throw new Error(
+        `expected exactly ${n} events, got ${events.length}: ${JSON.stringify(events.map((e) => e.type))}`,
+      )
+    }
+    return events
+  }
+
   /** Waits a little and asserts nothing more arrives (for "no event" cases). */
   async settle(ms = 100): Promise<AuthEvent[]> {
     await new Promise((r) => setTimeout(r, ms))
