@@ -3,7 +3,10 @@
  * today, Redis later) must pass it. It talks to the store through `run(ops, now)`
  * only, with an explicit logical `now`, so expiry is tested by moving `now`
  * rather than by sleeping, and a shared backend works: each test uses keys under
- * its own random prefix and never assumes the store is empty.
+ * its own random prefix and never assumes the store is empty. Every op addresses
+ * a field of a key; the helpers below default the field by kind (`hits`, `mark`,
+ * `recent`, `ledger`), and the "fields" tests check that fields of one key are
+ * independent.
  *
  * Not named `*.spec.ts`: it registers nothing until a spec file calls
  * `storeContract(...)` with a factory for the store under test.
@@ -72,12 +75,13 @@ export const storeContract = (
     const hit = (
       key: string,
       now: number,
-      opts: { since?: number; ttl?: number; member?: string; add?: boolean } = {},
+      opts: { since?: number; ttl?: number; member?: string; add?: boolean; field?: string } = {},
     ) =>
       one<HitResult>(
         {
           op: 'hit',
           key,
+          field: opts.field ?? 'hits',
           add: opts.add ?? true,
           since: opts.since ?? now - HOUR,
           ttl: opts.ttl ?? HOUR,
@@ -85,22 +89,31 @@ export const storeContract = (
         },
         now,
       )
-    const claim = (key: string, now: number, ttl = MINUTE) => one<boolean>({ op: 'claim', key, ttl }, now)
-    const marked = (key: string, now: number) => one<boolean>({ op: 'marked', key }, now)
-    const remember = (key: string, value: string, now: number, max = 3, ttl = HOUR) =>
-      one<RememberResult>({ op: 'remember', key, value, max, ttl }, now)
-    const read = (key: string, now: number, since = now - 30 * 24 * HOUR) =>
-      one<readonly LedgerEntry[]>({ op: 'read', key, since }, now)
+    const claim = (key: string, now: number, ttl = MINUTE, field = 'mark') =>
+      one<boolean>({ op: 'claim', key, field, ttl }, now)
+    const marked = (key: string, now: number, field = 'mark') => one<boolean>({ op: 'marked', key, field }, now)
+    const remember = (key: string, value: string, now: number, max = 3, ttl = HOUR, field = 'recent') =>
+      one<RememberResult>({ op: 'remember', key, field, value, max, ttl }, now)
+    const read = (key: string, now: number, since = now - 30 * 24 * HOUR, field = 'ledger') =>
+      one<readonly LedgerEntry[]>({ op: 'read', key, field, since }, now)
     const score = (
       key: string,
       now: number,
       entries: readonly ScoredEntry[],
-      opts: { keepSince?: number; max?: number; ttl?: number; windowSince?: number; thresholds?: Threshold[] } = {},
+      opts: {
+        keepSince?: number
+        max?: number
+        ttl?: number
+        windowSince?: number
+        thresholds?: Threshold[]
+        field?: string
+      } = {},
     ) =>
       one<ScoreResult>(
         {
           op: 'score',
           key,
+          field: opts.field ?? 'ledger',
           entries,
           keepSince: opts.keepSince ?? now - 30 * 24 * HOUR,
           max: opts.max ?? 100,
@@ -214,10 +227,10 @@ export const storeContract = (
         await score(k('l'), T0, [{ entry: entry('x', 1, T0) }])
         const results = await run(
           [
-            { op: 'reset', key: k('h') },
-            { op: 'reset', key: k('c') },
-            { op: 'reset', key: k('l') },
-            { op: 'reset', key: k('never-written') },
+            { op: 'reset', key: k('h'), field: 'hits' },
+            { op: 'reset', key: k('c'), field: 'mark' },
+            { op: 'reset', key: k('l'), field: 'ledger' },
+            { op: 'reset', key: k('never-written'), field: 'hits' },
           ],
           T0 + 1,
         )
@@ -330,7 +343,7 @@ export const storeContract = (
       })
 
       it('an entry with `once` is added only by the call that sets its mark, again after the mark expires', async () => {
-        const once = { key: k('once'), ttl: HOUR }
+        const once = { field: 'once', ttl: HOUR }
         const first = entry('failure_burst', 4, T0)
         assert.deepEqual((await score(k('l'), T0, [{ entry: first, once }])).added, [first])
         const dropped = await score(k('l'), T0 + MINUTE, [
@@ -342,12 +355,13 @@ export const storeContract = (
         assert.equal(dropped.sum, 5)
         // The same once key twice in one call: only the first.
         const twice = await score(k('l2'), T0, [
-          { entry: entry('a', 1, T0), once: { key: k('once2'), ttl: HOUR } },
-          { entry: entry('b', 1, T0), once: { key: k('once2'), ttl: HOUR } },
+          { entry: entry('a', 1, T0), once: { field: 'once2', ttl: HOUR } },
+          { entry: entry('b', 1, T0), once: { field: 'once2', ttl: HOUR } },
         ])
         assert.deepEqual(twice.added, [entry('a', 1, T0)])
-        // The once mark is an ordinary mark.
-        assert.equal(await marked(k('once'), T0 + MINUTE), true)
+        // The once mark is an ordinary mark, a field of the ledger's key.
+        assert.equal(await marked(k('l'), T0 + MINUTE, 'once'), true)
+        assert.equal(await marked(k('l2'), T0 + MINUTE, 'once'), false)
         const later = entry('failure_burst', 4, T0 + HOUR + 1)
         assert.deepEqual((await score(k('l'), T0 + HOUR + 1, [{ entry: later, once }])).added, [later])
         assert.deepEqual(
@@ -381,14 +395,14 @@ export const storeContract = (
       })
 
       it('thresholds: a level is crossed when the sum is strictly above it, once per mark ttl, levels ascending', async () => {
-        const thresholds = (key: string): Threshold[] => [
-          { level: 10, key: k(`${key}:10`), ttl: HOUR },
-          { level: 20, key: k(`${key}:20`), ttl: HOUR },
+        const thresholds = (): Threshold[] => [
+          { level: 10, field: 'alert:10', ttl: HOUR },
+          { level: 20, field: 'alert:20', ttl: HOUR },
         ]
         const add = (key: string, points: number, now: number) =>
           score(k(key), now, [{ entry: entry('x', points, now) }], {
             windowSince: now - 2 * HOUR,
-            thresholds: thresholds(key),
+            thresholds: thresholds(),
           })
         assert.deepEqual((await add('u', 6, T0)).crossed, [])
         // Exactly 10 is not above 10.
@@ -397,7 +411,8 @@ export const storeContract = (
         // Still above 10, but already claimed: no second crossing.
         assert.deepEqual((await add('u', 1, T0 + 3)).crossed, [])
         assert.deepEqual(await add('u', 9, T0 + 4), { added: [entry('x', 9, T0 + 4)], sum: 21, crossed: [20] })
-        assert.equal(await marked(k('u:20'), T0 + 5), true)
+        assert.equal(await marked(k('u'), T0 + 5, 'alert:20'), true)
+        assert.equal(await marked(k('v'), T0 + 5, 'alert:20'), false)
         // A jump over both levels at once claims both, ascending.
         assert.deepEqual((await add('v', 30, T0)).crossed, [10, 20])
         // After the marks expire, a sum still above the levels crosses them again.
@@ -415,21 +430,76 @@ export const storeContract = (
       })
     })
 
+    describe('fields', () => {
+      it('fields of one key are independent: counts, marks, lists and ledgers do not mix', async () => {
+        await hit(k('u'), T0, { field: 'a' })
+        await hit(k('u'), T0 + 1, { field: 'a' })
+        assert.equal((await hit(k('u'), T0 + 2, { field: 'b' })).count, 1)
+        assert.equal((await hit(k('u'), T0 + 3, { field: 'a', add: false })).count, 2)
+        assert.equal(await claim(k('u'), T0, MINUTE, 'm1'), true)
+        assert.equal(await marked(k('u'), T0, 'm2'), false)
+        assert.equal(await claim(k('u'), T0, MINUTE, 'm2'), true)
+        await remember(k('u'), 'x', T0, 3, HOUR, 'r1')
+        assert.deepEqual(await remember(k('u'), 'x', T0, 3, HOUR, 'r2'), { seen: false, size: 0 })
+        await score(k('u'), T0, [{ entry: entry('one', 1, T0) }], { field: 'l1' })
+        assert.deepEqual(await read(k('u'), T0, T0 - 1, 'l2'), [])
+        assert.equal((await read(k('u'), T0, T0 - 1, 'l1')).length, 1)
+        // The same field under another key is another datum.
+        assert.equal((await hit(k('other'), T0 + 4, { field: 'a', add: false })).count, 0)
+        assert.equal(await marked(k('other'), T0, 'm1'), false)
+      })
+
+      it("reset forgets one field and leaves the key's other fields alone", async () => {
+        await hit(k('u'), T0, { field: 'a' })
+        await hit(k('u'), T0, { field: 'b' })
+        await claim(k('u'), T0, HOUR, 'm')
+        assert.deepEqual(await run([{ op: 'reset', key: k('u'), field: 'a' }], T0 + 1), [null])
+        assert.equal((await hit(k('u'), T0 + 2, { field: 'a', add: false })).count, 0)
+        assert.equal((await hit(k('u'), T0 + 2, { field: 'b', add: false })).count, 1)
+        assert.equal(await marked(k('u'), T0 + 2, 'm'), true)
+        // Resetting every field, then writing again, starts the key over.
+        await run(
+          [
+            { op: 'reset', key: k('u'), field: 'b' },
+            { op: 'reset', key: k('u'), field: 'm' },
+          ],
+          T0 + 3,
+        )
+        assert.equal(await marked(k('u'), T0 + 4, 'm'), false)
+        assert.equal((await hit(k('u'), T0 + 5, { field: 'a' })).count, 1)
+      })
+
+      it("each field expires on its own: a short-lived field does not take its key's other fields with it", async () => {
+        await hit(k('u'), T0, { field: 'short', ttl: MINUTE })
+        await claim(k('u'), T0, HOUR, 'long')
+        await score(k('u'), T0, [{ entry: entry('x', 1, T0) }], { ttl: HOUR })
+        const later = T0 + 2 * MINUTE
+        assert.equal((await hit(k('u'), later, { field: 'short', add: false, since: T0 - 1 })).count, 0)
+        assert.equal(await marked(k('u'), later, 'long'), true)
+        assert.equal((await read(k('u'), later, T0 - 1)).length, 1)
+        // And a long-lived field written later does not revive an expired one.
+        await claim(k('u'), later, HOUR, 'another')
+        assert.equal((await hit(k('u'), later + 1, { field: 'short', add: false, since: T0 - 1 })).count, 0)
+        assert.equal((await hit(k('u'), later + 2, { field: 'short', since: T0 - 1, ttl: MINUTE })).count, 1)
+      })
+    })
+
     describe('batches', () => {
       it('ops run in order and each sees the effects of the ones before it', async () => {
         const results = await run(
           [
-            { op: 'marked', key: k('c') },
-            { op: 'claim', key: k('c'), ttl: MINUTE },
-            { op: 'marked', key: k('c') },
-            { op: 'claim', key: k('c'), ttl: MINUTE },
-            { op: 'hit', key: k('h'), add: true, since: T0 - 1, ttl: HOUR, member: 'x' },
-            { op: 'hit', key: k('h'), add: false, since: T0 - 1, ttl: HOUR },
-            { op: 'reset', key: k('h') },
-            { op: 'hit', key: k('h'), add: false, since: T0 - 1, ttl: HOUR },
+            { op: 'marked', key: k('c'), field: 'mark' },
+            { op: 'claim', key: k('c'), field: 'mark', ttl: MINUTE },
+            { op: 'marked', key: k('c'), field: 'mark' },
+            { op: 'claim', key: k('c'), field: 'mark', ttl: MINUTE },
+            { op: 'hit', key: k('h'), field: 'hits', add: true, since: T0 - 1, ttl: HOUR, member: 'x' },
+            { op: 'hit', key: k('h'), field: 'hits', add: false, since: T0 - 1, ttl: HOUR },
+            { op: 'reset', key: k('h'), field: 'hits' },
+            { op: 'hit', key: k('h'), field: 'hits', add: false, since: T0 - 1, ttl: HOUR },
             {
               op: 'score',
               key: k('l'),
+              field: 'ledger',
               entries: [{ entry: entry('x', 2, T0) }],
               keepSince: T0 - HOUR,
               max: 10,
@@ -437,9 +507,9 @@ export const storeContract = (
               windowSince: T0 - HOUR,
               thresholds: [],
             },
-            { op: 'read', key: k('l'), since: T0 - 1 },
-            { op: 'remember', key: k('r'), value: 'v', max: 3, ttl: HOUR },
-            { op: 'remember', key: k('r'), value: 'v', max: 3, ttl: HOUR },
+            { op: 'read', key: k('l'), field: 'ledger', since: T0 - 1 },
+            { op: 'remember', key: k('r'), field: 'recent', value: 'v', max: 3, ttl: HOUR },
+            { op: 'remember', key: k('r'), field: 'recent', value: 'v', max: 3, ttl: HOUR },
           ],
           T0,
         )
@@ -479,7 +549,7 @@ export const storeContract = (
       })
 
       it('parallel scores of one ledger: every entry kept, a threshold crossed by exactly one call, a once-entry added once', async () => {
-        const threshold: Threshold = { level: 10, key: k('alert'), ttl: HOUR }
+        const threshold: Threshold = { level: 10, field: 'alert', ttl: HOUR }
         const results = await Promise.all(
           Array.from({ length: 30 }, (_, i) =>
             score(
@@ -487,7 +557,7 @@ export const storeContract = (
               T0,
               [
                 { entry: entry('x', 1, T0, { i }) },
-                { entry: entry('once', 100, T0), once: { key: k('once'), ttl: HOUR } },
+                { entry: entry('once', 100, T0), once: { field: 'once', ttl: HOUR } },
               ],
               { windowSince: T0 - 1, thresholds: [threshold] },
             ),
@@ -512,8 +582,8 @@ export const storeContract = (
           Array.from({ length: 40 }, () =>
             run(
               [
-                { op: 'marked', key: k('c') },
-                { op: 'claim', key: k('c'), ttl: HOUR },
+                { op: 'marked', key: k('c'), field: 'mark' },
+                { op: 'claim', key: k('c'), field: 'mark', ttl: HOUR },
               ],
               T0,
             ),

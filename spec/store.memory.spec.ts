@@ -16,9 +16,16 @@ storeContract('MemoryStore', () => new MemoryStore())
 const T0 = 1_700_000_000_000
 const HOUR = 3_600_000
 
-const write = (key: string, ttl = HOUR): StoreOp => ({ op: 'hit', key, add: true, since: 0, ttl })
-const count = async (store: MemoryStore, key: string, now: number): Promise<number> => {
-  const [result] = await store.run([{ op: 'hit', key, add: false, since: 0, ttl: HOUR }], now)
+const write = (key: string, ttl = HOUR, field = 'hits'): StoreOp => ({
+  op: 'hit',
+  key,
+  field,
+  add: true,
+  since: 0,
+  ttl,
+})
+const count = async (store: MemoryStore, key: string, now: number, field = 'hits'): Promise<number> => {
+  const [result] = await store.run([{ op: 'hit', key, field, add: false, since: 0, ttl: HOUR }], now)
   return (result as HitResult).count
 }
 
@@ -45,27 +52,38 @@ describe('MemoryStore (memory-only behaviour)', () => {
       // The survivors are the five written last.
       for (let i = 195; i < 200; i++) assert.equal(await count(store, `k${i}`, T0 + 300), 1)
       assert.equal(await count(store, 'k194', T0 + 300), 0)
-      // One batch writing several keys (a score with once-marks and thresholds) is capped too.
+      // The cap is on keys (owners), not fields: a score writing a ledger, a once-mark and
+      // two threshold marks, all fields of one key, takes one place; a batch writing several
+      // keys is capped too.
       await store.run(
         [
           {
             op: 'score',
-            key: 'ledger',
-            entries: [{ entry: { detection: 'x', points: 50, at: T0 }, once: { key: 'once', ttl: HOUR } }],
+            key: 'user',
+            field: 'ledger',
+            entries: [{ entry: { detection: 'x', points: 50, at: T0 }, once: { field: 'once', ttl: HOUR } }],
             keepSince: 0,
             max: 10,
             ttl: HOUR,
             windowSince: 0,
             thresholds: [
-              { level: 10, key: 'alert:10', ttl: HOUR },
-              { level: 20, key: 'alert:20', ttl: HOUR },
+              { level: 10, field: 'alert:10', ttl: HOUR },
+              { level: 20, field: 'alert:20', ttl: HOUR },
             ],
           },
         ],
         T0 + 400,
       )
       assert.equal(store.size, 5)
+      assert.equal(store.evicted, 196)
+      await store.run([write('x1'), write('x2'), write('x3')], T0 + 401)
+      assert.equal(store.size, 5)
       assert.equal(store.evicted, 199)
+      assert.deepEqual(
+        await store.run([{ op: 'marked', key: 'user', field: 'alert:20' }], T0 + 402),
+        [true],
+        'the key written just before the batch survives it',
+      )
     } finally {
       await store.close()
     }
@@ -99,7 +117,10 @@ describe('MemoryStore (memory-only behaviour)', () => {
       const ops: StoreOp[] = []
       for (let i = 0; i < 10; i++) ops.push(write(`short${i}`, 1_000))
       for (let i = 0; i < 4; i++) ops.push(write(`long${i}`, HOUR))
-      ops.push({ op: 'claim', key: 'mark', ttl: 1_000 }, { op: 'claim', key: 'live-mark', ttl: HOUR })
+      ops.push(
+        { op: 'claim', key: 'mark', field: 'm', ttl: 1_000 },
+        { op: 'claim', key: 'live-mark', field: 'm', ttl: HOUR },
+      )
       await store.run(ops, T0)
       assert.equal(store.size, 16)
       store.sweep(T0 + 500)
@@ -107,8 +128,24 @@ describe('MemoryStore (memory-only behaviour)', () => {
       store.sweep(T0 + 1_001)
       assert.equal(store.size, 5)
       for (let i = 0; i < 4; i++) assert.equal(await count(store, `long${i}`, T0 + 1_002), 1)
-      const [stillMarked] = await store.run([{ op: 'marked', key: 'live-mark' }], T0 + 1_002)
+      const [stillMarked] = await store.run([{ op: 'marked', key: 'live-mark', field: 'm' }], T0 + 1_002)
       assert.equal(stillMarked, true)
+    } finally {
+      await store.close()
+    }
+  })
+
+  it('sweep() keeps a key while one of its fields lives, and drops it with its last field', async () => {
+    const store = new MemoryStore()
+    try {
+      await store.run([write('ip', 1_000, 'logins'), write('ip', HOUR, 'failures')], T0)
+      assert.equal(store.size, 1)
+      store.sweep(T0 + 2_000)
+      assert.equal(store.size, 1, 'the key has a live field')
+      assert.equal(await count(store, 'ip', T0 + 2_001, 'failures'), 1)
+      assert.equal(await count(store, 'ip', T0 + 2_001, 'logins'), 0)
+      store.sweep(T0 + HOUR + 1)
+      assert.equal(store.size, 0)
     } finally {
       await store.close()
     }
@@ -165,11 +202,12 @@ describe('MemoryStore (memory-only behaviour)', () => {
     await store.run(
       [
         write('h'),
-        { op: 'claim', key: 'c', ttl: HOUR },
-        { op: 'remember', key: 'r', value: 'v', max: 3, ttl: HOUR },
+        { op: 'claim', key: 'c', field: 'm', ttl: HOUR },
+        { op: 'remember', key: 'r', field: 'devices', value: 'v', max: 3, ttl: HOUR },
         {
           op: 'score',
           key: 'l',
+          field: 'ledger',
           entries: [{ entry: { detection: 'x', points: 1, at: T0 } }],
           keepSince: 0,
           max: 10,
@@ -186,8 +224,8 @@ describe('MemoryStore (memory-only behaviour)', () => {
     assert.deepEqual(
       await store.run(
         [
-          { op: 'read', key: 'l', since: 0 },
-          { op: 'marked', key: 'c' },
+          { op: 'read', key: 'l', field: 'ledger', since: 0 },
+          { op: 'marked', key: 'c', field: 'm' },
         ],
         T0 + 1,
       ),

@@ -1,23 +1,39 @@
 import type { AuthEvent } from '../event.js'
 import type { HitResult, LedgerEntry, RememberResult, ScoredEntry, StoreOp, StoreResult } from '../store/store.js'
 import { emailDomainKind } from './email-domain.js'
-import { displayIp, ipKey } from './ip.js'
-import { attackDetection, type Detection, type PointsTable, RULES } from './points.js'
+import { type IpFacts, ipFacts } from './ip.js'
+import { attackDetection, DETECTIONS, type Detection, type PointsTable, RULES } from './points.js'
 import { userAgentFamily } from './user-agent.js'
 
-/** Store keys. Built from userKeys and IP prefixes only: no personal data in advanced mode. */
-export const keys = {
-  ledger: (u: string) => `l:${u}`,
-  failures: (u: string) => `f:${u}`,
-  consecutive: (u: string) => `c:${u}`,
+/**
+ * Where the detectors keep their state. A store key is an owner: a user's
+ * `userKey`, or `ip:<prefix>` for an IP (`IpFacts.key`; userKeys never start
+ * with `ip:`: they are `id:…`, `login:…` or a URI-encoded composite). Fields
+ * name one datum of the owner. Built from userKeys and IP prefixes only: no
+ * personal data in advanced mode.
+ */
+
+const ONCE = Object.fromEntries(DETECTIONS.map((d) => [d, `once:${d}`])) as Readonly<Record<Detection, string>>
+
+export const fields = {
+  /** A user's ledger of point entries. */
+  ledger: 'ledger',
+  /** A user's failures over a day (members: IP prefixes). */
+  failures: 'failures',
+  /** A user's failures since their last success (members: IP prefixes). */
+  consecutive: 'consecutive',
+  /** A user's recent user-agent families. */
+  devices: 'devices',
   /** Logins failing from an IP (members), kept only for the stuffing window. */
-  ipLogins: (ip: string) => `ipl:${ip}`,
+  ipLogins: 'logins',
   /** Failures from an IP over a day (a plain count). */
-  ipFailures: (ip: string) => `ipd:${ip}`,
-  flagged: (ip: string) => `flag:${ip}`,
-  devices: (u: string) => `dev:${u}`,
-  once: (d: Detection, u: string) => `once:${d}:${u}`,
-  alert: (u: string, level: number) => `alert:${u}:${level}`,
+  ipFailures: 'failures',
+  /** The IP is a credential-stuffing source. */
+  flagged: 'flagged',
+  /** A once-per-window detection's mark. */
+  once: (d: Detection): string => ONCE[d],
+  /** The mark of an alert level (`alert:10`). */
+  alert: (level: number): string => `alert:${level}`,
 }
 
 /**
@@ -30,7 +46,9 @@ export const keys = {
 export interface Plan {
   readonly event: AuthEvent
   readonly now: number
+  /** The event's IP as a store key (`ip:<prefix>`). */
   readonly ip: string | undefined
+  readonly ipFacts: IpFacts | undefined
   readonly facts: StoreOp[]
   readonly alias: string | undefined
   iDay: number
@@ -52,17 +70,18 @@ export interface Decision {
   readonly merged: readonly LedgerEntry[]
   /** The login's ledger already alerted: the user inherits that alert instead of raising a second one. */
   readonly inheritAlert: boolean
-  /** Keys to forget once merged. */
+  /** Fields of the alias (the login's key) to forget once merged. */
   readonly forget: readonly string[]
-  /** An IP prefix that this event showed to be a credential-stuffing source. */
+  /** The store key of an IP that this event showed to be a credential-stuffing source. */
   readonly flagIp: string | undefined
 }
 
 const push = (plan: Plan, op: StoreOp): number => plan.facts.push(op) - 1
 
-export const planEvent = (event: AuthEvent, now: number, retentionSince: number, alertLevel: number): Plan => {
+export const planEvent = (event: AuthEvent, now: number, retentionSince: number, alertField: string): Plan => {
   const u = event.userKey
-  const ip = ipKey(event.ip)
+  const facts = ipFacts(event.ip)
+  const ip = facts?.key
   const alias =
     event.type === 'login.succeeded' && event.loginKey !== undefined && event.loginKey !== u
       ? event.loginKey
@@ -71,6 +90,7 @@ export const planEvent = (event: AuthEvent, now: number, retentionSince: number,
     event,
     now,
     ip,
+    ipFacts: facts,
     facts: [],
     alias,
     iDay: -1,
@@ -89,39 +109,67 @@ export const planEvent = (event: AuthEvent, now: number, retentionSince: number,
   if (event.type === 'login.failed') {
     // An empty form or a browser's first Basic challenge is not a wrong password.
     if (event.reason !== 'invalid_credentials') return plan
-    const member = ip ?? ''
-    if (u !== null) {
-      plan.iDay = push(plan, { op: 'hit', key: keys.failures(u), add: true, since: dayAgo, ttl: RULES.DAY, member })
-      plan.iBurst = push(plan, {
-        op: 'hit',
-        key: keys.failures(u),
-        add: false,
-        since: now - RULES.BURST_WINDOW,
-        ttl: RULES.DAY,
-      })
-      plan.iRun = push(plan, { op: 'hit', key: keys.consecutive(u), add: true, since: dayAgo, ttl: RULES.DAY, member })
-    }
+    // IP ops first and the user's last: the second batch (scoring) starts with the
+    // same user, which the memory store has just looked up.
     if (ip !== undefined) {
       // Distinct logins failing from one IP: the login key when known, else the user.
       const target = event.loginKey ?? u ?? ''
       // Two keys so the per-login members are forgotten after the short window.
       plan.iIpRecent = push(plan, {
         op: 'hit',
-        key: keys.ipLogins(ip),
+        key: ip,
+        field: fields.ipLogins,
         add: true,
         since: now - RULES.STUFFING_LOGIN_WINDOW,
         ttl: RULES.STUFFING_LOGIN_WINDOW,
         member: target,
       })
-      plan.iIpDay = push(plan, { op: 'hit', key: keys.ipFailures(ip), add: true, since: dayAgo, ttl: RULES.DAY })
-      plan.iFlag = push(plan, { op: 'marked', key: keys.flagged(ip) })
+      plan.iIpDay = push(plan, {
+        op: 'hit',
+        key: ip,
+        field: fields.ipFailures,
+        add: true,
+        since: dayAgo,
+        ttl: RULES.DAY,
+      })
+      plan.iFlag = push(plan, { op: 'marked', key: ip, field: fields.flagged })
+    }
+    const member = facts?.prefix ?? ''
+    if (u !== null) {
+      plan.iDay = push(plan, {
+        op: 'hit',
+        key: u,
+        field: fields.failures,
+        add: true,
+        since: dayAgo,
+        ttl: RULES.DAY,
+        member,
+      })
+      plan.iBurst = push(plan, {
+        op: 'hit',
+        key: u,
+        field: fields.failures,
+        add: false,
+        since: now - RULES.BURST_WINDOW,
+        ttl: RULES.DAY,
+      })
+      plan.iRun = push(plan, {
+        op: 'hit',
+        key: u,
+        field: fields.consecutive,
+        add: true,
+        since: dayAgo,
+        ttl: RULES.DAY,
+        member,
+      })
     }
   } else if (event.type === 'login.succeeded' && u !== null) {
-    if (ip !== undefined) plan.iFlag = push(plan, { op: 'marked', key: keys.flagged(ip) })
-    plan.iBruteForce = push(plan, { op: 'marked', key: keys.once('brute_force', u) })
+    if (ip !== undefined) plan.iFlag = push(plan, { op: 'marked', key: ip, field: fields.flagged })
+    plan.iBruteForce = push(plan, { op: 'marked', key: u, field: fields.once('brute_force') })
     plan.iDevice = push(plan, {
       op: 'remember',
-      key: keys.devices(u),
+      key: u,
+      field: fields.devices,
       value: userAgentFamily(event.userAgent),
       max: RULES.DEVICE_MEMORY,
       ttl: RULES.LONG_MEMORY,
@@ -129,11 +177,11 @@ export const planEvent = (event: AuthEvent, now: number, retentionSince: number,
     // A success under a login that failed before it was known to be this user:
     // bring that login's pseudonymous ledger over, so the brute force counts against the account.
     if (alias !== undefined) {
-      plan.iAliasLedger = push(plan, { op: 'read', key: keys.ledger(alias), since: retentionSince })
-      plan.iAliasBruteForce = push(plan, { op: 'marked', key: keys.once('brute_force', alias) })
-      plan.iAliasAlert = push(plan, { op: 'marked', key: keys.alert(alias, alertLevel) })
+      plan.iAliasLedger = push(plan, { op: 'read', key: alias, field: fields.ledger, since: retentionSince })
+      plan.iAliasBruteForce = push(plan, { op: 'marked', key: alias, field: fields.once('brute_force') })
+      plan.iAliasAlert = push(plan, { op: 'marked', key: alias, field: alertField })
     }
-    push(plan, { op: 'reset', key: keys.consecutive(u) })
+    push(plan, { op: 'reset', key: u, field: fields.consecutive })
   }
   return plan
 }
@@ -151,13 +199,13 @@ const scored = (
   // wrong_password, the most frequent entry by far, carries no evidence: its IP is on the
   // burst / brute-force entries and in the alert, and dropping it keeps an idle user's
   // ledger within the memory budget (about 1 KB per tracked user).
-  const shownIp = detection === 'wrong_password' ? undefined : displayIp(plan.event.ip)
+  const shownIp = detection === 'wrong_password' ? undefined : plan.ipFacts?.display
   const facts = shownIp === undefined ? evidence : { ...evidence, ip: shownIp }
   const entry: LedgerEntry =
     facts === undefined
       ? { detection, points: value, at: plan.now }
       : { detection, points: value, at: plan.now, evidence: facts }
-  return once === undefined ? { entry } : { entry, once: { key: keys.once(detection, u), ttl: once } }
+  return once === undefined ? { entry } : { entry, once: { field: fields.once(detection), ttl: once } }
 }
 
 const domainEntry = (plan: Plan, points: PointsTable): ScoredEntry | undefined => {
@@ -174,6 +222,7 @@ const add = (list: ScoredEntry[], entry: ScoredEntry | undefined): void => {
 }
 
 const NOTHING: readonly LedgerEntry[] = []
+const FORGET_ALIAS: readonly string[] = [fields.ledger, fields.consecutive]
 
 export const decide = (plan: Plan, r: readonly StoreResult[], points: PointsTable): Decision => {
   const { event } = plan
@@ -225,7 +274,7 @@ export const decide = (plan: Plan, r: readonly StoreResult[], points: PointsTabl
     if (plan.alias !== undefined) {
       merged = (r[plan.iAliasLedger] as readonly LedgerEntry[] | undefined) ?? NOTHING
       inheritAlert = r[plan.iAliasAlert] === true
-      forget = [keys.ledger(plan.alias), keys.consecutive(plan.alias)]
+      forget = FORGET_ALIAS
     }
   } else if (event.type === 'custom') {
     const severity = event.severity ?? 'low'

@@ -3,7 +3,7 @@ import type { Diagnostics } from '../diagnostics.js'
 import type { AuthEvent } from '../event.js'
 import type { LedgerEntry, ScoredEntry, ScoreResult, Store, StoreOp, StoreResult, Threshold } from '../store/store.js'
 import type { RiskAlert } from './alert.js'
-import { type Decision, decide, keys, type Plan, planEvent } from './detectors.js'
+import { type Decision, decide, fields, type Plan, planEvent } from './detectors.js'
 import { displayIp } from './ip.js'
 import { type LedgerMaths, type RiskSnapshot, snapshot, standingScore } from './ledger.js'
 import { type PointsTable, RULES } from './points.js'
@@ -51,7 +51,7 @@ export const createRiskEngine = (config: RiskEngineConfig, diag: Diagnostics): R
   const windowMs = trigger?.withinMs ?? RULES.DAY
   const maths: LedgerMaths = { halfLifeMs: config.halfLifeMs, maxScore: config.maxScore, windowMs }
   const levels = trigger ? [trigger.points, ...trigger.escalate] : []
-  const alertLevel = trigger?.points ?? Number.POSITIVE_INFINITY
+  const alertField = fields.alert(trigger?.points ?? Number.POSITIVE_INFINITY)
   const sync = hasRunSync(store) ? store : undefined
 
   /**
@@ -69,11 +69,11 @@ export const createRiskEngine = (config: RiskEngineConfig, diag: Diagnostics): R
     return store.run(ops, now).then(then) as Promise<Awaited<T>>
   }
 
-  const thresholds = (u: string): Threshold[] =>
-    levels.map((level) => ({ level, key: keys.alert(u, level), ttl: windowMs }))
+  // The same for every user (marks are fields of the user's key): built once.
+  const thresholds: readonly Threshold[] = levels.map((level) => ({ level, field: fields.alert(level), ttl: windowMs }))
 
   const readLedger = (u: string, now: number): StoreOp[] => [
-    { op: 'read', key: keys.ledger(u), since: now - RETENTION },
+    { op: 'read', key: u, field: fields.ledger, since: now - RETENTION },
   ]
 
   const alertFrom = (
@@ -112,15 +112,14 @@ export const createRiskEngine = (config: RiskEngineConfig, diag: Diagnostics): R
     }
   }
 
-  /** The second batch: flag an IP, append the user's entries and claim any threshold crossed. */
+  /** The second batch: append the user's entries and claim any threshold crossed, flag an IP, forget a merged login. */
   const scoreOps = (plan: Plan, decision: Decision, now: number): { ops: StoreOp[]; scoreAt: number } => {
     const u = plan.event.userKey
     const ops: StoreOp[] = []
     let scoreAt = -1
-    if (decision.flagIp !== undefined) ops.push({ op: 'claim', key: keys.flagged(decision.flagIp), ttl: RULES.DAY })
     if (u !== null && (decision.entries.length > 0 || decision.merged.length > 0)) {
       // A user inherits the alert already sent for the login it was attacked under.
-      if (decision.inheritAlert && trigger) ops.push({ op: 'claim', key: keys.alert(u, trigger.points), ttl: windowMs })
+      if (decision.inheritAlert && trigger) ops.push({ op: 'claim', key: u, field: alertField, ttl: windowMs })
       const entries: ScoredEntry[] =
         decision.merged.length === 0
           ? decision.entries
@@ -128,16 +127,21 @@ export const createRiskEngine = (config: RiskEngineConfig, diag: Diagnostics): R
       scoreAt =
         ops.push({
           op: 'score',
-          key: keys.ledger(u),
+          key: u,
+          field: fields.ledger,
           entries,
           keepSince: now - RETENTION,
           max: MAX_ENTRIES,
           ttl: RETENTION,
           windowSince: now - windowMs,
-          thresholds: thresholds(u),
+          thresholds,
         }) - 1
     }
-    for (const key of decision.forget) ops.push({ op: 'reset', key })
+    if (decision.flagIp !== undefined) {
+      ops.push({ op: 'claim', key: decision.flagIp, field: fields.flagged, ttl: RULES.DAY })
+    }
+    const alias = plan.alias
+    if (alias !== undefined) for (const field of decision.forget) ops.push({ op: 'reset', key: alias, field })
     return { ops, scoreAt }
   }
 
@@ -158,7 +162,7 @@ export const createRiskEngine = (config: RiskEngineConfig, diag: Diagnostics): R
   const processEvent = (event: AuthEvent): void | Promise<void> => {
     const parsed = Date.parse(event.at)
     const now = Number.isFinite(parsed) ? parsed : config.clock()
-    const plan = planEvent(event, now, now - RETENTION, alertLevel)
+    const plan = planEvent(event, now, now - RETENTION, alertField)
     return step(plan.facts, now, (facts) => {
       const decision = decide(plan, facts, points)
       const { ops, scoreAt } = scoreOps(plan, decision, now)

@@ -13,7 +13,7 @@ const expandV6 = (ip: string): number[] | undefined => {
 
 /** `::ffff:1.2.3.4` is an IPv4 client seen through a dual-stack socket. */
 const unmapV4 = (ip: string): string =>
-  ip.toLowerCase().startsWith('::ffff:') && isIPv4(ip.slice(7)) ? ip.slice(7) : ip
+  ip.length > 7 && ip.slice(0, 7).toLowerCase() === '::ffff:' && isIPv4(ip.slice(7)) ? ip.slice(7) : ip
 
 const v6Prefix = (ip: string, bits: 56 | 64): string | undefined => {
   const groups = expandV6(ip)
@@ -25,32 +25,56 @@ const v6Prefix = (ip: string, bits: 56 | 64): string | undefined => {
 }
 
 /**
- * The key IP-level state is kept under: the address for IPv4, the /56 prefix
+ * The prefix IP-level state is kept under: the address for IPv4, the /56 prefix
  * for IPv6 (one customer's allocation, which an attacker rotates within freely).
  */
-export const ipKey = (ip: string | null): string | undefined => {
-  if (ip === null) return undefined
+const prefixOf = (ip: string): string | undefined => {
   const addr = unmapV4(ip)
   if (isIPv4(addr)) return addr
   return isIPv6(addr) ? v6Prefix(addr, 56) : undefined
 }
 
-// Logins come from far fewer addresses than they are many; a bounded cache spares
-// the parsing and lets ledger entries share one string per prefix.
-const shown = new Map<string, string | undefined>()
-
 /** How IPs appear in alerts: truncated to /24 (IPv4) or /56 (IPv6). */
-export const displayIp = (ip: string | null): string | undefined => {
-  if (ip === null) return undefined
-  if (shown.has(ip)) return shown.get(ip)
-  const display = truncate(ip)
-  if (shown.size >= 10_000) shown.clear()
-  shown.set(ip, display)
-  return display
-}
-
 const truncate = (ip: string): string | undefined => {
   const addr = unmapV4(ip)
   if (isIPv4(addr)) return `${addr.split('.').slice(0, 3).join('.')}.0/24`
   return isIPv6(addr) ? v6Prefix(addr, 56) : undefined
+}
+
+export interface IpFacts {
+  /** The address (IPv4) or /56 prefix (IPv6) that IP-level state is counted under. */
+  readonly prefix: string
+  /** The store key of that state: `ip:<prefix>`. */
+  readonly key: string
+  /** Shown in alerts and evidence: /24 or /56. */
+  readonly display: string | undefined
+}
+
+// Logins come from far fewer addresses than they are many: a bounded cache spares
+// the parsing on every event and lets ledger entries share one string per prefix.
+const cache = new Map<string, IpFacts | undefined>()
+const CACHE_MAX = 10_000
+
+/** Everything the engine needs to know about a client IP; `undefined` for none or an unparsable one. */
+export const ipFacts = (ip: string | null): IpFacts | undefined => {
+  if (ip === null) return undefined
+  let facts = cache.get(ip)
+  if (facts === undefined && !cache.has(ip)) {
+    const prefix = prefixOf(ip)
+    facts = prefix === undefined ? undefined : { prefix, key: `ip:${prefix}`, display: truncate(ip) }
+    if (cache.size >= CACHE_MAX) cache.clear()
+    cache.set(ip, facts)
+  }
+  return facts
+}
+
+/** The prefix IP-level state is kept under (see `ipFacts`). */
+export const ipKey = (ip: string | null): string | undefined => ipFacts(ip)?.prefix
+
+/** How IPs appear in alerts: truncated to /24 (IPv4) or /56 (IPv6). */
+export const displayIp = (ip: string | null): string | undefined => {
+  if (ip === null) return undefined
+  const facts = ipFacts(ip)
+  // An address the prefix parser refuses may still be shown (never in practice: same parser).
+  return facts === undefined ? truncate(ip) : facts.display
 }

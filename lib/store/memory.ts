@@ -11,7 +11,7 @@ import {
 } from './store.js'
 
 export interface MemoryStoreOptions {
-  /** Most keys kept; past it the least recently written are evicted. Defaults to `1_000_000`. */
+  /** Most keys (owners: a user or an IP prefix) kept; past it the least recently written are evicted. Defaults to `1_000_000`. */
   maxKeys?: number
   /** How often expired keys are swept, in ms (the timer is `unref`ed). Defaults to `60_000`. */
   sweepInterval?: number
@@ -19,21 +19,41 @@ export interface MemoryStoreOptions {
   sweepBatch?: number
 }
 
-// Each slot is one object holding its own expiry, and arrays are created at their
-// exact size: an idle user is a handful of small keys, and the memory target is
-// about 1 KB per tracked user.
+// One record per key (owner) holding its fields as slots, each slot one object with
+// its field name and its own expiry, and arrays created at their exact size: one
+// event costs one or two Map lookups instead of one per datum, and an idle user is a
+// handful of small objects (the memory target is about 1 KB per tracked user).
 
-/** Hit timestamps (and members) of one sliding window, oldest first. */
+/**
+ * Members are kept as 30-bit FNV-1a hashes, not strings: comparing small
+ * integers is what makes counting members over a window cheap (comparing
+ * distinct string objects compares their characters), a hash fits in a tagged
+ * small integer (no string retained per hit), and two members in one window
+ * colliding (about one chance in a billion per pair) only makes a count
+ * one lower.
+ */
+const memberHash = (member: string): number => {
+  let h = 0x811c9dc5
+  for (let i = 0; i < member.length; i++) h = Math.imul(h ^ member.charCodeAt(i), 0x01000193)
+  return h & 0x3fffffff
+}
+
+/** A hit recorded without a member (the hash of the empty string, as before members were asked for). */
+const NO_MEMBER = memberHash('')
+
+/** Hit timestamps (and member hashes) of one sliding window, oldest first. */
 class Hits {
   constructor(
+    readonly field: string,
     public expires: number,
     public ts: number[],
-    public members: string[] | undefined,
+    public members: number[] | undefined,
   ) {}
 }
 
 class Ledger {
   constructor(
+    readonly field: string,
     public expires: number,
     public entries: LedgerEntry[],
   ) {}
@@ -42,16 +62,28 @@ class Ledger {
 /** A single value is kept as a plain string: most users have one device. */
 class RecentList {
   constructor(
+    readonly field: string,
     public expires: number,
     public values: string | string[],
   ) {}
 }
 
 class Mark {
-  constructor(public expires: number) {}
+  constructor(
+    readonly field: string,
+    public expires: number,
+  ) {}
 }
 
 type Slot = Hits | Ledger | RecentList | Mark
+
+/** Everything kept under one key. `expires` is the latest of its slots' expiries. */
+class Owner {
+  constructor(
+    public expires: number,
+    public slots: Slot[],
+  ) {}
+}
 
 /** Appends without the spare capacity `push` reserves, while arrays are small. */
 const append = <T>(list: T[], item: T): T[] => {
@@ -80,12 +112,18 @@ const MAX_HITS = WINDOW_CAP
  * synchronously, so a `run()` batch is trivially atomic in one process.
  */
 export class MemoryStore implements Store {
-  readonly #slots = new Map<string, Slot>()
+  readonly #owners = new Map<string, Owner>()
   readonly #maxKeys: number
   readonly #sweepBatch: number
-  #sweepCursor: IterableIterator<[string, Slot]> | undefined
+  #sweepCursor: IterableIterator<[string, Owner]> | undefined
   #timer: NodeJS.Timeout | undefined
   #evicted = 0
+  /** The owner last in the Map's order (most recently written): writing it again needs no re-insertion. */
+  #newest: Owner | undefined
+  // Consecutive ops (and an event's two batches) mostly address the same key:
+  // remember the last lookup. Every path that removes a key from the Map forgets it.
+  #lastKey: string | undefined
+  #lastOwner: Owner | undefined
 
   constructor(options: MemoryStoreOptions = {}) {
     this.#maxKeys = options.maxKeys ?? 1_000_000
@@ -94,9 +132,9 @@ export class MemoryStore implements Store {
     this.#timer.unref()
   }
 
-  /** Keys currently held (including expired ones not swept yet). */
+  /** Keys (owners) currently held, including expired ones not swept yet. */
   get size(): number {
-    return this.#slots.size
+    return this.#owners.size
   }
 
   /** Keys dropped because the cap was reached. */
@@ -119,17 +157,21 @@ export class MemoryStore implements Store {
     return results
   }
 
-  /** Drops expired keys, at most `sweepBatch` examined per call. */
+  /** Drops expired keys and expired fields, at most `sweepBatch` keys examined per call. */
   sweep(now: number): void {
-    let cursor = this.#sweepCursor ?? this.#slots.entries()
+    this.#forgetLookup()
+    let cursor = this.#sweepCursor ?? this.#owners.entries()
     for (let examined = 0; examined < this.#sweepBatch; examined++) {
       const next = cursor.next()
       if (next.done) {
-        cursor = this.#slots.entries()
+        cursor = this.#owners.entries()
         break
       }
-      const [key, slot] = next.value
-      if (slot.expires <= now) this.#slots.delete(key)
+      const [key, owner] = next.value
+      if (owner.expires <= now) this.#delete(key, owner)
+      else if (owner.slots.some((slot) => slot.expires <= now)) {
+        owner.slots = owner.slots.filter((slot) => slot.expires > now)
+      }
     }
     this.#sweepCursor = cursor
   }
@@ -137,37 +179,94 @@ export class MemoryStore implements Store {
   async close(): Promise<void> {
     if (this.#timer) clearInterval(this.#timer)
     this.#timer = undefined
-    this.#slots.clear()
+    this.#owners.clear()
     this.#sweepCursor = undefined
+    this.#newest = undefined
+    this.#forgetLookup()
   }
 
-  #live(key: string, now: number): Slot | undefined {
-    const slot = this.#slots.get(key)
-    if (slot === undefined) return undefined
-    if (slot.expires <= now) {
-      this.#slots.delete(key)
+  #forgetLookup(): void {
+    this.#lastKey = undefined
+    this.#lastOwner = undefined
+  }
+
+  #delete(key: string, owner: Owner): void {
+    this.#owners.delete(key)
+    if (owner === this.#newest) this.#newest = undefined
+    if (owner === this.#lastOwner) this.#forgetLookup()
+  }
+
+  #owner(key: string, now: number): Owner | undefined {
+    let owner: Owner | undefined
+    if (key === this.#lastKey) owner = this.#lastOwner
+    else {
+      owner = this.#owners.get(key)
+      this.#lastKey = key
+      this.#lastOwner = owner
+    }
+    if (owner !== undefined && owner.expires <= now) {
+      this.#delete(key, owner)
       return undefined
     }
-    return slot
+    return owner
   }
 
-  /** Writes re-insert the key so the Map's order is least-recently-written first. */
-  #write(key: string, slot: Slot): void {
-    this.#slots.delete(key)
-    this.#slots.set(key, slot)
-    if (this.#slots.size > this.#maxKeys) {
-      const oldest = this.#slots.keys().next().value
+  /** The live slot of a field, if any. */
+  #slot(owner: Owner | undefined, field: string, now: number): Slot | undefined {
+    if (owner === undefined) return undefined
+    const { slots } = owner
+    for (let i = 0; i < slots.length; i++) {
+      const slot = slots[i] as Slot
+      if (slot.field === field) return slot.expires > now ? slot : undefined
+    }
+    return undefined
+  }
+
+  /**
+   * Records a written slot (new or updated) under its key, creating the owner if
+   * needed. Writes move the key to the end of the Map's order, so the order is
+   * least-recently-written first and eviction takes the first key.
+   */
+  #put(key: string, owner: Owner | undefined, slot: Slot): Owner {
+    if (owner === undefined) {
+      owner = new Owner(slot.expires, [slot])
+      this.#lastKey = key
+      this.#lastOwner = owner
+    } else {
+      const { slots } = owner
+      let i = 0
+      while (i < slots.length && (slots[i] as Slot).field !== slot.field) i++
+      if (i === slots.length) owner.slots = append(slots, slot)
+      else slots[i] = slot
+      if (slot.expires > owner.expires) owner.expires = slot.expires
+      if (owner === this.#newest) return owner
+      this.#owners.delete(key)
+    }
+    this.#owners.set(key, owner)
+    this.#newest = owner
+    if (this.#owners.size > this.#maxKeys) {
+      const oldest = this.#owners.entries().next().value
       if (oldest !== undefined) {
-        this.#slots.delete(oldest)
+        this.#delete(oldest[0], oldest[1])
         this.#evicted++
       }
     }
+    return owner
   }
 
-  #mark(key: string, ttl: number, now: number): boolean {
-    if (this.#live(key, now)) return false
-    this.#write(key, new Mark(now + ttl))
-    return true
+  #remove(owner: Owner | undefined, field: string): void {
+    if (owner === undefined) return
+    const index = owner.slots.findIndex((slot) => slot.field === field)
+    if (index === -1) return
+    const slots = owner.slots.filter((_, i) => i !== index)
+    owner.slots = slots
+    // An owner with no slot left is dropped by the next sweep or lookup.
+    if (slots.length === 0) owner.expires = 0
+  }
+
+  #mark(key: string, owner: Owner | undefined, field: string, ttl: number, now: number): Owner | undefined {
+    if (this.#slot(owner, field, now) !== undefined) return undefined
+    return this.#put(key, owner, new Mark(field, now + ttl))
   }
 
   #apply(op: StoreOp, now: number): StoreResult {
@@ -175,18 +274,18 @@ export class MemoryStore implements Store {
       case 'hit':
         return this.#hit(op, now)
       case 'reset':
-        this.#slots.delete(op.key)
+        this.#remove(this.#owner(op.key, now), op.field)
         return null
       case 'claim':
-        return this.#mark(op.key, op.ttl, now)
+        return this.#mark(op.key, this.#owner(op.key, now), op.field, op.ttl, now) !== undefined
       case 'marked':
-        return this.#live(op.key, now) !== undefined
+        return this.#slot(this.#owner(op.key, now), op.field, now) !== undefined
       case 'remember':
         return this.#remember(op, now)
       case 'score':
         return this.#score(op, now)
       case 'read': {
-        const slot = this.#live(op.key, now)
+        const slot = this.#slot(this.#owner(op.key, now), op.field, now)
         if (!(slot instanceof Ledger)) return []
         return slot.entries.filter((e) => e.at > op.since)
       }
@@ -194,11 +293,13 @@ export class MemoryStore implements Store {
   }
 
   #hit(op: Extract<StoreOp, { op: 'hit' }>, now: number): HitResult {
-    const slot = this.#live(op.key, now)
+    const owner = this.#owner(op.key, now)
+    const slot = this.#slot(owner, op.field, now)
     let hits = slot instanceof Hits ? slot : undefined
+    const wanted = op.member === undefined ? -1 : memberHash(op.member)
     if (op.add) {
       if (hits === undefined) {
-        hits = new Hits(now + op.ttl, [now], op.member === undefined ? undefined : [op.member])
+        hits = new Hits(op.field, now + op.ttl, [now], wanted === -1 ? undefined : [wanted])
       } else {
         // Drop what no window can count any more, then record this hit.
         const horizon = now - op.ttl
@@ -209,13 +310,13 @@ export class MemoryStore implements Store {
           hits.ts = hits.ts.slice(drop)
           if (hits.members) hits.members = hits.members.slice(drop)
         }
-        if (op.member !== undefined && hits.members === undefined)
-          hits.members = new Array<string>(hits.ts.length).fill('')
+        if (wanted !== -1 && hits.members === undefined)
+          hits.members = new Array<number>(hits.ts.length).fill(NO_MEMBER)
         hits.ts = append(hits.ts, now)
-        if (hits.members) hits.members = append(hits.members, op.member ?? '')
+        if (hits.members) hits.members = append(hits.members, wanted === -1 ? NO_MEMBER : wanted)
         hits.expires = now + op.ttl
       }
-      this.#write(op.key, hits)
+      this.#put(op.key, owner, hits)
     }
     if (hits === undefined) return { count: 0, distinct: 0, member: 0 }
     const { ts, members } = hits
@@ -229,21 +330,22 @@ export class MemoryStore implements Store {
     }
     const count = ts.length - lo
     // Members are looked at only when the op names one (see the contract).
-    if (op.member === undefined || members === undefined) return { count, distinct: 0, member: 0 }
+    if (wanted === -1 || members === undefined) return { count, distinct: 0, member: 0 }
     let member = 0
     // Distinct members, saturating at DISTINCT_CAP: small fixed work even on a hot key.
-    const seen: string[] = []
+    const seen: number[] = []
     for (let i = ts.length - 1; i >= lo; i--) {
-      const m = members[i] as string
-      if (m === op.member) member++
+      const m = members[i] as number
+      if (m === wanted) member++
       if (seen.length < DISTINCT_CAP && !seen.includes(m)) seen.push(m)
     }
     return { count, distinct: seen.length, member }
   }
 
   #remember(op: Extract<StoreOp, { op: 'remember' }>, now: number): RememberResult {
-    const slot = this.#live(op.key, now)
-    const list = slot instanceof RecentList ? slot : new RecentList(0, [])
+    const owner = this.#owner(op.key, now)
+    const slot = this.#slot(owner, op.field, now)
+    const list = slot instanceof RecentList ? slot : new RecentList(op.field, 0, [])
     const values = typeof list.values === 'string' ? [list.values] : list.values
     const size = values.length
     const index = values.indexOf(op.value)
@@ -254,18 +356,23 @@ export class MemoryStore implements Store {
       list.values = next.length === 1 ? op.value : next
     }
     list.expires = now + op.ttl
-    this.#write(op.key, list)
+    this.#put(op.key, owner, list)
     return { seen: index !== -1, size }
   }
 
   #score(op: Extract<StoreOp, { op: 'score' }>, now: number): ScoreResult {
-    const slot = this.#live(op.key, now)
+    let owner = this.#owner(op.key, now)
+    const slot = this.#slot(owner, op.field, now)
     const ledger = slot instanceof Ledger ? slot : undefined
     let entries = ledger?.entries ?? []
     const added: LedgerEntry[] = []
     let unordered = false
     for (const { entry, once } of op.entries) {
-      if (once !== undefined && !this.#mark(once.key, once.ttl, now)) continue
+      if (once !== undefined) {
+        const marked = this.#mark(op.key, owner, once.field, once.ttl, now)
+        if (marked === undefined) continue
+        owner = marked
+      }
       const last = entries[entries.length - 1]
       if (last !== undefined && entry.at < last.at) unordered = true
       entries = append(entries, entry)
@@ -281,14 +388,21 @@ export class MemoryStore implements Store {
     if (ledger) {
       ledger.entries = entries
       ledger.expires = now + op.ttl
-      if (added.length > 0) this.#write(op.key, ledger)
+      if (added.length > 0) owner = this.#put(op.key, owner, ledger)
+      else if (owner !== undefined && ledger.expires > owner.expires) owner.expires = ledger.expires
     } else if (added.length > 0) {
-      this.#write(op.key, new Ledger(now + op.ttl, entries))
+      owner = this.#put(op.key, owner, new Ledger(op.field, now + op.ttl, entries))
     }
     let sum = 0
     for (const e of entries) if (e.at > op.windowSince) sum += e.points
     const crossed: number[] = []
-    for (const t of op.thresholds) if (sum > t.level && this.#mark(t.key, t.ttl, now)) crossed.push(t.level)
+    for (const t of op.thresholds) {
+      if (sum <= t.level) continue
+      const marked = this.#mark(op.key, owner, t.field, t.ttl, now)
+      if (marked === undefined) continue
+      owner = marked
+      crossed.push(t.level)
+    }
     if (crossed.length > 1) crossed.sort((a, b) => a - b)
     return { added, sum, crossed }
   }

@@ -6,8 +6,15 @@
  * memory store answers synchronously and the Redis store executes as one
  * atomic script, so a batch never interleaves with another process's batch.
  *
- * Keys never contain personal data in advanced mode: they are built from
- * `userKey`s (already past the identity boundary) and truncated IP prefixes.
+ * Every op addresses a `field` of a `key`. The key is the owner of the state (a
+ * user's `userKey`, or an IP prefix) and the field names one datum of it (its
+ * failure window, its ledger, a once-mark). Each field is independent (its own
+ * kind and expiry); the grouping lets a store keep one record per owner, so one
+ * event costs one or two lookups instead of one per datum (the memory store), or
+ * lets it hash-tag an owner's keys together (Redis).
+ *
+ * Keys never contain personal data in advanced mode: they are `userKey`s
+ * (already past the identity boundary) and truncated IP prefixes.
  */
 
 /** One point entry of a user's ledger: which detection added how many points, when and why. */
@@ -39,21 +46,23 @@ export type StoreOp =
   | {
       readonly op: 'hit'
       readonly key: string
+      readonly field: string
       readonly add: boolean
       readonly since: number
       readonly ttl: number
       readonly member?: string
     }
-  /** Forget a key. */
-  | { readonly op: 'reset'; readonly key: string }
+  /** Forget a field (of any kind). */
+  | { readonly op: 'reset'; readonly key: string; readonly field: string }
   /** Set a mark if absent: `true` for the one caller that set it. Once-per-window detections and alerts use it. */
-  | { readonly op: 'claim'; readonly key: string; readonly ttl: number }
+  | { readonly op: 'claim'; readonly key: string; readonly field: string; readonly ttl: number }
   /** Whether a mark is set (and not expired). */
-  | { readonly op: 'marked'; readonly key: string }
+  | { readonly op: 'marked'; readonly key: string; readonly field: string }
   /** Add a value to a most-recent-first list of at most `max` distinct values; answers whether it was already there and the list size before. */
   | {
       readonly op: 'remember'
       readonly key: string
+      readonly field: string
       readonly value: string
       readonly max: number
       readonly ttl: number
@@ -64,11 +73,13 @@ export type StoreOp =
    * the last one), keep at most `max` entries (the newest) and none older than `keepSince`,
    * then sum the points after `windowSince` and claim each threshold mark whose level
    * that sum exceeds. One op, so "crossed the threshold" is decided exactly once even
-   * when several processes score the same user at the same time.
+   * when several processes score the same user at the same time. The once-marks and
+   * threshold marks are fields of the same key as the ledger.
    */
   | {
       readonly op: 'score'
       readonly key: string
+      readonly field: string
       readonly entries: readonly ScoredEntry[]
       readonly keepSince: number
       readonly max: number
@@ -77,17 +88,18 @@ export type StoreOp =
       readonly thresholds: readonly Threshold[]
     }
   /** Read a ledger's entries after `since`, oldest first. */
-  | { readonly op: 'read'; readonly key: string; readonly since: number }
+  | { readonly op: 'read'; readonly key: string; readonly field: string; readonly since: number }
 
 export interface ScoredEntry {
   readonly entry: LedgerEntry
-  /** A once-per-window mark: the entry is added only if this call sets it. */
-  readonly once?: { readonly key: string; readonly ttl: number }
+  /** A once-per-window mark (a field of the ledger's key): the entry is added only if this call sets it. */
+  readonly once?: { readonly field: string; readonly ttl: number }
 }
 
+/** A level and the mark (a field of the ledger's key) that records it was crossed. */
 export interface Threshold {
   readonly level: number
-  readonly key: string
+  readonly field: string
   readonly ttl: number
 }
 
