@@ -21,6 +21,13 @@ export type { RiskSnapshot } from './risk/ledger.js'
 export { DEFAULT_POINTS, type Detection } from './risk/points.js'
 export { type RiskIncreaseOptions, type RiskTrigger, riskIncrease } from './risk/trigger.js'
 export { MemoryStore, type MemoryStoreOptions } from './store/memory.js'
+export {
+  RedisStore,
+  type RedisStoreOptions,
+  type RedisStoreState,
+  type RedisStoreStats,
+  RedisStoreUnavailableError,
+} from './store/redis.js'
 export type {
   HitResult,
   LedgerEntry,

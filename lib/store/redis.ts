@@ -1,0 +1,503 @@
+import { createHash } from 'node:crypto'
+import { createRequire } from 'node:module'
+import type { Redis, RedisOptions } from 'ioredis'
+import { describeError } from '../diagnostics.js'
+import { SqreenAuthError } from '../errors.js'
+import { didYouMean, type Logger } from '../options.js'
+import { BATCH_SCRIPT } from './redis.lua.js'
+import type { HitResult, LedgerEntry, RememberResult, ScoreResult, Store, StoreOp, StoreResult } from './store.js'
+
+export interface RedisStoreOptions {
+  /**
+   * An ioredis client to use, with its own settings (`close()` leaves it open: it is
+   * yours). Defaults to a client the store creates from `url`, tuned to fail fast
+   * (see the README) and closed by `close()`.
+   */
+  client: Redis
+  /** `redis://` or `rediss://` URL of the server. Defaults to `process.env.REDIS_URL`, else `'redis://127.0.0.1:6379'`. */
+  url: string
+  /** Prepended to every key, so several applications (or environments) can share a server. Defaults to `'sqreen:'`. */
+  prefix: string
+  /** A batch without an answer after this many ms fails (and the event goes unscored). Defaults to `1000`. */
+  commandTimeout: number
+  /** How long one connection attempt may take, in ms. Defaults to `2000`. */
+  connectTimeout: number
+  /** Longest pause between reconnection attempts, in ms (the pauses double from 50 ms up to it). Defaults to `2000`. */
+  maxReconnectDelay: number
+  /** Where the loss and the return of the connection are reported, once per outage. Defaults to `console`. */
+  logger: Logger
+}
+
+/** What a `RedisStore` has seen since it was created. */
+export interface RedisStoreStats {
+  /** `'starting'` (first connection under way), `'up'`, `'down'` (batches fail at once) or `'closed'`. */
+  readonly state: RedisStoreState
+  /** Batches that ran. */
+  readonly batches: number
+  /** Batches that failed (server unreachable, timeout, error reply). */
+  readonly failed: number
+  /** Times the connection was lost (or could not be made at start-up). */
+  readonly outages: number
+  /** Times the script was (re)loaded after the server answered NOSCRIPT (a restart, a SCRIPT FLUSH). */
+  readonly scriptLoads: number
+}
+
+export type RedisStoreState = 'starting' | 'up' | 'down' | 'closed'
+
+const PREFIX = '[sqreen-auth]'
+const KNOWN_KEYS = [
+  'client',
+  'url',
+  'prefix',
+  'commandTimeout',
+  'connectTimeout',
+  'maxReconnectDelay',
+  'logger',
+] as const satisfies readonly (keyof RedisStoreOptions)[]
+
+/** Batches waiting for the very first connection, at most; past it they fail at once like during an outage. */
+const MAX_STARTUP_WAITERS = 10_000
+
+const SHA = createHash('sha1').update(BATCH_SCRIPT).digest('hex')
+
+// Op codes of the script's program (lib/store/redis.lua.ts).
+const OP_HIT = 1
+const OP_RESET = 2
+const OP_CLAIM = 3
+const OP_MARKED = 4
+const OP_REMEMBER = 5
+const OP_SCORE = 6
+const OP_READ = 7
+
+/**
+ * The memory store's member hash (30-bit FNV-1a), so both stores count members the
+ * same way, collisions included. Only the hashes reach Redis: members (IP prefixes,
+ * login keys) are never stored there.
+ */
+const memberHash = (member: string): number => {
+  let h = 0x811c9dc5
+  for (let i = 0; i < member.length; i++) h = Math.imul(h ^ member.charCodeAt(i), 0x01000193)
+  return h & 0x3fffffff
+}
+
+/** The error a batch fails with while the server cannot be reached (the engine counts it, logins go on). */
+export class RedisStoreUnavailableError extends Error {
+  readonly code = 'ERR_SQREEN_REDIS_UNAVAILABLE'
+
+  constructor(message: string) {
+    super(message)
+    this.name = 'RedisStoreUnavailableError'
+  }
+}
+
+// ioredis is loaded when a store creates its own client, not when the package is
+// imported: applications on the memory store never pay for it.
+const require = createRequire(import.meta.url)
+const ioredis = (): typeof import('ioredis') => require('ioredis') as typeof import('ioredis')
+
+const optionError = (name: string, expected: string, value: unknown): SqreenAuthError =>
+  new SqreenAuthError(
+    'ERR_SQREEN_OPTION_TYPE',
+    `RedisStore: "${name}" must be ${expected}, got ${value === null ? 'null' : typeof value}.`,
+  )
+
+const positive = (options: Partial<RedisStoreOptions>, name: keyof RedisStoreOptions, fallback: number): number => {
+  const value = options[name]
+  if (value === undefined) return fallback
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0)
+    throw optionError(name, 'a positive number', value)
+  return value
+}
+
+const isClient = (value: unknown): value is Redis =>
+  value !== null &&
+  typeof value === 'object' &&
+  typeof (value as Partial<Redis>).evalsha === 'function' &&
+  typeof (value as Partial<Redis>).on === 'function' &&
+  typeof (value as Partial<Redis>).status === 'string'
+
+const isNoScript = (err: unknown): boolean => err instanceof Error && err.message.startsWith('NOSCRIPT')
+
+/**
+ * A `Store` on Redis (through ioredis), for applications that run on several
+ * processes or machines: they share counters, marks and ledgers, and each `run()`
+ * batch executes as one Lua script call, so batches from different processes never
+ * interleave and "crossed the threshold" is decided exactly once.
+ *
+ * Layout: one Redis key per (key, field), `<prefix>{<key>}:<field>`, e.g.
+ * `sqreen:{id:42}:ledger`. The hash tag `{<key>}` puts all of an owner's fields in
+ * one cluster slot. Every key carries a TTL. Failure: when the server is out of
+ * reach, batches fail at once (nothing queues up in memory), the engine counts them
+ * and logins go on; the store logs the outage once and reconnects by itself.
+ */
+export class RedisStore implements Store {
+  readonly #client: Redis
+  readonly #owned: boolean
+  readonly #prefix: string
+  readonly #logger: Logger
+  #state: RedisStoreState = 'starting'
+  #lastError: unknown
+  #downSince = 0
+  #failedThisOutage = 0
+  #batches = 0
+  #failed = 0
+  #outages = 0
+  #scriptLoads = 0
+  #loading: Promise<void> | undefined
+  /** Batches issued before the first connection is ready wait here (bounded in time and number). */
+  #waiters: { resolve: () => void; reject: (err: unknown) => void }[] = []
+  #startTimer: NodeJS.Timeout | undefined
+  readonly #listeners: [string, (...args: any[]) => void][]
+
+  constructor(options: Partial<RedisStoreOptions> = {}) {
+    if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+      throw new SqreenAuthError('ERR_SQREEN_OPTIONS', 'RedisStore options must be an object.')
+    }
+    for (const key of Object.keys(options)) {
+      if (!(KNOWN_KEYS as readonly string[]).includes(key)) {
+        throw new SqreenAuthError(
+          'ERR_SQREEN_UNKNOWN_OPTION',
+          `Unknown RedisStore option "${key}".${didYouMean(key, KNOWN_KEYS)}`,
+        )
+      }
+    }
+    const prefix = options.prefix ?? 'sqreen:'
+    if (typeof prefix !== 'string') throw optionError('prefix', 'a string', prefix)
+    this.#prefix = prefix
+    const logger = options.logger ?? console
+    if (typeof logger?.warn !== 'function' || typeof logger.error !== 'function') {
+      throw optionError('logger', 'an object with "warn" and "error" methods, like console', logger)
+    }
+    this.#logger = logger
+    const commandTimeout = positive(options, 'commandTimeout', 1000)
+    const connectTimeout = positive(options, 'connectTimeout', 2000)
+    const maxReconnectDelay = positive(options, 'maxReconnectDelay', 2000)
+
+    if (options.client !== undefined) {
+      if (!isClient(options.client)) throw optionError('client', 'an ioredis client (new Redis(...))', options.client)
+      if (options.url !== undefined) {
+        throw new SqreenAuthError(
+          'ERR_SQREEN_OPTION_TYPE',
+          'RedisStore: pass either "client" (a client you configured) or "url" (the store makes its own), not both.',
+        )
+      }
+      this.#client = options.client
+      this.#owned = false
+    } else {
+      const url = options.url ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
+      if (typeof url !== 'string' || !/^rediss?:\/\//.test(url)) {
+        throw new SqreenAuthError(
+          'ERR_SQREEN_URL',
+          `RedisStore: "url" must be a redis:// or rediss:// URL, got ${JSON.stringify(url)}.`,
+        )
+      }
+      const settings = {
+        // Fail fast instead of queueing: with the offline queue off, a batch issued while
+        // the connection is down is refused at once, so memory cannot grow during an
+        // outage and the engine's pending work (bounded by maxPending) drains.
+        enableOfflineQueue: false,
+        // Batches in flight when the connection drops fail at once, and are never
+        // re-sent after reconnecting: the server may have run a batch whose reply was
+        // lost, and running it twice would count its hits twice (at most once, not at
+        // least once).
+        maxRetriesPerRequest: 0,
+        autoResendUnfulfilledCommands: false,
+        commandTimeout,
+        connectTimeout,
+        retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times - 1, 16), maxReconnectDelay),
+        // Concurrent batches (one per event in flight) share one write to the socket.
+        enableAutoPipelining: true,
+        connectionName: 'sqreen-auth',
+      } satisfies RedisOptions
+      const { Redis: Client } = ioredis()
+      this.#client = new Client(url, settings)
+      this.#owned = true
+    }
+
+    const client = this.#client
+    this.#listeners = [
+      ['ready', () => this.#up()],
+      [
+        'error',
+        (err: unknown) => {
+          this.#lastError = err
+          this.#lost(err)
+        },
+      ],
+      ['close', () => this.#lost(this.#lastError)],
+      ['end', () => this.#lost(this.#lastError)],
+    ]
+    for (const [event, listener] of this.#listeners) client.on(event, listener)
+
+    if (client.status === 'ready') this.#state = 'up'
+    else if (client.status === 'end' || client.status === 'close' || client.status === 'reconnecting') {
+      this.#lost(new Error('the client passed in is not connected'))
+    } else {
+      if (client.status === 'wait') client.connect().catch(() => {})
+      // The first connection must succeed within connectTimeout, or the batches waiting
+      // for it fail and the store counts an outage (ioredis keeps trying in the background).
+      this.#startTimer = setTimeout(
+        () => this.#lost(new Error(`no connection within ${connectTimeout} ms`)),
+        connectTimeout,
+      )
+      this.#startTimer.unref()
+    }
+  }
+
+  /** Counters and the connection state (for monitoring and tests). */
+  stats(): RedisStoreStats {
+    return {
+      state: this.#state,
+      batches: this.#batches,
+      failed: this.#failed,
+      outages: this.#outages,
+      scriptLoads: this.#scriptLoads,
+    }
+  }
+
+  run(ops: readonly StoreOp[], now: number): Promise<StoreResult[]> {
+    if (ops.length === 0) return Promise.resolve([])
+    if (this.#client.status === 'ready' && this.#state !== 'closed') return this.#send(ops, now)
+    if (this.#state === 'starting' && this.#waiters.length < MAX_STARTUP_WAITERS) {
+      return new Promise<void>((resolve, reject) => {
+        this.#waiters.push({ resolve, reject })
+      }).then(() => this.#send(ops, now))
+    }
+    this.#failed++
+    this.#failedThisOutage++
+    return Promise.reject(this.#unavailable())
+  }
+
+  async close(): Promise<void> {
+    if (this.#state === 'closed') return
+    this.#state = 'closed'
+    this.#clearStart()
+    this.#release(new RedisStoreUnavailableError('the Redis store was closed'))
+    const client = this.#client
+    for (const [event, listener] of this.#listeners) client.off(event, listener)
+    if (!this.#owned) return
+    // An error event with no listener left would be printed by ioredis: keep a silent one.
+    client.on('error', () => {})
+    if (client.status === 'end') return
+    const ended = new Promise<void>((resolve) => client.once('end', () => resolve()))
+    if (client.status === 'ready') {
+      await client.quit().catch(() => client.disconnect())
+    } else {
+      client.disconnect()
+    }
+    // The socket is closed once 'end' is emitted; do not wait for it forever.
+    await Promise.race([ended, new Promise((resolve) => setTimeout(resolve, 1000).unref())])
+  }
+
+  #unavailable(): RedisStoreUnavailableError {
+    return new RedisStoreUnavailableError(
+      this.#state === 'closed' ? 'the Redis store was closed' : 'the Redis store is not connected',
+    )
+  }
+
+  #clearStart(): void {
+    if (this.#startTimer !== undefined) clearTimeout(this.#startTimer)
+    this.#startTimer = undefined
+  }
+
+  #release(err?: unknown): void {
+    const waiters = this.#waiters
+    this.#waiters = []
+    for (const waiter of waiters) {
+      if (err === undefined) waiter.resolve()
+      else {
+        this.#failed++
+        waiter.reject(err)
+      }
+    }
+  }
+
+  #up(): void {
+    if (this.#state === 'closed') return
+    this.#clearStart()
+    const was = this.#state
+    this.#state = 'up'
+    this.#lastError = undefined
+    this.#release()
+    if (was === 'down') {
+      const seconds = ((Date.now() - this.#downSince) / 1000).toFixed(1)
+      const line = `${PREFIX} redis_available: the Redis store is connected again after ${seconds} s; ${this.#failedThisOutage} batches (events) went unscored during the outage.`
+      try {
+        if (this.#logger.info) this.#logger.info(line)
+        else this.#logger.warn(line)
+      } catch {
+        // A broken logger must not break the store.
+      }
+    }
+  }
+
+  /** The connection is gone (or never came): logged once per outage, however many events fail during it. */
+  #lost(err: unknown): void {
+    if (this.#state === 'down' || this.#state === 'closed') return
+    const was = this.#state
+    this.#state = 'down'
+    this.#clearStart()
+    this.#outages++
+    this.#downSince = Date.now()
+    this.#failedThisOutage = 0
+    this.#release(this.#unavailable())
+    const cause = err === undefined ? 'connection closed' : describeError(err)
+    const what = was === 'starting' ? 'could not connect' : 'lost its connection'
+    try {
+      this.#logger.error(
+        `${PREFIX} redis_unavailable: the Redis store ${what} (${cause}); events are not scored until it is back, logins are not affected (logged once per outage; it reconnects by itself).`,
+      )
+    } catch {
+      // A broken logger must not break the store.
+    }
+  }
+
+  #send(ops: readonly StoreOp[], now: number): Promise<StoreResult[]> {
+    this.#batches++
+    const prefix = this.#prefix
+    const keys: string[] = []
+    // ARGV[1] is the program; the strings it references follow (ARGV index = position + 1).
+    const argv: string[] = ['']
+    // Batches address a handful of keys: a linear search beats a Map here.
+    const slot = (key: string, field: string): number => {
+      const full = `${prefix}{${key}}:${field}`
+      const i = keys.indexOf(full)
+      return i === -1 ? keys.push(full) : i + 1
+    }
+    const program: unknown[] = [now]
+    for (const op of ops) {
+      switch (op.op) {
+        case 'hit':
+          program.push([
+            OP_HIT,
+            slot(op.key, op.field),
+            op.add ? 1 : 0,
+            op.since,
+            op.ttl,
+            op.member === undefined ? -1 : memberHash(op.member),
+          ])
+          break
+        case 'reset':
+          program.push([OP_RESET, slot(op.key, op.field)])
+          break
+        case 'claim':
+          program.push([OP_CLAIM, slot(op.key, op.field), op.ttl])
+          break
+        case 'marked':
+          program.push([OP_MARKED, slot(op.key, op.field)])
+          break
+        case 'remember':
+          program.push([OP_REMEMBER, slot(op.key, op.field), argv.push(op.value), op.max, op.ttl])
+          break
+        case 'score': {
+          const entries = op.entries.map(({ entry, once }) => [
+            entry.at,
+            entry.points,
+            argv.push(JSON.stringify(entry)),
+            once === undefined ? 0 : slot(op.key, once.field),
+            once === undefined ? 0 : once.ttl,
+          ])
+          const thresholds = op.thresholds.map((t) => [t.level, slot(op.key, t.field), t.ttl])
+          program.push([
+            OP_SCORE,
+            slot(op.key, op.field),
+            op.keepSince,
+            op.max,
+            op.ttl,
+            op.windowSince,
+            entries,
+            thresholds,
+          ])
+          break
+        }
+        case 'read':
+          program.push([OP_READ, slot(op.key, op.field), op.since])
+          break
+      }
+    }
+    argv[0] = JSON.stringify(program)
+    return this.#eval(keys, argv).then(
+      (reply) => decode(ops, reply),
+      (err: unknown) => {
+        this.#failed++
+        this.#failedThisOutage++
+        throw err
+      },
+    )
+  }
+
+  /** EVALSHA; after NOSCRIPT (a restarted or flushed server) the script is loaded once and the batch re-sent. */
+  #eval(keys: readonly string[], argv: readonly string[]): Promise<string> {
+    const client = this.#client
+    const call = () => client.evalsha(SHA, keys.length, ...keys, ...argv) as Promise<string>
+    return call().catch((err: unknown) => {
+      // NOSCRIPT means the script did not run: re-sending cannot apply the batch twice.
+      if (!isNoScript(err)) throw err
+      return this.#load()
+        .then(call)
+        .catch((again: unknown) => {
+          // Flushed again in between: EVAL carries the script itself.
+          if (!isNoScript(again)) throw again
+          return client.eval(BATCH_SCRIPT, keys.length, ...keys, ...argv) as Promise<string>
+        })
+    })
+  }
+
+  /** One SCRIPT LOAD shared by every batch that met NOSCRIPT at the same time. */
+  #load(): Promise<void> {
+    this.#loading ??= this.#client
+      .script('LOAD', BATCH_SCRIPT)
+      .then(() => {
+        this.#scriptLoads++
+      })
+      .finally(() => {
+        this.#loading = undefined
+      })
+    return this.#loading
+  }
+}
+
+/** Turns the script's JSON reply into the contract's results (the same shapes the memory store answers). */
+const decode = (ops: readonly StoreOp[], reply: string): StoreResult[] => {
+  const raw = JSON.parse(reply) as unknown[]
+  const results: StoreResult[] = new Array(ops.length)
+  for (let i = 0; i < ops.length; i++) {
+    const op = ops[i] as StoreOp
+    const r = raw[i]
+    switch (op.op) {
+      case 'hit': {
+        const [count, distinct, member] = r as [number, number, number]
+        results[i] = { count, distinct, member } satisfies HitResult
+        break
+      }
+      case 'reset':
+        results[i] = null
+        break
+      case 'claim':
+      case 'marked':
+        results[i] = r === 1
+        break
+      case 'remember': {
+        const [seen, size] = r as [number, number]
+        results[i] = { seen: seen === 1, size } satisfies RememberResult
+        break
+      }
+      case 'score': {
+        const [added, sum, crossed] = r as [number[], number, number[]]
+        const levels = crossed.map((j) => (op.thresholds[j] as { level: number }).level)
+        if (levels.length > 1) levels.sort((a, b) => a - b)
+        results[i] = {
+          // The caller's own entry objects, as the memory store answers.
+          added: added.map((j) => (op.entries[j] as { entry: LedgerEntry }).entry),
+          sum,
+          crossed: levels,
+        } satisfies ScoreResult
+        break
+      }
+      case 'read':
+        results[i] = r as LedgerEntry[]
+        break
+    }
+  }
+  return results
+}

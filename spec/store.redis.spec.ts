@@ -1,0 +1,394 @@
+/**
+ * The Redis store against a real Redis (`REDIS_URL`, default redis://127.0.0.1:6379):
+ * the shared Store contract, plus what only Redis promises, checked with real
+ * commands: keys carry the prefix and a TTL, the script survives a SCRIPT FLUSH,
+ * no personal data in any key for an advanced-mode app, results identical to the
+ * memory store's on a random workload, and `close()` releasing only what it made.
+ */
+import assert from 'node:assert/strict'
+import { type ChildProcess, spawn } from 'node:child_process'
+import { after, before, describe, it } from 'node:test'
+import { pathToFileURL } from 'node:url'
+import type { Express, Request, Response } from 'express'
+import { Redis } from 'ioredis'
+import { Strategy as LocalStrategy } from 'passport-local'
+import {
+  anonEmail,
+  type HitResult,
+  MemoryStore,
+  RedisStore,
+  SqreenAuthError,
+  type Store,
+  type StoreOp,
+  type StoreResult,
+} from '../lib/index.js'
+import { harness, type MemoryLogger, variants } from './helpers/apps.js'
+import { failLogins, login, USERS, userByLogin } from './helpers/receivers.js'
+import { dropKeys, inspector, keysUnder, REDIS_URL, testPrefix } from './helpers/redis.js'
+import { storeContract } from './store.contract.js'
+
+const HOUR = 3_600_000
+const root = new URL('..', import.meta.url).pathname
+const redisModule = pathToFileURL(new URL('../lib/store/redis.ts', import.meta.url).pathname).href
+
+/** Resolves with the exit code, or `'running'` if the child is still alive after `ms`. */
+const exitWithin = (child: ChildProcess, ms: number): Promise<number | null | 'running'> =>
+  new Promise((resolve) => {
+    if (child.exitCode !== null) return resolve(child.exitCode)
+    const timer = setTimeout(() => resolve('running'), ms)
+    child.once('exit', (code) => {
+      clearTimeout(timer)
+      resolve(code)
+    })
+  })
+
+let admin: Redis
+before(async () => {
+  admin = await inspector()
+})
+after(async () => {
+  await admin?.quit()
+})
+
+// Each store gets its own prefix, and its keys are deleted after each test: the contract
+// suite moves `now` hours ahead with TTLs of up to 30 days, which must not pile up.
+const prefixes = new WeakMap<Store, string>()
+storeContract(
+  'RedisStore',
+  () => {
+    const prefix = testPrefix('contract')
+    const store = new RedisStore({ url: REDIS_URL, prefix })
+    prefixes.set(store, prefix)
+    return store
+  },
+  async (store) => {
+    const prefix = prefixes.get(store)
+    await store.close()
+    if (prefix) await dropKeys(admin, prefix)
+  },
+)
+
+/** A store on its own prefix, closed and cleaned after `fn`. */
+const withStore = async (
+  fn: (store: RedisStore, prefix: string) => Promise<void>,
+  options: { logger?: MemoryLogger } = {},
+): Promise<void> => {
+  const prefix = testPrefix('redis')
+  const store = new RedisStore({ url: REDIS_URL, prefix, ...options })
+  try {
+    await fn(store, prefix)
+  } finally {
+    await store.close()
+    await dropKeys(admin, prefix)
+  }
+}
+
+describe('RedisStore (Redis-only behaviour)', () => {
+  it('keys are <prefix>{<key>}:<field>, every one with a TTL that follows the op ttl', async () => {
+    await withStore(async (store, prefix) => {
+      const now = Date.now()
+      await store.run(
+        [
+          { op: 'hit', key: 'ip:198.51.100.0/24', field: 'logins', add: true, since: 0, ttl: 10 * 60_000, member: 'x' },
+          { op: 'claim', key: 'id:42', field: 'once:brute_force', ttl: HOUR },
+          { op: 'remember', key: 'id:42', field: 'devices', value: 'Firefox on Linux', max: 20, ttl: 90 * 24 * HOUR },
+          {
+            op: 'score',
+            key: 'id:42',
+            field: 'ledger',
+            entries: [{ entry: { detection: 'x', points: 30, at: now } }],
+            keepSince: 0,
+            max: 10,
+            ttl: 30 * 24 * HOUR,
+            windowSince: now - HOUR,
+            thresholds: [{ level: 10, field: 'alert:10', ttl: 24 * HOUR }],
+          },
+        ],
+        now,
+      )
+      const keys = (await keysUnder(admin, prefix)).sort()
+      assert.deepEqual(keys, [
+        `${prefix}{id:42}:alert:10`,
+        `${prefix}{id:42}:devices`,
+        `${prefix}{id:42}:ledger`,
+        `${prefix}{id:42}:once:brute_force`,
+        `${prefix}{ip:198.51.100.0/24}:logins`,
+      ])
+      const expected: Record<string, number> = {
+        'alert:10': 24 * HOUR,
+        devices: 90 * 24 * HOUR,
+        ledger: 30 * 24 * HOUR,
+        'once:brute_force': HOUR,
+        logins: 10 * 60_000,
+      }
+      for (const key of keys) {
+        const field = key.slice(key.indexOf('}:') + 2)
+        const ttl = await admin.pttl(key)
+        const want = expected[field] as number
+        // Set from `now` (a few ms ago): within a second of the op's ttl, never below what is left of it.
+        assert.ok(ttl > want - 1000 && ttl <= want + 1000, `${field}: PTTL ${ttl}, op ttl ${want}`)
+      }
+    })
+  })
+
+  it('the Redis TTL never ends a value before its logical expiry, whichever clock is ahead', async () => {
+    await withStore(async (store, prefix) => {
+      // A caller clock an hour behind the server's (a frozen test clock, a skewed host).
+      const behind = Date.now() - HOUR
+      await store.run([{ op: 'claim', key: 'u', field: 'm', ttl: 60_000 }], behind)
+      const ttl = await admin.pttl(`${prefix}{u}:m`)
+      assert.ok(ttl > 59_000 && ttl <= 61_000, `PTTL ${ttl}`)
+      assert.deepEqual(await store.run([{ op: 'marked', key: 'u', field: 'm' }], behind + 30_000), [true])
+      assert.deepEqual(await store.run([{ op: 'marked', key: 'u', field: 'm' }], behind + 60_001), [false])
+      // A caller clock ahead: the key lives until the caller's now + ttl.
+      const ahead = Date.now() + HOUR
+      await store.run([{ op: 'claim', key: 'v', field: 'm', ttl: 60_000 }], ahead)
+      const ttlAhead = await admin.pttl(`${prefix}{v}:m`)
+      assert.ok(ttlAhead > HOUR + 59_000 && ttlAhead <= HOUR + 61_000, `PTTL ${ttlAhead}`)
+    })
+  })
+
+  it('survives SCRIPT FLUSH mid-run: NOSCRIPT reloads the script once and no batch is lost or applied twice', async () => {
+    await withStore(async (store) => {
+      const hit: StoreOp = { op: 'hit', key: 'h', field: 'hits', add: true, since: 0, ttl: HOUR }
+      const now = Date.now()
+      const loadsBefore = store.stats().scriptLoads
+      for (let i = 0; i < 5; i++) await store.run([hit], now + i)
+      await admin.script('FLUSH')
+      // Many batches in flight at once, all meeting NOSCRIPT together.
+      const results = await Promise.all(
+        Array.from({ length: 50 }, (_, i) => store.run([hit], now + 10 + i) as Promise<HitResult[]>),
+      )
+      assert.deepEqual(
+        results.map(([r]) => (r as HitResult).count).sort((a, b) => a - b),
+        Array.from({ length: 50 }, (_, i) => 6 + i),
+      )
+      await admin.script('FLUSH')
+      const [last] = (await store.run([hit], now + 100)) as HitResult[]
+      assert.equal(last?.count, 56)
+      const { scriptLoads, failed } = store.stats()
+      // One shared load per flush (plus possibly the very first load of this script on the server).
+      assert.ok(scriptLoads - loadsBefore >= 2 && scriptLoads - loadsBefore <= 3, `scriptLoads ${scriptLoads}`)
+      assert.equal(failed, 0)
+    })
+  })
+
+  it('answers exactly what the memory store answers on a random workload (same batches, same clock)', async () => {
+    await withStore(async (redis) => {
+      const memory = new MemoryStore()
+      try {
+        let seed = 42
+        const rand = (n: number): number => {
+          seed = (Math.imul(seed, 1103515245) + 12345) & 0x7fffffff
+          return seed % n
+        }
+        const T0 = Date.now()
+        let now = T0
+        const keys = ['a', 'b', 'ip:1']
+        const fields = ['f1', 'f2', 'f3']
+        const opFor = (): StoreOp => {
+          const key = keys[rand(keys.length)] as string
+          const field = fields[rand(fields.length)] as string
+          switch (rand(7)) {
+            case 0:
+            case 1:
+              return {
+                op: 'hit',
+                key,
+                field,
+                add: rand(3) !== 0,
+                since: now - rand(5) * 60_000,
+                ttl: (1 + rand(3)) * 10 * 60_000,
+                ...(rand(2) === 0 ? { member: `m${rand(20)}` } : {}),
+              }
+            case 2:
+              return { op: 'claim', key, field: `mark${rand(3)}`, ttl: (1 + rand(3)) * 60_000 }
+            case 3:
+              return { op: 'marked', key, field: `mark${rand(3)}` }
+            case 4:
+              return { op: 'remember', key, field: 'recent', value: `v${rand(6)}`, max: 3, ttl: 20 * 60_000 }
+            case 5:
+              return {
+                op: 'score',
+                key,
+                field: 'ledger',
+                entries: Array.from({ length: rand(3) }, (_, i) => ({
+                  entry: {
+                    detection: `d${rand(4)}`,
+                    points: [1, 2.5, 0.1, 0.2, 15][rand(5)] as number,
+                    at: now - rand(3) * 60_000,
+                    ...(rand(2) === 0 ? { evidence: { i, ip: '192.0.2.0/24' } } : {}),
+                  },
+                  ...(rand(3) === 0 ? { once: { field: `once${rand(2)}`, ttl: 5 * 60_000 } } : {}),
+                })),
+                keepSince: now - 30 * 60_000,
+                max: 8,
+                ttl: 60 * 60_000,
+                windowSince: now - 20 * 60_000,
+                thresholds: [
+                  { level: 3, field: 'alert:3', ttl: 10 * 60_000 },
+                  { level: 6, field: 'alert:6', ttl: 10 * 60_000 },
+                ],
+              }
+            default:
+              return rand(4) === 0
+                ? { op: 'reset', key, field: rand(2) === 0 ? 'ledger' : field }
+                : { op: 'read', key, field: 'ledger', since: now - rand(40) * 60_000 }
+          }
+        }
+        for (let i = 0; i < 400; i++) {
+          now += rand(4) * 30_000
+          const ops = Array.from({ length: 1 + rand(5) }, opFor)
+          const [fromRedis, fromMemory]: StoreResult[][] = [await redis.run(ops, now), await memory.run(ops, now)]
+          assert.deepEqual(fromRedis, fromMemory, `batch ${i}: ${JSON.stringify(ops)}`)
+        }
+      } finally {
+        await memory.close()
+      }
+    })
+  })
+
+  it('no personal data in any key: an advanced-mode app with e-mail logins, attacked and logged into', async () => {
+    const prefix = testPrefix('pii')
+    const store = new RedisStore({ url: REDIS_URL, prefix })
+    const variant = variants[0]!
+    const secret = 'redis-pii-spec-secret-0123456789'
+    const h = harness(
+      variant,
+      ({ app, passport }) => {
+        app.set('trust proxy', true)
+        passport.use(
+          new LocalStrategy({ usernameField: 'username' }, (name, password, done) => {
+            const user = userByLogin(name)
+            done(null, user && user.password === password ? user : false)
+          }),
+        )
+        app.post('/login', passport.authenticate('local', { session: false }), (req: Request, res: Response) => {
+          res.json({ ok: true, id: (req.user as { id: number }).id })
+        })
+      },
+      {
+        mode: 'advanced',
+        secret,
+        identify: (user: (typeof USERS)[number]) => ({ id: user.id, email: anonEmail(user.id, user.email) }),
+        store,
+      },
+    )
+    try {
+      const app = h.app as Express
+      for (const user of USERS) {
+        // A brute force by e-mail, from two IPs, then the right password; an unknown e-mail too.
+        await failLogins(app, user.email, 12, { ip: '203.0.113.7' })
+        await failLogins(app, user.username, 3, { ip: '198.51.100.20' })
+        assert.equal((await login(app, user.email, user.password, { ip: '203.0.113.7' })).status, 200)
+      }
+      await failLogins(app, 'nobody.private@example.org', 3, { ip: '203.0.113.8' })
+      await h.sqreen.close()
+      assert.equal(h.sqreen.stats().counters.store_errors, undefined, JSON.stringify(h.logger.lines))
+      const keys = await keysUnder(admin, prefix)
+      assert.ok(keys.length > 10, `only ${keys.length} keys were written`)
+      assert.ok(keys.some((k) => k.includes('{id:1}:ledger')))
+      const forbidden = [
+        ...USERS.flatMap((u) => [u.email, u.username, u.email.split('@')[0] as string, u.password]),
+        'nobody.private@example.org',
+        'nobody.private',
+      ].map((s) => s.toLowerCase())
+      for (const key of keys) {
+        for (const word of forbidden) assert.ok(!key.toLowerCase().includes(word), `key ${key} contains ${word}`)
+        assert.ok(!key.includes('@'), `key ${key} contains an @`)
+      }
+      // Nor in the values: members are hashes, ledgers carry detections and truncated IPs.
+      for (const key of keys) {
+        const value = (await admin.getBuffer(key))?.toString('latin1') ?? ''
+        for (const word of forbidden) assert.ok(!value.toLowerCase().includes(word), `value of ${key} contains ${word}`)
+      }
+    } finally {
+      await h.sqreen.close()
+      await store.close()
+      await dropKeys(admin, prefix)
+    }
+  })
+
+  it('close() releases the connection it created, and leaves a client passed in open', async () => {
+    const name = `sqreen-close-${Date.now()}`
+    const connected = async (): Promise<number> =>
+      String(await admin.call('CLIENT', 'LIST'))
+        .split('\n')
+        .filter((line) => line.includes(`name=${name}`)).length
+
+    // Its own client: a process that only creates a store, runs a batch and closes it exits
+    // by itself (no socket or timer left); the same process without close() keeps running.
+    const child = (close: boolean) =>
+      spawn(
+        process.execPath,
+        [
+          '--import',
+          'tsx',
+          '-e',
+          `import(${JSON.stringify(redisModule)}).then(async ({ RedisStore }) => {
+            const store = new RedisStore({ url: ${JSON.stringify(REDIS_URL)}, prefix: ${JSON.stringify(testPrefix('close'))} })
+            const [marked] = await store.run([{ op: 'marked', key: 'k', field: 'f' }], Date.now())
+            if (marked !== false) process.exit(3)
+            ${close ? 'await store.close()' : ''}
+          })`,
+        ],
+        { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] },
+      )
+    const closing = child(true)
+    const leaving = child(false)
+    let stderr = ''
+    closing.stderr?.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString()
+    })
+    try {
+      assert.equal(await exitWithin(closing, 10_000), 0, `the child did not exit cleanly: ${stderr}`)
+      assert.equal(await exitWithin(leaving, 300), 'running', 'control: an open store keeps its process alive')
+    } finally {
+      closing.kill()
+      leaving.kill()
+    }
+
+    const own = new RedisStore({ url: REDIS_URL, prefix: testPrefix('close') })
+    await own.run([{ op: 'marked', key: 'k', field: 'f' }], Date.now())
+    await own.close()
+    assert.equal(own.stats().state, 'closed')
+    await assert.rejects(own.run([{ op: 'marked', key: 'k', field: 'f' }], Date.now()), {
+      code: 'ERR_SQREEN_REDIS_UNAVAILABLE',
+    })
+    await own.close() // idempotent
+
+    // A client passed in stays connected and usable, with no listener of ours left on it.
+    const client = new Redis(REDIS_URL, { connectionName: name })
+    try {
+      const listeners = (): number => client.listenerCount('error') + client.listenerCount('close')
+      const baseline = listeners()
+      const prefix = testPrefix('close')
+      const store = new RedisStore({ client, prefix })
+      assert.deepEqual(await store.run([{ op: 'claim', key: 'k', field: 'f', ttl: 60_000 }], Date.now()), [true])
+      await store.close()
+      assert.equal(client.status, 'ready')
+      assert.equal(await connected(), 1)
+      assert.equal(await client.ping(), 'PONG')
+      assert.equal(listeners(), baseline)
+      await dropKeys(admin, prefix)
+    } finally {
+      client.disconnect()
+    }
+  })
+
+  it('rejects bad options at construction with a stable code', () => {
+    const code = (fn: () => unknown, expected: string, message?: RegExp): void => {
+      assert.throws(fn, (err: unknown) => {
+        assert.ok(err instanceof SqreenAuthError, String(err))
+        assert.equal(err.code, expected)
+        if (message) assert.match(err.message, message)
+        return true
+      })
+    }
+    code(() => new RedisStore({ prefx: 'x' } as never), 'ERR_SQREEN_UNKNOWN_OPTION', /Did you mean "prefix"\?/)
+    code(() => new RedisStore({ url: 'http://127.0.0.1:6379' }), 'ERR_SQREEN_URL')
+    code(() => new RedisStore({ commandTimeout: 0 }), 'ERR_SQREEN_OPTION_TYPE')
+    code(() => new RedisStore({ client: {} as never }), 'ERR_SQREEN_OPTION_TYPE')
+    code(() => new RedisStore({ prefix: 3 as never }), 'ERR_SQREEN_OPTION_TYPE')
+  })
+})
