@@ -84,7 +84,7 @@ const withStore = async (
 }
 
 describe('RedisStore (Redis-only behaviour)', () => {
-  it('keys are <prefix>{<key>}:<field>, every one with a TTL that follows the op ttl', async () => {
+  it("keys are <prefix>{<key>} (the owner's record) and <prefix>{<key>}:<field> (a ledger), each with a TTL from the op ttls", async () => {
     await withStore(async (store, prefix) => {
       const now = Date.now()
       await store.run(
@@ -107,27 +107,39 @@ describe('RedisStore (Redis-only behaviour)', () => {
         now,
       )
       const keys = (await keysUnder(admin, prefix)).sort()
-      assert.deepEqual(keys, [
-        `${prefix}{id:42}:alert:10`,
-        `${prefix}{id:42}:devices`,
-        `${prefix}{id:42}:ledger`,
-        `${prefix}{id:42}:once:brute_force`,
-        `${prefix}{ip:198.51.100.0/24}:logins`,
-      ])
-      const expected: Record<string, number> = {
-        'alert:10': 24 * HOUR,
-        devices: 90 * 24 * HOUR,
-        ledger: 30 * 24 * HOUR,
-        'once:brute_force': HOUR,
-        logins: 10 * 60_000,
-      }
-      for (const key of keys) {
-        const field = key.slice(key.indexOf('}:') + 2)
+      assert.deepEqual(keys, [`${prefix}{id:42}`, `${prefix}{id:42}:ledger`, `${prefix}{ip:198.51.100.0/24}`])
+      // Within a second of the expected TTL (set from `now`, a few ms ago), never below it.
+      const ttlNear = async (key: string, want: number): Promise<void> => {
         const ttl = await admin.pttl(key)
-        const want = expected[field] as number
-        // Set from `now` (a few ms ago): within a second of the op's ttl, never below what is left of it.
-        assert.ok(ttl > want - 1000 && ttl <= want + 1000, `${field}: PTTL ${ttl}, op ttl ${want}`)
+        assert.ok(ttl > want - 1000 && ttl <= want + 1000, `${key}: PTTL ${ttl}, expected about ${want}`)
       }
+      // A record lives as long as its longest-lived field (here the devices list).
+      await ttlNear(`${prefix}{id:42}`, 90 * 24 * HOUR)
+      await ttlNear(`${prefix}{id:42}:ledger`, 30 * 24 * HOUR)
+      await ttlNear(`${prefix}{ip:198.51.100.0/24}`, 10 * 60_000)
+      // Forget the devices: the record now lives as long as the alert mark, its longest field left.
+      await store.run([{ op: 'reset', key: 'id:42', field: 'devices' }], now + 1)
+      await ttlNear(`${prefix}{id:42}`, 24 * HOUR)
+      assert.deepEqual(
+        await store.run(
+          [
+            { op: 'marked', key: 'id:42', field: 'alert:10' },
+            { op: 'marked', key: 'id:42', field: 'once:brute_force' },
+          ],
+          now + 2,
+        ),
+        [true, true],
+      )
+      // Reset every field: the record goes, and so does the ledger.
+      await store.run(
+        [
+          { op: 'reset', key: 'id:42', field: 'alert:10' },
+          { op: 'reset', key: 'id:42', field: 'once:brute_force' },
+          { op: 'reset', key: 'id:42', field: 'ledger' },
+        ],
+        now + 3,
+      )
+      assert.deepEqual(await keysUnder(admin, prefix), [`${prefix}{ip:198.51.100.0/24}`])
     })
   })
 
@@ -136,14 +148,14 @@ describe('RedisStore (Redis-only behaviour)', () => {
       // A caller clock an hour behind the server's (a frozen test clock, a skewed host).
       const behind = Date.now() - HOUR
       await store.run([{ op: 'claim', key: 'u', field: 'm', ttl: 60_000 }], behind)
-      const ttl = await admin.pttl(`${prefix}{u}:m`)
+      const ttl = await admin.pttl(`${prefix}{u}`)
       assert.ok(ttl > 59_000 && ttl <= 61_000, `PTTL ${ttl}`)
       assert.deepEqual(await store.run([{ op: 'marked', key: 'u', field: 'm' }], behind + 30_000), [true])
       assert.deepEqual(await store.run([{ op: 'marked', key: 'u', field: 'm' }], behind + 60_001), [false])
       // A caller clock ahead: the key lives until the caller's now + ttl.
       const ahead = Date.now() + HOUR
       await store.run([{ op: 'claim', key: 'v', field: 'm', ttl: 60_000 }], ahead)
-      const ttlAhead = await admin.pttl(`${prefix}{v}:m`)
+      const ttlAhead = await admin.pttl(`${prefix}{v}`)
       assert.ok(ttlAhead > HOUR + 59_000 && ttlAhead <= HOUR + 61_000, `PTTL ${ttlAhead}`)
     })
   })
@@ -387,7 +399,7 @@ describe('RedisStore (Redis-only behaviour)', () => {
     }
     code(() => new RedisStore({ prefx: 'x' } as never), 'ERR_SQREEN_UNKNOWN_OPTION', /Did you mean "prefix"\?/)
     code(() => new RedisStore({ url: 'http://127.0.0.1:6379' }), 'ERR_SQREEN_URL')
-    code(() => new RedisStore({ commandTimeout: 0 }), 'ERR_SQREEN_OPTION_TYPE')
+    code(() => new RedisStore({ timeout: 0 }), 'ERR_SQREEN_OPTION_TYPE')
     code(() => new RedisStore({ client: {} as never }), 'ERR_SQREEN_OPTION_TYPE')
     code(() => new RedisStore({ prefix: 3 as never }), 'ERR_SQREEN_OPTION_TYPE')
   })

@@ -2,251 +2,350 @@
  * The one Lua script behind `RedisStore.run()`: a whole batch executes inside it,
  * so it is atomic with respect to every other batch, from this process or any
  * other. It mirrors `MemoryStore`'s semantics operation for operation (the
- * contract suite checks both against the same expectations).
+ * contract suite, and a randomised comparison in spec/store.redis.spec.ts, hold
+ * both to the same answers).
+ *
+ * Layout, like the memory store's one record per owner: an owner's windows, marks
+ * and recent-value lists live in ONE Redis string, `<prefix>{<key>}`, a MessagePack
+ * map from field to value; each ledger (the one datum that grows to hundreds of
+ * entries and is only needed when scoring) has its own key,
+ * `<prefix>{<key>}:<field>`. A failed login then costs two GETs and two SETs (the
+ * IP's record and the user's) instead of one of each per field: inside a script,
+ * every redis.call costs about a microsecond and a half, more than the MessagePack
+ * decoding it saves. A field holds one kind of datum (as the engine uses them).
  *
  * Calling convention (built by lib/store/redis.ts):
- * - KEYS: the distinct Redis keys the batch touches, each `<prefix>{<key>}:<field>`.
- * - ARGV[1]: the program, JSON of numbers only: `[now, op, op, ...]`, each op an
- *   array whose first element is its code and whose key references are 1-based
- *   KEYS indices (see OP_* in redis.ts). Strings (ledger entries' JSON, remembered
- *   values) travel as further ARGV elements, referenced by index, so their bytes
- *   are never re-encoded.
- * - Reply: one JSON text, an array with each op's answer (see `decode` in redis.ts).
+ * - KEYS: the distinct Redis keys of the batch (records and ledgers).
+ * - ARGV[1]: the program, one flat JSON array `[now, code, args..., code, args...]`
+ *   (flat because decoding nested arrays costs more than all the rest of a typical
+ *   op): each op is its code (OP_* in redis.ts) and a fixed number of arguments,
+ *   lists being count-prefixed; keys are 1-based KEYS indices, fields are strings.
+ *   Ledger entries' JSON and remembered values travel as further ARGV elements,
+ *   referenced by index, so their bytes are never re-encoded.
+ * - Reply: the ops' answers as one comma-separated list of JSON values, each op
+ *   writing a fixed number of them or a count-prefixed list (`decode` in redis.ts).
  *
- * Every value is a MessagePack array `{expiry, kind, ...}`. `expiry` is the
- * logical expiry (`now + ttl` of the op that last wrote it), compared with the
- * batch's `now`: the caller's clock decides what is live, exactly as in the
- * memory store. The Redis TTL (PXAT) is only the garbage collector, set to
- * `max(now, server time) + ttl` so it never removes a value before its logical
- * expiry whichever of the two clocks is ahead.
- *
- * Kinds: 1 hits `{e, 1, ts[], members[], tracked}`, 2 mark `{e, 2}`,
- * 3 recent values `{e, 3, values[]}` (most recent first),
- * 4 ledger `{e, 4, at[], points[], json[]}` (oldest first).
- * Numbers are exact: MessagePack keeps doubles, cjson.decode reads them with strtod,
- * and the only non-integer in the reply (a score's sum) is printed with %.17g.
+ * Values: `{expiry, kind, ...}`, `expiry` being the logical expiry (`now + ttl` of
+ * the op that last wrote the field), compared with the batch's `now`: the caller's
+ * clock decides what is live, exactly as in the memory store. Values are flat
+ * arrays (one table each, the cheapest to build, pack and unpack): kind 1 hits
+ * `{e, 1, tracked, ts1, member1, ts2, member2, ...}` (oldest first), 2 mark `{e, 2}`,
+ * 3 recent values `{e, 3, v1, v2, ...}` (most recent first); a ledger key holds
+ * `{e, at1, points1, json1, at2, ...}` (oldest first). The Redis TTL (PXAT) is only the garbage collector: the latest
+ * field expiry of a record, shifted by `max(now, server time) - now`, so it never
+ * removes a value before its logical expiry whichever of the two clocks is ahead.
+ * Numbers stay exact: MessagePack keeps doubles, cjson.decode reads them with
+ * strtod, and the one non-integer of the reply (a score's sum) is printed with %.17g.
  */
 export const BATCH_SCRIPT = `
 local prog = cjson.decode(ARGV[1])
 local now = prog[1]
-local HITS, MARK, RECENT, LEDGER = 1, 2, 3, 4
 local CAP, DISTINCT_CAP, NO_MEMBER = 128, 16, 18652613
--- Decoded values by KEYS index: an op reading what an earlier op of the batch wrote
--- does not GET and unpack it again.
-local cache = {}
-local base
+local pack, unpack, call, floor = cmsgpack.pack, cmsgpack.unpack, redis.call, math.floor
 
-local function live(k)
-  local v = cache[k]
-  if v == nil then
-    local raw = redis.call('GET', KEYS[k])
-    if raw then v = cmsgpack.unpack(raw) else v = false end
-    cache[k] = v
+local shift
+local function expireAt(expiry)
+  if not shift then
+    local t = call('TIME')
+    local server = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
+    shift = 0
+    if server > now then shift = server - now end
   end
+  return floor(expiry + shift) + 1
+end
+
+-- Owner records by KEYS index, decoded once per batch and written once at its end.
+local records, dirty, changed = {}, {}, {}
+local function record(k)
+  local r = records[k]
+  if r == nil then
+    local raw = call('GET', KEYS[k])
+    if raw then r = unpack(raw) else r = {} end
+    records[k] = r
+  end
+  return r
+end
+local function field(k, f)
+  local v = record(k)[f]
   if v and v[1] > now then return v end
   return nil
 end
-
-local function save(k, v, ttl)
-  if not base then
-    local t = redis.call('TIME')
-    local server = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-    if server > now then base = server else base = now end
-  end
+local function put(k, f, v, ttl)
   v[1] = now + ttl
-  cache[k] = v
-  redis.call('SET', KEYS[k], cmsgpack.pack(v), 'PXAT', math.floor(base + ttl) + 1)
+  records[k][f] = v
+  if not changed[k] then
+    changed[k] = true
+    dirty[#dirty + 1] = k
+  end
+end
+local function claim(k, f, ttl)
+  if field(k, f) then return false end
+  put(k, f, {0, 2}, ttl)
+  return true
 end
 
-local function hit(op)
-  local k, add, since, ttl, wanted = op[2], op[3], op[4], op[5], op[6]
-  local v = live(k)
-  if v and v[2] ~= HITS then v = nil end
+-- The answers, as a flat list of JSON values (see decode in redis.ts).
+local out, o = {}, 0
+
+local function hit(k, f, add, since, ttl, wanted)
+  local v = field(k, f)
+  if v and v[2] ~= 1 then v = nil end
   if add == 1 then
     local m = wanted
     if m < 0 then m = NO_MEMBER end
     if not v then
       local tracked = 0
       if wanted >= 0 then tracked = 1 end
-      v = {0, HITS, {now}, {m}, tracked}
+      v = {0, 1, tracked, now, m}
     else
-      local ts, ms = v[3], v[4]
-      local n = #ts
-      -- Drop what no window can count any more, and keep the most recent CAP hits.
+      local len = #v
+      local n = (len - 3) / 2
+      -- Drop what no window can count any more, and keep the most recent CAP hits
+      -- (the memory store keeps up to twice as many, but never counts past CAP either).
       local horizon = now - ttl
       local drop = 0
-      while drop < n and ts[drop + 1] <= horizon do drop = drop + 1 end
+      while drop < n and v[4 + 2 * drop] <= horizon do drop = drop + 1 end
       if n - drop >= CAP then drop = n - CAP + 1 end
       if drop > 0 then
-        local t2, m2 = {}, {}
-        for i = drop + 1, n do
-          t2[i - drop] = ts[i]
-          m2[i - drop] = ms[i]
-        end
-        ts, ms = t2, m2
-        v[3], v[4] = ts, ms
+        local kept = {0, 1, v[3]}
+        for i = 4 + 2 * drop, len do kept[i - 2 * drop] = v[i] end
+        v = kept
+        len = #v
       end
-      ts[#ts + 1] = now
-      ms[#ms + 1] = m
-      if wanted >= 0 then v[5] = 1 end
+      v[len + 1] = now
+      v[len + 2] = m
+      if wanted >= 0 then v[3] = 1 end
     end
-    save(k, v, ttl)
+    put(k, f, v, ttl)
   end
-  if not v then return '[0,0,0]' end
-  local ts = v[3]
-  local n = #ts
-  -- The same binary search as the memory store, over the last CAP hits (0-based bounds).
+  if not v then
+    out[o + 1], out[o + 2], out[o + 3] = 0, 0, 0
+    o = o + 3
+    return
+  end
+  local n = (#v - 3) / 2
+  -- The memory store's binary search, over the last CAP hits (0-based positions).
   local lo, hi = n - CAP, n
   if lo < 0 then lo = 0 end
   while lo < hi do
-    local mid = math.floor((lo + hi) / 2)
-    if ts[mid + 1] > since then hi = mid else lo = mid + 1 end
+    local mid = floor((lo + hi) / 2)
+    if v[4 + 2 * mid] > since then hi = mid else lo = mid + 1 end
   end
   local count = n - lo
-  if wanted < 0 or v[5] == 0 then return '[' .. count .. ',0,0]' end
-  local ms = v[4]
-  local member, seen, distinct = 0, {}, 0
-  for i = n, lo + 1, -1 do
-    local x = ms[i]
-    if x == wanted then member = member + 1 end
-    if distinct < DISTINCT_CAP and not seen[x] then
-      seen[x] = true
-      distinct = distinct + 1
+  local member, distinct = 0, 0
+  if wanted >= 0 and v[3] == 1 then
+    local seen = {}
+    for i = 3 + 2 * n, 5 + 2 * lo, -2 do
+      local x = v[i]
+      if x == wanted then member = member + 1 end
+      if distinct < DISTINCT_CAP and not seen[x] then
+        seen[x] = true
+        distinct = distinct + 1
+      end
     end
   end
-  return '[' .. count .. ',' .. distinct .. ',' .. member .. ']'
+  out[o + 1], out[o + 2], out[o + 3] = count, distinct, member
+  o = o + 3
 end
 
-local function claim(k, ttl)
-  if live(k) then return false end
-  save(k, {0, MARK}, ttl)
-  return true
-end
-
-local function remember(op)
-  local k, value, max, ttl = op[2], ARGV[op[3]], op[4], op[5]
-  local v = live(k)
-  local values = {}
-  if v and v[2] == RECENT then values = v[3] end
-  local size = #values
-  local index = 0
-  for i = 1, size do
-    if values[i] == value then
-      index = i
-      break
+local function remember(k, f, value, max, ttl)
+  local v = field(k, f)
+  local size, index = 0, 0
+  if v and v[2] == 3 then
+    size = #v - 2
+    for i = 3, size + 2 do
+      if v[i] == value then
+        index = i - 2
+        break
+      end
     end
+  else
+    v = nil
   end
   if index ~= 1 then
-    local nx = {value}
-    for i = 1, size do
-      local x = values[i]
-      if x ~= value and #nx < max then nx[#nx + 1] = x end
+    local nx = {0, 3, value}
+    local count = 1
+    for i = 3, size + 2 do
+      local x = v[i]
+      if x ~= value and count < max then
+        count = count + 1
+        nx[count + 2] = x
+      end
     end
-    values = nx
+    v = nx
   end
-  save(k, {0, RECENT, values}, ttl)
-  local seen = 0
-  if index > 0 then seen = 1 end
-  return '[' .. seen .. ',' .. size .. ']'
+  put(k, f, v, ttl)
+  if index > 0 then out[o + 1] = 1 else out[o + 1] = 0 end
+  out[o + 2] = size
+  o = o + 2
 end
 
-local function score(op)
-  local k, keepSince, max, ttl, windowSince, entries, thresholds = op[2], op[3], op[4], op[5], op[6], op[7], op[8]
-  local v = live(k)
-  local ledger = nil
-  if v and v[2] == LEDGER then ledger = v end
-  local ats, pts, docs = {}, {}, {}
-  if ledger then ats, pts, docs = ledger[3], ledger[4], ledger[5] end
-  local added = {}
-  local unordered = false
-  for i = 1, #entries do
-    -- {at, points, ARGV index of the entry's JSON, KEYS index of its once-mark or 0, the mark's ttl}
-    local e = entries[i]
-    if e[4] == 0 or claim(e[4], e[5]) then
-      local n = #ats
-      if n > 0 and e[1] < ats[n] then unordered = true end
-      ats[n + 1] = e[1]
-      pts[n + 1] = e[2]
-      docs[n + 1] = ARGV[e[3]]
-      added[#added + 1] = i - 1
-    end
+local ledgers = {}
+local function ledger(l)
+  local v = ledgers[l]
+  if v == nil then
+    local raw = call('GET', KEYS[l])
+    if raw then v = unpack(raw) else v = false end
+    ledgers[l] = v
   end
+  if v and v[1] > now then return v end
+  return nil
+end
+
+-- score: reads its arguments from the program at position p; returns the next position.
+local function score(p)
+  local k, l, keepSince, max, ttl, windowSince = prog[p], prog[p + 1], prog[p + 2], prog[p + 3], prog[p + 4], prog[p + 5]
+  local old = ledger(l)
+  local v = old or {0}
+  local len = #v
+  local count = prog[p + 6]
+  p = p + 7
+  local added, nAdded, unordered = {}, 0, false
+  for i = 1, count do
+    -- at, points, ARGV index of the entry's JSON, its once-mark's field or 0, the mark's ttl
+    local at, once = prog[p], prog[p + 3]
+    if once == 0 or claim(k, once, prog[p + 4]) then
+      if len > 1 and at < v[len - 2] then unordered = true end
+      v[len + 1], v[len + 2], v[len + 3] = at, prog[p + 1], ARGV[prog[p + 2]]
+      len = len + 3
+      nAdded = nAdded + 1
+      added[nAdded] = i - 1
+    end
+    p = p + 5
+  end
+  local n = (len - 1) / 3
   if unordered then
-    -- Merged entries can be older than the ledger's own: a stable insertion sort by time
-    -- (the memory store's stable sort gives the same order).
-    for i = 2, #ats do
-      local a, p, d = ats[i], pts[i], docs[i]
-      local j = i - 1
-      while j >= 1 and ats[j] > a do
-        ats[j + 1], pts[j + 1], docs[j + 1] = ats[j], pts[j], docs[j]
-        j = j - 1
+    -- Merged entries can be older than the ledger's own: a stable insertion sort by
+    -- time gives the order of the memory store's stable sort.
+    for i = 2, n do
+      local b = 3 * i - 1
+      local a, pts, d = v[b], v[b + 1], v[b + 2]
+      local j = b - 3
+      while j >= 2 and v[j] > a do
+        v[j + 3], v[j + 4], v[j + 5] = v[j], v[j + 1], v[j + 2]
+        j = j - 3
       end
-      ats[j + 1], pts[j + 1], docs[j + 1] = a, p, d
+      v[j + 3], v[j + 4], v[j + 5] = a, pts, d
     end
   end
-  local n = #ats
   local drop = 0
-  while drop < n and ats[drop + 1] <= keepSince do drop = drop + 1 end
+  while drop < n and v[2 + 3 * drop] <= keepSince do drop = drop + 1 end
   if n - max > drop then drop = n - max end
   if drop > 0 then
-    local a2, p2, d2 = {}, {}, {}
-    for i = drop + 1, n do
-      a2[i - drop] = ats[i]
-      p2[i - drop] = pts[i]
-      d2[i - drop] = docs[i]
-    end
-    ats, pts, docs = a2, p2, d2
+    local kept = {0}
+    for i = 2 + 3 * drop, len do kept[i - 3 * drop] = v[i] end
+    v = kept
+    len = #v
+    n = n - drop
   end
-  if ledger or #added > 0 then save(k, {0, LEDGER, ats, pts, docs}, ttl) end
-  -- Summed in ledger order, as the memory store does: the same doubles, the same result.
+  if old or nAdded > 0 then
+    v[1] = now + ttl
+    ledgers[l] = v
+    call('SET', KEYS[l], pack(v), 'PXAT', expireAt(now + ttl))
+  end
+  -- Summed in ledger order, as the memory store does: the same doubles, the same sum.
   local sum = 0
-  for i = 1, #ats do
-    if ats[i] > windowSince then sum = sum + pts[i] end
+  for i = 2, len, 3 do
+    if v[i] > windowSince then sum = sum + v[i + 1] end
   end
-  local crossed = {}
-  for i = 1, #thresholds do
-    local t = thresholds[i]
-    if sum > t[1] and claim(t[2], t[3]) then crossed[#crossed + 1] = i - 1 end
+  out[o + 1] = nAdded
+  o = o + 1
+  for i = 1, nAdded do out[o + i] = added[i] end
+  o = o + nAdded + 1
+  out[o] = string.format('%.17g', sum)
+  local thresholds = prog[p]
+  p = p + 1
+  local crossedAt = o + 1
+  local crossed = 0
+  for i = 1, thresholds do
+    if sum > prog[p] and claim(k, prog[p + 1], prog[p + 2]) then
+      crossed = crossed + 1
+      out[crossedAt + crossed] = i - 1
+    end
+    p = p + 3
   end
-  return '[[' .. table.concat(added, ',') .. '],' .. string.format('%.17g', sum) .. ',[' .. table.concat(crossed, ',') .. ']]'
+  out[crossedAt] = crossed
+  o = crossedAt + crossed
+  return p
 end
 
-local function read(op)
-  local v = live(op[2])
-  if not (v and v[2] == LEDGER) then return '[]' end
-  local ats, docs, since = v[3], v[5], op[3]
-  local out = {}
-  for i = 1, #ats do
-    if ats[i] > since then out[#out + 1] = docs[i] end
+local function read(l, since)
+  local v = ledger(l)
+  local start = o + 1
+  o = start
+  if v then
+    for i = 2, #v, 3 do
+      if v[i] > since then
+        o = o + 1
+        out[o] = v[i + 2]
+      end
+    end
   end
-  return '[' .. table.concat(out, ',') .. ']'
+  out[start] = o - start
 end
 
-local out = {}
-for i = 2, #prog do
-  local op = prog[i]
-  local code = op[1]
-  local r
+local function reset(k, f, l)
+  local r = record(k)
+  if r[f] ~= nil then
+    r[f] = nil
+    if not changed[k] then
+      changed[k] = true
+      dirty[#dirty + 1] = k
+    end
+  else
+    -- Not in the record: it may be a ledger.
+    call('DEL', KEYS[l])
+    ledgers[l] = false
+  end
+end
+
+local p, last = 2, #prog
+while p <= last do
+  local code = prog[p]
   if code == 1 then
-    r = hit(op)
-  elseif code == 2 then
-    redis.call('DEL', KEYS[op[2]])
-    cache[op[2]] = false
-    r = 'null'
-  elseif code == 3 then
-    if claim(op[2], op[3]) then r = '1' else r = '0' end
+    hit(prog[p + 1], prog[p + 2], prog[p + 3], prog[p + 4], prog[p + 5], prog[p + 6])
+    p = p + 7
   elseif code == 4 then
-    if live(op[2]) then r = '1' else r = '0' end
-  elseif code == 5 then
-    r = remember(op)
+    o = o + 1
+    if field(prog[p + 1], prog[p + 2]) then out[o] = 1 else out[o] = 0 end
+    p = p + 3
+  elseif code == 3 then
+    o = o + 1
+    if claim(prog[p + 1], prog[p + 2], prog[p + 3]) then out[o] = 1 else out[o] = 0 end
+    p = p + 4
   elseif code == 6 then
-    r = score(op)
+    p = score(p + 1)
+  elseif code == 5 then
+    remember(prog[p + 1], prog[p + 2], ARGV[prog[p + 3]], prog[p + 4], prog[p + 5])
+    p = p + 6
+  elseif code == 2 then
+    reset(prog[p + 1], prog[p + 2], prog[p + 3])
+    p = p + 4
   elseif code == 7 then
-    r = read(op)
+    read(prog[p + 1], prog[p + 2])
+    p = p + 3
   else
     return redis.error_reply('sqreen-auth: unknown op code ' .. tostring(code))
   end
-  out[i - 1] = r
 end
-return '[' .. table.concat(out, ',') .. ']'
+
+-- Write each changed record once, without its expired fields; its TTL is its latest field's.
+for i = 1, #dirty do
+  local k = dirty[i]
+  local r = records[k]
+  local latest = nil
+  for f, v in pairs(r) do
+    if v[1] > now then
+      if latest == nil or v[1] > latest then latest = v[1] end
+    else
+      r[f] = nil
+    end
+  end
+  if latest then
+    call('SET', KEYS[k], pack(r), 'PXAT', expireAt(latest))
+  else
+    call('DEL', KEYS[k])
+  end
+end
+return table.concat(out, ',', 1, o)
 `

@@ -5,7 +5,17 @@ import { describeError } from '../diagnostics.js'
 import { SqreenAuthError } from '../errors.js'
 import { didYouMean, type Logger } from '../options.js'
 import { BATCH_SCRIPT } from './redis.lua.js'
-import type { HitResult, LedgerEntry, RememberResult, ScoreResult, Store, StoreOp, StoreResult } from './store.js'
+import type {
+  HitResult,
+  LedgerEntry,
+  RememberResult,
+  ScoredEntry,
+  ScoreResult,
+  Store,
+  StoreOp,
+  StoreResult,
+  Threshold,
+} from './store.js'
 
 export interface RedisStoreOptions {
   /**
@@ -18,8 +28,12 @@ export interface RedisStoreOptions {
   url: string
   /** Prepended to every key, so several applications (or environments) can share a server. Defaults to `'sqreen:'`. */
   prefix: string
-  /** A batch without an answer after this many ms fails (and the event goes unscored). Defaults to `1000`. */
-  commandTimeout: number
+  /**
+   * When batches wait and the server has sent nothing for this many ms, the connection is
+   * taken for dead: the waiting batches fail (their events go unscored), the store
+   * reconnects, and batches fail at once until it is back. Defaults to `1000`.
+   */
+  timeout: number
   /** How long one connection attempt may take, in ms. Defaults to `2000`. */
   connectTimeout: number
   /** Longest pause between reconnection attempts, in ms (the pauses double from 50 ms up to it). Defaults to `2000`. */
@@ -49,7 +63,7 @@ const KNOWN_KEYS = [
   'client',
   'url',
   'prefix',
-  'commandTimeout',
+  'timeout',
   'connectTimeout',
   'maxReconnectDelay',
   'logger',
@@ -144,6 +158,7 @@ export class RedisStore implements Store {
   #outages = 0
   #scriptLoads = 0
   #loading: Promise<void> | undefined
+  #corked = false
   /** Batches issued before the first connection is ready wait here (bounded in time and number). */
   #waiters: { resolve: () => void; reject: (err: unknown) => void }[] = []
   #startTimer: NodeJS.Timeout | undefined
@@ -163,13 +178,20 @@ export class RedisStore implements Store {
     }
     const prefix = options.prefix ?? 'sqreen:'
     if (typeof prefix !== 'string') throw optionError('prefix', 'a string', prefix)
+    // A brace in the prefix would become the cluster hash tag instead of the owner's key.
+    if (/[{}]/.test(prefix)) {
+      throw new SqreenAuthError(
+        'ERR_SQREEN_OPTION_TYPE',
+        `RedisStore: "prefix" must not contain { or }, got ${JSON.stringify(prefix)}.`,
+      )
+    }
     this.#prefix = prefix
     const logger = options.logger ?? console
     if (typeof logger?.warn !== 'function' || typeof logger.error !== 'function') {
       throw optionError('logger', 'an object with "warn" and "error" methods, like console', logger)
     }
     this.#logger = logger
-    const commandTimeout = positive(options, 'commandTimeout', 1000)
+    const timeout = positive(options, 'timeout', 1000)
     const connectTimeout = positive(options, 'connectTimeout', 2000)
     const maxReconnectDelay = positive(options, 'maxReconnectDelay', 2000)
 
@@ -202,11 +224,14 @@ export class RedisStore implements Store {
         // least once).
         maxRetriesPerRequest: 0,
         autoResendUnfulfilledCommands: false,
-        commandTimeout,
+        // Rather than a timer per command (ioredis's commandTimeout), one per socket: when
+        // batches wait and the server has sent nothing for this long, the socket is dropped,
+        // the batches fail and the store reconnects (a hung server becomes an outage).
+        socketTimeout: timeout,
         connectTimeout,
         retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times - 1, 16), maxReconnectDelay),
-        // Concurrent batches (one per event in flight) share one write to the socket.
-        enableAutoPipelining: true,
+        // Concurrent batches share socket writes through #cork() instead (see there).
+        enableAutoPipelining: false,
         connectionName: 'sqreen-auth',
       } satisfies RedisOptions
       const { Redis: Client } = ioredis()
@@ -359,59 +384,66 @@ export class RedisStore implements Store {
     // ARGV[1] is the program; the strings it references follow (ARGV index = position + 1).
     const argv: string[] = ['']
     // Batches address a handful of keys: a linear search beats a Map here.
-    const slot = (key: string, field: string): number => {
-      const full = `${prefix}{${key}}:${field}`
-      const i = keys.indexOf(full)
-      return i === -1 ? keys.push(full) : i + 1
+    const index = (name: string): number => {
+      const i = keys.indexOf(name)
+      return i === -1 ? keys.push(name) : i + 1
     }
-    const program: unknown[] = [now]
+    /** The owner's record: its windows, marks and recent-value lists (see redis.lua.ts). */
+    const record = (key: string): number => index(`${prefix}{${key}}`)
+    /** A ledger has a key of its own. */
+    const ledger = (key: string, field: string): number => index(`${prefix}{${key}}:${field}`)
+    // One flat array (see redis.lua.ts): each op is its code and a fixed number of arguments.
+    const program: (number | string)[] = [now]
     for (const op of ops) {
       switch (op.op) {
         case 'hit':
-          program.push([
+          program.push(
             OP_HIT,
-            slot(op.key, op.field),
+            record(op.key),
+            op.field,
             op.add ? 1 : 0,
             op.since,
             op.ttl,
             op.member === undefined ? -1 : memberHash(op.member),
-          ])
+          )
           break
         case 'reset':
-          program.push([OP_RESET, slot(op.key, op.field)])
+          program.push(OP_RESET, record(op.key), op.field, ledger(op.key, op.field))
           break
         case 'claim':
-          program.push([OP_CLAIM, slot(op.key, op.field), op.ttl])
+          program.push(OP_CLAIM, record(op.key), op.field, op.ttl)
           break
         case 'marked':
-          program.push([OP_MARKED, slot(op.key, op.field)])
+          program.push(OP_MARKED, record(op.key), op.field)
           break
         case 'remember':
-          program.push([OP_REMEMBER, slot(op.key, op.field), argv.push(op.value), op.max, op.ttl])
+          program.push(OP_REMEMBER, record(op.key), op.field, argv.push(op.value), op.max, op.ttl)
           break
-        case 'score': {
-          const entries = op.entries.map(({ entry, once }) => [
-            entry.at,
-            entry.points,
-            argv.push(JSON.stringify(entry)),
-            once === undefined ? 0 : slot(op.key, once.field),
-            once === undefined ? 0 : once.ttl,
-          ])
-          const thresholds = op.thresholds.map((t) => [t.level, slot(op.key, t.field), t.ttl])
-          program.push([
+        case 'score':
+          program.push(
             OP_SCORE,
-            slot(op.key, op.field),
+            record(op.key),
+            ledger(op.key, op.field),
             op.keepSince,
             op.max,
             op.ttl,
             op.windowSince,
-            entries,
-            thresholds,
-          ])
+            op.entries.length,
+          )
+          for (const { entry, once } of op.entries) {
+            program.push(
+              entry.at,
+              entry.points,
+              argv.push(JSON.stringify(entry)),
+              once === undefined ? 0 : once.field,
+              once === undefined ? 0 : once.ttl,
+            )
+          }
+          program.push(op.thresholds.length)
+          for (const t of op.thresholds) program.push(t.level, t.field, t.ttl)
           break
-        }
         case 'read':
-          program.push([OP_READ, slot(op.key, op.field), op.since])
+          program.push(OP_READ, ledger(op.key, op.field), op.since)
           break
       }
     }
@@ -430,6 +462,7 @@ export class RedisStore implements Store {
   #eval(keys: readonly string[], argv: readonly string[]): Promise<string> {
     const client = this.#client
     const call = () => client.evalsha(SHA, keys.length, ...keys, ...argv) as Promise<string>
+    this.#cork()
     return call().catch((err: unknown) => {
       // NOSCRIPT means the script did not run: re-sending cannot apply the batch twice.
       if (!isNoScript(err)) throw err
@@ -440,6 +473,26 @@ export class RedisStore implements Store {
           if (!isNoScript(again)) throw again
           return client.eval(BATCH_SCRIPT, keys.length, ...keys, ...argv) as Promise<string>
         })
+    })
+  }
+
+  /**
+   * Coalesces the batches issued in one turn of the event loop into one socket write.
+   * Scoring the replies of one read from Redis issues the next batches of many events
+   * at once; written one by one they would cost a system call each, and ioredis's
+   * auto-pipelining (one pipeline per setImmediate) makes Node and Redis take turns
+   * instead of working at the same time. Uncorking on the next tick writes each burst
+   * as soon as it is complete, while Redis is still busy with the previous one.
+   */
+  #cork(): void {
+    if (this.#corked) return
+    const stream = this.#client.stream
+    if (stream === undefined || stream === null || typeof stream.cork !== 'function') return
+    this.#corked = true
+    stream.cork()
+    process.nextTick(() => {
+      this.#corked = false
+      stream.uncork()
     })
   }
 
@@ -457,46 +510,53 @@ export class RedisStore implements Store {
   }
 }
 
-/** Turns the script's JSON reply into the contract's results (the same shapes the memory store answers). */
+/**
+ * Turns the script's reply (a comma-separated list of JSON values, each op's answer
+ * in order: see redis.lua.ts) into the contract's results, the same shapes the memory
+ * store answers.
+ */
 const decode = (ops: readonly StoreOp[], reply: string): StoreResult[] => {
-  const raw = JSON.parse(reply) as unknown[]
+  const raw = JSON.parse(`[${reply}]`) as unknown[]
+  const num = (i: number): number => raw[i] as number
   const results: StoreResult[] = new Array(ops.length)
+  let r = 0
   for (let i = 0; i < ops.length; i++) {
     const op = ops[i] as StoreOp
-    const r = raw[i]
     switch (op.op) {
-      case 'hit': {
-        const [count, distinct, member] = r as [number, number, number]
-        results[i] = { count, distinct, member } satisfies HitResult
+      case 'hit':
+        results[i] = { count: num(r), distinct: num(r + 1), member: num(r + 2) } satisfies HitResult
+        r += 3
         break
-      }
       case 'reset':
         results[i] = null
         break
       case 'claim':
       case 'marked':
-        results[i] = r === 1
+        results[i] = raw[r++] === 1
         break
-      case 'remember': {
-        const [seen, size] = r as [number, number]
-        results[i] = { seen: seen === 1, size } satisfies RememberResult
+      case 'remember':
+        results[i] = { seen: raw[r] === 1, size: num(r + 1) } satisfies RememberResult
+        r += 2
         break
-      }
       case 'score': {
-        const [added, sum, crossed] = r as [number[], number, number[]]
-        const levels = crossed.map((j) => (op.thresholds[j] as { level: number }).level)
-        if (levels.length > 1) levels.sort((a, b) => a - b)
-        results[i] = {
-          // The caller's own entry objects, as the memory store answers.
-          added: added.map((j) => (op.entries[j] as { entry: LedgerEntry }).entry),
-          sum,
-          crossed: levels,
-        } satisfies ScoreResult
+        // The caller's own entry objects, as the memory store answers.
+        const added: LedgerEntry[] = new Array(num(r))
+        for (let j = 0; j < added.length; j++) added[j] = (op.entries[num(r + 1 + j)] as ScoredEntry).entry
+        r += 1 + added.length
+        const sum = num(r++)
+        const crossed: number[] = new Array(num(r))
+        for (let j = 0; j < crossed.length; j++) crossed[j] = (op.thresholds[num(r + 1 + j)] as Threshold).level
+        r += 1 + crossed.length
+        if (crossed.length > 1) crossed.sort((a, b) => a - b)
+        results[i] = { added, sum, crossed } satisfies ScoreResult
         break
       }
-      case 'read':
-        results[i] = r as LedgerEntry[]
+      case 'read': {
+        const entries = raw.slice(r + 1, r + 1 + num(r)) as LedgerEntry[]
+        r += 1 + entries.length
+        results[i] = entries
         break
+      }
     }
   }
   return results
