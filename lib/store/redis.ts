@@ -346,7 +346,7 @@ export class RedisStore implements Store {
     this.#release()
     if (was === 'down') {
       const seconds = ((Date.now() - this.#downSince) / 1000).toFixed(1)
-      const line = `${PREFIX} redis_available: the Redis store is connected again after ${seconds} s; ${this.#failedThisOutage} batches (events) went unscored during the outage.`
+      const line = `${PREFIX} redis_available: the Redis store is connected again after ${seconds} s; ${this.#failedThisOutage} batches failed during the outage (their events went unscored).`
       try {
         if (this.#logger.info) this.#logger.info(line)
         else this.#logger.warn(line)

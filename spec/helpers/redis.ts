@@ -124,6 +124,11 @@ export class RedisServer {
     }
   }
 
+  /** Sends a signal (SIGSTOP hangs the server: connections are accepted, nothing is answered; SIGCONT resumes it). */
+  signal(signal: NodeJS.Signals): void {
+    this.#child?.kill(signal)
+  }
+
   /** Kills the server (SIGKILL: a crash, not a clean shutdown) and waits for it to be gone. */
   async stop(): Promise<void> {
     const child = this.#child
