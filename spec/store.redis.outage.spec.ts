@@ -61,10 +61,10 @@ const startApp = async (redisUrl: string): Promise<App> => {
 
 const [jane, bob] = USERS as [(typeof USERS)[0], (typeof USERS)[1]]
 
-/** Logins with known outcomes; resolves with the statuses and the slowest one's time. */
-const loginRound = async (url: string, n: number): Promise<{ statuses: number[]; slowest: number }> => {
+/** Logins with known outcomes; resolves with the statuses, the median and the slowest time. */
+const loginRound = async (url: string, n: number): Promise<{ statuses: number[]; median: number; slowest: number }> => {
   const statuses: number[] = []
-  let slowest = 0
+  const times: number[] = []
   for (let i = 0; i < n; i++) {
     const right = i % 3 === 0
     const { status, ms } = await login(
@@ -76,9 +76,10 @@ const loginRound = async (url: string, n: number): Promise<{ statuses: number[];
       },
     )
     statuses.push(status)
-    slowest = Math.max(slowest, ms)
+    times.push(ms)
   }
-  return { statuses, slowest }
+  times.sort((a, b) => a - b)
+  return { statuses, median: times[Math.floor(n / 2)] as number, slowest: times[n - 1] as number }
 }
 const expectedStatuses = (n: number): number[] => Array.from({ length: n }, (_, i) => (i % 3 === 0 ? 200 : 401))
 
@@ -104,11 +105,11 @@ describe('RedisStore: outages', () => {
         const eventsBefore = h.sqreen.stats().counters.events ?? 0
         const during = await loginRound(app.url, 30)
         assert.deepEqual(during.statuses, expectedStatuses(30), 'the app answers as passport-local decides')
-        // No added latency: nothing on the request path waits for Redis (and scoring fails at once).
-        assert.ok(
-          during.slowest < Math.max(4 * before.slowest, before.slowest + 150),
-          `slowest login ${during.slowest.toFixed(1)} ms during the outage, ${before.slowest.toFixed(1)} ms before`,
-        )
+        // No added latency: nothing on the request path waits for Redis. (Generous bounds, for a
+        // busy 2-core machine; a login waiting for the store would take the 400 ms timeout.)
+        const timing = `median ${during.median.toFixed(1)} ms during the outage, ${before.median.toFixed(1)} ms before; slowest ${during.slowest.toFixed(1)} ms`
+        assert.ok(during.median < before.median + 50, timing)
+        assert.ok(during.slowest < 400, timing)
         // Every event of the outage was counted as a store error, quickly (nothing waits in a queue).
         await waitUntil(
           () => (h.sqreen.stats().counters.store_errors ?? 0) - errorsBefore === 30,
