@@ -1,6 +1,6 @@
 /**
- * The one Lua script behind `RedisStore.run()`: a whole batch executes inside it,
- * so it is atomic with respect to every other batch, from this process or any
+ * The one Lua script behind `RedisStore.run()`: a whole batch executes inside one
+ * call, so it is atomic with respect to every other batch, from this process or any
  * other. It mirrors `MemoryStore`'s semantics operation for operation (the
  * contract suite, and a randomised comparison in spec/store.redis.spec.ts, hold
  * both to the same answers).
@@ -14,16 +14,18 @@
  * every redis.call costs about a microsecond and a half, more than the MessagePack
  * decoding it saves. A field holds one kind of datum (as the engine uses them).
  *
- * Calling convention (built by lib/store/redis.ts):
- * - KEYS: the distinct Redis keys of the batch (records and ledgers).
- * - ARGV[1]: the program, one flat JSON array `[now, code, args..., code, args...]`
- *   (flat because decoding nested arrays costs more than all the rest of a typical
- *   op): each op is its code (OP_* in redis.ts) and a fixed number of arguments,
- *   lists being count-prefixed; keys are 1-based KEYS indices, fields are strings.
- *   Ledger entries' JSON and remembered values travel as further ARGV elements,
- *   referenced by index, so their bytes are never re-encoded.
- * - Reply: the ops' answers as one comma-separated list of JSON values, each op
- *   writing a fixed number of them or a count-prefixed list (`decode` in redis.ts).
+ * Calling convention (built by `encode` in lib/store/redis.ts). One call runs several
+ * batches (those issued in one turn of the event loop), each whole and in order:
+ * - KEYS: the distinct Redis keys of the call (records and ledgers).
+ * - ARGV[1]: the program, one flat JSON array (flat because decoding nested arrays costs
+ *   more than all the rest of a typical op): `[oldest now, batch count, now, op count,
+ *   op..., now, op count, op...]`, each op its code (OP_* in redis.ts) and a fixed
+ *   number of arguments, lists being count-prefixed; keys are 1-based KEYS indices,
+ *   fields are strings. Ledger entries' JSON and remembered values travel as further
+ *   ARGV elements, referenced by index, so their bytes are never re-encoded.
+ * - Reply: every op's answer, batch after batch, as one comma-separated list of JSON
+ *   values, each op writing a fixed number of them or a count-prefixed list (`decode`
+ *   in redis.ts reads them back in the same order).
  *
  * Values: `{expiry, kind, ...}`, `expiry` being the logical expiry (`now + ttl` of
  * the op that last wrote the field), compared with the batch's `now`: the caller's
@@ -31,15 +33,20 @@
  * arrays (one table each, the cheapest to build, pack and unpack): kind 1 hits
  * `{e, 1, tracked, ts1, member1, ts2, member2, ...}` (oldest first), 2 mark `{e, 2}`,
  * 3 recent values `{e, 3, v1, v2, ...}` (most recent first); a ledger key holds
- * `{e, at1, points1, json1, at2, ...}` (oldest first). The Redis TTL (PXAT) is only the garbage collector: the latest
- * field expiry of a record, shifted by `max(now, server time) - now`, so it never
- * removes a value before its logical expiry whichever of the two clocks is ahead.
+ * `{e, at1, points1, json1, at2, ...}` (oldest first). The Redis TTL (PXAT) is only
+ * the garbage collector: the latest field expiry of a record (or the ledger's expiry),
+ * shifted by how far the server's clock is ahead of the call's oldest `now` if it is,
+ * so it never removes a value before its logical expiry whichever clock is ahead.
  * Numbers stay exact: MessagePack keeps doubles, cjson.decode reads them with
  * strtod, and the one non-integer of the reply (a score's sum) is printed with %.17g.
  */
 export const BATCH_SCRIPT = `
 local prog = cjson.decode(ARGV[1])
-local now = prog[1]
+-- The oldest now of the call's batches: records are pruned and their TTLs set with it, so
+-- nothing a batch of this call still counts as live is dropped.
+local oldest = prog[1]
+-- The now of the batch being run.
+local now = oldest
 local CAP, DISTINCT_CAP, NO_MEMBER = 128, 16, 18652613
 local pack, unpack, call, floor = cmsgpack.pack, cmsgpack.unpack, redis.call, math.floor
 
@@ -49,7 +56,7 @@ local function expireAt(expiry)
     local t = call('TIME')
     local server = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
     shift = 0
-    if server > now then shift = server - now end
+    if server > oldest then shift = server - oldest end
   end
   return floor(expiry + shift) + 1
 end
@@ -299,33 +306,38 @@ local function reset(k, f, l)
   end
 end
 
-local p, last = 2, #prog
-while p <= last do
-  local code = prog[p]
-  if code == 1 then
-    hit(prog[p + 1], prog[p + 2], prog[p + 3], prog[p + 4], prog[p + 5], prog[p + 6])
-    p = p + 7
-  elseif code == 4 then
-    o = o + 1
-    if field(prog[p + 1], prog[p + 2]) then out[o] = 1 else out[o] = 0 end
-    p = p + 3
-  elseif code == 3 then
-    o = o + 1
-    if claim(prog[p + 1], prog[p + 2], prog[p + 3]) then out[o] = 1 else out[o] = 0 end
-    p = p + 4
-  elseif code == 6 then
-    p = score(p + 1)
-  elseif code == 5 then
-    remember(prog[p + 1], prog[p + 2], ARGV[prog[p + 3]], prog[p + 4], prog[p + 5])
-    p = p + 6
-  elseif code == 2 then
-    reset(prog[p + 1], prog[p + 2], prog[p + 3])
-    p = p + 4
-  elseif code == 7 then
-    read(prog[p + 1], prog[p + 2])
-    p = p + 3
-  else
-    return redis.error_reply('sqreen-auth: unknown op code ' .. tostring(code))
+local p = 3
+for _ = 1, prog[2] do
+  now = prog[p]
+  local count = prog[p + 1]
+  p = p + 2
+  for _ = 1, count do
+    local code = prog[p]
+    if code == 1 then
+      hit(prog[p + 1], prog[p + 2], prog[p + 3], prog[p + 4], prog[p + 5], prog[p + 6])
+      p = p + 7
+    elseif code == 4 then
+      o = o + 1
+      if field(prog[p + 1], prog[p + 2]) then out[o] = 1 else out[o] = 0 end
+      p = p + 3
+    elseif code == 3 then
+      o = o + 1
+      if claim(prog[p + 1], prog[p + 2], prog[p + 3]) then out[o] = 1 else out[o] = 0 end
+      p = p + 4
+    elseif code == 6 then
+      p = score(p + 1)
+    elseif code == 5 then
+      remember(prog[p + 1], prog[p + 2], ARGV[prog[p + 3]], prog[p + 4], prog[p + 5])
+      p = p + 6
+    elseif code == 2 then
+      reset(prog[p + 1], prog[p + 2], prog[p + 3])
+      p = p + 4
+    elseif code == 7 then
+      read(prog[p + 1], prog[p + 2])
+      p = p + 3
+    else
+      return redis.error_reply('sqreen-auth: unknown op code ' .. tostring(code))
+    end
   end
 end
 
@@ -335,7 +347,7 @@ for i = 1, #dirty do
   local r = records[k]
   local latest = nil
   for f, v in pairs(r) do
-    if v[1] > now then
+    if v[1] > oldest then
       if latest == nil or v[1] > latest then latest = v[1] end
     else
       r[f] = nil

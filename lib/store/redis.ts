@@ -72,6 +72,9 @@ const KNOWN_KEYS = [
 /** Batches waiting for the very first connection, at most; past it they fail at once like during an outage. */
 const MAX_STARTUP_WAITERS = 10_000
 
+/** Most batches in one script call: a call holds Redis for its whole run (32 batches: about a millisecond). */
+const MAX_BATCHES_PER_CALL = 32
+
 const SHA = createHash('sha1').update(BATCH_SCRIPT).digest('hex')
 
 // Op codes of the script's program (lib/store/redis.lua.ts).
@@ -158,7 +161,7 @@ export class RedisStore implements Store {
   #outages = 0
   #scriptLoads = 0
   #loading: Promise<void> | undefined
-  #corked = false
+  #pending: Pending[] = []
   /** Batches issued before the first connection is ready wait here (bounded in time and number). */
   #waiters: { resolve: () => void; reject: (err: unknown) => void }[] = []
   #startTimer: NodeJS.Timeout | undefined
@@ -230,7 +233,7 @@ export class RedisStore implements Store {
         socketTimeout: timeout,
         connectTimeout,
         retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times - 1, 16), maxReconnectDelay),
-        // Concurrent batches share socket writes through #cork() instead (see there).
+        // The store sends the batches of one turn of the event loop as one call itself (#send).
         enableAutoPipelining: false,
         connectionName: 'sqreen-auth',
       } satisfies RedisOptions
@@ -377,23 +380,124 @@ export class RedisStore implements Store {
     }
   }
 
+  /**
+   * Queues a batch for the script call of this turn of the event loop. Scoring the
+   * replies of one read from Redis issues the next batches of many events at once:
+   * sent as one EVALSHA (each batch still runs whole, in order, and the call is atomic
+   * anyway), they share the script's fixed costs in Redis and ioredis's per-command
+   * costs in Node, and the call is written as soon as the burst is complete, while
+   * Redis is still busy with the previous one (ioredis's auto-pipelining waits for
+   * setImmediate, which makes Node and Redis take turns instead).
+   */
   #send(ops: readonly StoreOp[], now: number): Promise<StoreResult[]> {
-    this.#batches++
-    const prefix = this.#prefix
-    const keys: string[] = []
-    // ARGV[1] is the program; the strings it references follow (ARGV index = position + 1).
-    const argv: string[] = ['']
-    // Batches address a handful of keys: a linear search beats a Map here.
-    const index = (name: string): number => {
-      const i = keys.indexOf(name)
-      return i === -1 ? keys.push(name) : i + 1
+    return new Promise((resolve, reject) => {
+      if (this.#pending.push({ ops, now, resolve, reject }) === 1) process.nextTick(this.#flush)
+    })
+  }
+
+  readonly #flush = (): void => {
+    const pending = this.#pending
+    this.#pending = []
+    for (let i = 0; i < pending.length; i += MAX_BATCHES_PER_CALL) {
+      this.#call(pending.length <= MAX_BATCHES_PER_CALL ? pending : pending.slice(i, i + MAX_BATCHES_PER_CALL))
     }
-    /** The owner's record: its windows, marks and recent-value lists (see redis.lua.ts). */
-    const record = (key: string): number => index(`${prefix}{${key}}`)
-    /** A ledger has a key of its own. */
-    const ledger = (key: string, field: string): number => index(`${prefix}{${key}}:${field}`)
-    // One flat array (see redis.lua.ts): each op is its code and a fixed number of arguments.
-    const program: (number | string)[] = [now]
+  }
+
+  #call(batches: readonly Pending[]): void {
+    this.#batches += batches.length
+    let keys: string[]
+    let argv: string[]
+    try {
+      ;({ keys, argv } = encode(this.#prefix, batches))
+    } catch (err) {
+      this.#fail(batches, err)
+      return
+    }
+    this.#eval(keys, argv).then(
+      (reply) => {
+        const raw = JSON.parse(`[${reply}]`) as unknown[]
+        let cursor = 0
+        for (const batch of batches) {
+          const results: StoreResult[] = new Array(batch.ops.length)
+          cursor = decode(batch.ops, raw, cursor, results)
+          batch.resolve(results)
+        }
+      },
+      (err: unknown) => this.#fail(batches, err),
+    )
+  }
+
+  #fail(batches: readonly Pending[], err: unknown): void {
+    this.#failed += batches.length
+    this.#failedThisOutage += batches.length
+    for (const batch of batches) batch.reject(err)
+  }
+
+  /** EVALSHA; after NOSCRIPT (a restarted or flushed server) the script is loaded once and the call re-sent. */
+  #eval(keys: readonly string[], argv: readonly string[]): Promise<string> {
+    const client = this.#client
+    const call = () => client.evalsha(SHA, keys.length, ...keys, ...argv) as Promise<string>
+    return call().catch((err: unknown) => {
+      // NOSCRIPT means the script did not run: re-sending cannot apply a batch twice.
+      if (!isNoScript(err)) throw err
+      return this.#load()
+        .then(call)
+        .catch((again: unknown) => {
+          // Flushed again in between: EVAL carries the script itself.
+          if (!isNoScript(again)) throw again
+          return client.eval(BATCH_SCRIPT, keys.length, ...keys, ...argv) as Promise<string>
+        })
+    })
+  }
+
+  /** One SCRIPT LOAD shared by every batch that met NOSCRIPT at the same time. */
+  #load(): Promise<void> {
+    this.#loading ??= this.#client
+      .script('LOAD', BATCH_SCRIPT)
+      .then(() => {
+        this.#scriptLoads++
+      })
+      .finally(() => {
+        this.#loading = undefined
+      })
+    return this.#loading
+  }
+}
+
+interface Pending {
+  readonly ops: readonly StoreOp[]
+  readonly now: number
+  readonly resolve: (results: StoreResult[]) => void
+  readonly reject: (err: unknown) => void
+}
+
+/**
+ * Builds one script call for several batches (see redis.lua.ts): KEYS (each key once),
+ * ARGV[1] the program `[oldest now, batch count, (now, op count, op...)...]`, each op
+ * its code and a fixed number of arguments, and the strings the program references
+ * (ARGV index = position + 1).
+ */
+const encode = (prefix: string, batches: readonly Pending[]): { keys: string[]; argv: string[] } => {
+  const keys: string[] = []
+  const indices = new Map<string, number>()
+  const argv: string[] = ['']
+  const index = (name: string): number => {
+    let i = indices.get(name)
+    if (i === undefined) {
+      i = keys.push(name)
+      indices.set(name, i)
+    }
+    return i
+  }
+  /** The owner's record: its windows, marks and recent-value lists. */
+  const record = (key: string): number => index(`${prefix}{${key}}`)
+  /** A ledger has a key of its own. */
+  const ledger = (key: string, field: string): number => index(`${prefix}{${key}}:${field}`)
+  let oldest = Number.POSITIVE_INFINITY
+  const program: (number | string)[] = [0, batches.length]
+  for (const { ops, now } of batches) {
+    if (now < oldest) oldest = now
+    program.push(now, ops.length)
     for (const op of ops) {
       switch (op.op) {
         case 'hit':
@@ -447,79 +551,20 @@ export class RedisStore implements Store {
           break
       }
     }
-    argv[0] = JSON.stringify(program)
-    return this.#eval(keys, argv).then(
-      (reply) => decode(ops, reply),
-      (err: unknown) => {
-        this.#failed++
-        this.#failedThisOutage++
-        throw err
-      },
-    )
   }
-
-  /** EVALSHA; after NOSCRIPT (a restarted or flushed server) the script is loaded once and the batch re-sent. */
-  #eval(keys: readonly string[], argv: readonly string[]): Promise<string> {
-    const client = this.#client
-    const call = () => client.evalsha(SHA, keys.length, ...keys, ...argv) as Promise<string>
-    this.#cork()
-    return call().catch((err: unknown) => {
-      // NOSCRIPT means the script did not run: re-sending cannot apply the batch twice.
-      if (!isNoScript(err)) throw err
-      return this.#load()
-        .then(call)
-        .catch((again: unknown) => {
-          // Flushed again in between: EVAL carries the script itself.
-          if (!isNoScript(again)) throw again
-          return client.eval(BATCH_SCRIPT, keys.length, ...keys, ...argv) as Promise<string>
-        })
-    })
-  }
-
-  /**
-   * Coalesces the batches issued in one turn of the event loop into one socket write.
-   * Scoring the replies of one read from Redis issues the next batches of many events
-   * at once; written one by one they would cost a system call each, and ioredis's
-   * auto-pipelining (one pipeline per setImmediate) makes Node and Redis take turns
-   * instead of working at the same time. Uncorking on the next tick writes each burst
-   * as soon as it is complete, while Redis is still busy with the previous one.
-   */
-  #cork(): void {
-    if (this.#corked) return
-    const stream = this.#client.stream
-    if (stream === undefined || stream === null || typeof stream.cork !== 'function') return
-    this.#corked = true
-    stream.cork()
-    process.nextTick(() => {
-      this.#corked = false
-      stream.uncork()
-    })
-  }
-
-  /** One SCRIPT LOAD shared by every batch that met NOSCRIPT at the same time. */
-  #load(): Promise<void> {
-    this.#loading ??= this.#client
-      .script('LOAD', BATCH_SCRIPT)
-      .then(() => {
-        this.#scriptLoads++
-      })
-      .finally(() => {
-        this.#loading = undefined
-      })
-    return this.#loading
-  }
+  program[0] = oldest
+  argv[0] = JSON.stringify(program)
+  return { keys, argv }
 }
 
 /**
- * Turns the script's reply (a comma-separated list of JSON values, each op's answer
- * in order: see redis.lua.ts) into the contract's results, the same shapes the memory
- * store answers.
+ * Reads one batch's answers from the reply (the script's comma-separated list of JSON
+ * values, each op's answer in order: see redis.lua.ts) into the contract's results, the
+ * same shapes the memory store answers; returns where the next batch's answers start.
  */
-const decode = (ops: readonly StoreOp[], reply: string): StoreResult[] => {
-  const raw = JSON.parse(`[${reply}]`) as unknown[]
+const decode = (ops: readonly StoreOp[], raw: readonly unknown[], cursor: number, results: StoreResult[]): number => {
   const num = (i: number): number => raw[i] as number
-  const results: StoreResult[] = new Array(ops.length)
-  let r = 0
+  let r = cursor
   for (let i = 0; i < ops.length; i++) {
     const op = ops[i] as StoreOp
     switch (op.op) {
@@ -559,5 +604,5 @@ const decode = (ops: readonly StoreOp[], reply: string): StoreResult[] => {
       }
     }
   }
-  return results
+  return r
 }
