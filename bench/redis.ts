@@ -14,8 +14,10 @@
  * starts (a sliding window, as a busy server's concurrent logins would), so the
  * store's auto-pipelining sees many batches per turn of the event loop. Each round
  * uses a fresh engine and store under a fresh key prefix, deleted afterwards; the
- * median of the rounds is reported. Every event must be scored: a store error fails
- * the run. Results go to bench/results/redis.json.
+ * median of the rounds is reported, with the CPU time each event costs this process
+ * (process.cpuUsage) and the Redis server (INFO cpu), which share the machine's cores.
+ * Every event must be scored: a store error fails the run. Results go to
+ * bench/results/redis.json.
  */
 import { randomUUID } from 'node:crypto'
 import { mkdirSync, writeFileSync } from 'node:fs'
@@ -80,6 +82,8 @@ const mix = (n: number, users: number): AuthEvent[] => {
 
 interface Round {
   eventsPerSecond: number
+  /** CPU time of this process per event, µs (the engine, the store's encoding, ioredis). */
+  nodeCpuPerEvent: number
   storeErrors: number
   alerts: number
 }
@@ -101,6 +105,7 @@ const throughput = async (store: Store, events: readonly AuthEvent[]): Promise<R
     },
     diag,
   )
+  const cpu = process.cpuUsage()
   const start = process.hrtime.bigint()
   let next = 0
   // A sliding window of `inFlight` events: each lane starts its next event when one completes.
@@ -112,8 +117,10 @@ const throughput = async (store: Store, events: readonly AuthEvent[]): Promise<R
   }
   await Promise.all(Array.from({ length: inFlight }, lane))
   const seconds = Number(process.hrtime.bigint() - start) / 1e9
+  const used = process.cpuUsage(cpu)
   return {
     eventsPerSecond: events.length / seconds,
+    nodeCpuPerEvent: (used.user + used.system) / events.length,
     storeErrors: diag.snapshot().counters.store_errors ?? 0,
     alerts,
   }
@@ -136,10 +143,19 @@ const dropKeys = async (admin: Redis, prefix: string): Promise<number> => {
   return dropped
 }
 
+/** The server's CPU time so far, µs (INFO cpu), to report what each event costs Redis. */
+const serverCpu = async (admin: Redis): Promise<number> => {
+  const info = await admin.info('cpu')
+  const field = (name: string): number => Number(new RegExp(`${name}:([\\d.]+)`).exec(info)?.[1] ?? Number.NaN)
+  return (field('used_cpu_sys') + field('used_cpu_user')) * 1e6
+}
+
 const admin = new Redis(url, { maxRetriesPerRequest: 1 })
 const events = mix(count, 50_000)
 const memoryRates: number[] = []
 const redisRates: number[] = []
+const nodeCpu: number[] = []
+const redisCpu: number[] = []
 let keysPerRound = 0
 let alertsRedis = 0
 let alertsMemory = 0
@@ -159,7 +175,10 @@ try {
 
     const prefix = `sqreen-bench:${randomUUID()}:`
     const store = new RedisStore({ url, prefix, timeout: 10_000 })
+    const cpuBefore = await serverCpu(admin)
     const result = await throughput(store, events)
+    redisCpu.push((await serverCpu(admin)) - cpuBefore)
+    nodeCpu.push(result.nodeCpuPerEvent)
     await store.close()
     if (result.storeErrors > 0)
       throw new Error(`${result.storeErrors} events could not be scored: see the Redis server`)
@@ -180,6 +199,11 @@ const info = {
   inFlight,
   redisEventsPerSecond: { median: Math.round(median(redisRates)), all: redisRates.map(Math.round) },
   memoryEventsPerSecond: { median: Math.round(median(memoryRates)), all: memoryRates.map(Math.round) },
+  cpuPerEvent: {
+    node: Math.round(median(nodeCpu) * 10) / 10,
+    redis: Math.round((median(redisCpu) / events.length) * 10) / 10,
+    unit: 'µs',
+  },
   keysPerRound,
   alerts: { redis: alertsRedis, memory: alertsMemory },
   target: { redisEventsPerSecond: 20_000 },
@@ -191,6 +215,9 @@ console.log(
 )
 console.log(
   `| engine + memory store, same events, same run (median of ${rounds}) | ${info.memoryEventsPerSecond.median.toLocaleString('en')} | (baseline) |`,
+)
+console.log(
+  `| CPU per event with the Redis store: this process / the Redis server | ${info.cpuPerEvent.node} µs / ${info.cpuPerEvent.redis} µs | |`,
 )
 console.log(JSON.stringify(info))
 mkdirSync(new URL('./results/', import.meta.url), { recursive: true })
