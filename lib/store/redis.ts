@@ -138,14 +138,15 @@ const isNoScript = (err: unknown): boolean => err instanceof Error && err.messag
 /**
  * A `Store` on Redis (through ioredis), for applications that run on several
  * processes or machines: they share counters, marks and ledgers, and each `run()`
- * batch executes as one Lua script call, so batches from different processes never
- * interleave and "crossed the threshold" is decided exactly once.
+ * batch executes whole inside one Lua script call, so batches from different
+ * processes never interleave and "crossed the threshold" is decided exactly once.
  *
- * Layout: one Redis key per (key, field), `<prefix>{<key>}:<field>`, e.g.
- * `sqreen:{id:42}:ledger`. The hash tag `{<key>}` puts all of an owner's fields in
- * one cluster slot. Every key carries a TTL. Failure: when the server is out of
- * reach, batches fail at once (nothing queues up in memory), the engine counts them
- * and logins go on; the store logs the outage once and reconnects by itself.
+ * Layout (lib/store/redis.lua.ts): one key per owner, `<prefix>{<key>}`, holding its
+ * windows, marks and device list, and one per ledger, `<prefix>{<key>}:<field>`; the
+ * hash tag `{<key>}` keeps an owner's keys in one cluster slot, and every key carries
+ * a TTL. Failure: when the server is out of reach, batches fail at once (nothing
+ * queues up in memory), the engine counts them and logins go on; the store logs the
+ * outage once and reconnects by itself.
  */
 export class RedisStore implements Store {
   readonly #client: Redis
@@ -200,6 +201,13 @@ export class RedisStore implements Store {
 
     if (options.client !== undefined) {
       if (!isClient(options.client)) throw optionError('client', 'an ioredis client (new Redis(...))', options.client)
+      // A batch addresses several owners (a user, an IP), which Cluster refuses in one script.
+      if ((options.client as { isCluster?: unknown }).isCluster === true) {
+        throw new SqreenAuthError(
+          'ERR_SQREEN_OPTION_TYPE',
+          'RedisStore: Redis Cluster is not supported; pass a client of a single server (or a Sentinel-managed primary).',
+        )
+      }
       if (options.url !== undefined) {
         throw new SqreenAuthError(
           'ERR_SQREEN_OPTION_TYPE',
@@ -335,6 +343,7 @@ export class RedisStore implements Store {
       if (err === undefined) waiter.resolve()
       else {
         this.#failed++
+        this.#failedThisOutage++
         waiter.reject(err)
       }
     }
@@ -415,12 +424,19 @@ export class RedisStore implements Store {
     }
     this.#eval(keys, argv).then(
       (reply) => {
-        const raw = JSON.parse(`[${reply}]`) as unknown[]
-        let cursor = 0
-        for (const batch of batches) {
-          const results: StoreResult[] = new Array(batch.ops.length)
-          cursor = decode(batch.ops, raw, cursor, results)
-          batch.resolve(results)
+        let done = 0
+        try {
+          const raw = JSON.parse(`[${reply}]`) as unknown[]
+          let cursor = 0
+          for (const batch of batches) {
+            const results: StoreResult[] = new Array(batch.ops.length)
+            cursor = decode(batch.ops, raw, cursor, results)
+            batch.resolve(results)
+            done++
+          }
+        } catch (err) {
+          // A reply this code cannot read (a foreign script under our SHA?): fail what is left.
+          this.#fail(batches.slice(done), err)
         }
       },
       (err: unknown) => this.#fail(batches, err),
