@@ -425,5 +425,10 @@ describe('RedisStore (Redis-only behaviour)', () => {
     code(() => new RedisStore({ timeout: 0 }), 'ERR_SQREEN_OPTION_TYPE')
     code(() => new RedisStore({ client: {} as never }), 'ERR_SQREEN_OPTION_TYPE')
     code(() => new RedisStore({ prefix: 3 as never }), 'ERR_SQREEN_OPTION_TYPE')
+    code(() => new RedisStore({ prefix: 'a{b}:' }), 'ERR_SQREEN_OPTION_TYPE', /must not contain \{ or \}/)
+    const clusterLike = { isCluster: true, status: 'ready', evalsha: () => {}, on: () => {} }
+    code(() => new RedisStore({ client: clusterLike as never }), 'ERR_SQREEN_OPTION_TYPE', /Cluster is not supported/)
+    const client = new Redis(REDIS_URL, { lazyConnect: true })
+    code(() => new RedisStore({ client, url: REDIS_URL }), 'ERR_SQREEN_OPTION_TYPE', /either "client"/)
   })
 })
