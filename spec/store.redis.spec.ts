@@ -22,7 +22,7 @@ import {
   type StoreOp,
   type StoreResult,
 } from '../lib/index.js'
-import { harness, type MemoryLogger, variants } from './helpers/apps.js'
+import { harness, variants } from './helpers/apps.js'
 import { failLogins, login, USERS, userByLogin } from './helpers/receivers.js'
 import { dropKeys, inspector, keysUnder, REDIS_URL, RedisServer, testPrefix } from './helpers/redis.js'
 import { storeContract } from './store.contract.js'
@@ -69,12 +69,9 @@ storeContract(
 )
 
 /** A store on its own prefix, closed and cleaned after `fn`. */
-const withStore = async (
-  fn: (store: RedisStore, prefix: string) => Promise<void>,
-  options: { logger?: MemoryLogger } = {},
-): Promise<void> => {
+const withStore = async (fn: (store: RedisStore, prefix: string) => Promise<void>): Promise<void> => {
   const prefix = testPrefix('redis')
-  const store = new RedisStore({ url: REDIS_URL, prefix, ...options })
+  const store = new RedisStore({ url: REDIS_URL, prefix })
   try {
     await fn(store, prefix)
   } finally {
