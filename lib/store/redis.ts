@@ -293,6 +293,8 @@ export class RedisStore implements Store {
 
   run(ops: readonly StoreOp[], now: number): Promise<StoreResult[]> {
     if (ops.length === 0) return Promise.resolve([])
+    // Batches share script calls: one with no usable time must not fail the others with it.
+    if (!Number.isFinite(now)) return Promise.reject(new TypeError(`RedisStore.run: now must be a finite number`))
     if (this.#client.status === 'ready' && this.#state !== 'closed') return this.#send(ops, now)
     if (this.#state === 'starting' && this.#waiters.length < MAX_STARTUP_WAITERS) {
       return new Promise<void>((resolve, reject) => {
