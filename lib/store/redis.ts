@@ -497,20 +497,34 @@ interface Pending {
  */
 const encode = (prefix: string, batches: readonly Pending[]): { keys: string[]; argv: string[] } => {
   const keys: string[] = []
-  const indices = new Map<string, number>()
   const argv: string[] = ['']
-  const index = (name: string): number => {
-    let i = indices.get(name)
+  // Looked up by the caller's own key strings (V8 caches their hashes), not by the Redis
+  // key names, which would be built (and hashed) again for every op.
+  const records = new Map<string, number>()
+  const ledgers = new Map<string, Map<string, number>>()
+  /** The owner's record: its windows, marks and recent-value lists. */
+  const record = (key: string): number => {
+    let i = records.get(key)
     if (i === undefined) {
-      i = keys.push(name)
-      indices.set(name, i)
+      i = keys.push(`${prefix}{${key}}`)
+      records.set(key, i)
     }
     return i
   }
-  /** The owner's record: its windows, marks and recent-value lists. */
-  const record = (key: string): number => index(`${prefix}{${key}}`)
   /** A ledger has a key of its own. */
-  const ledger = (key: string, field: string): number => index(`${prefix}{${key}}:${field}`)
+  const ledger = (key: string, field: string): number => {
+    let fields = ledgers.get(key)
+    if (fields === undefined) {
+      fields = new Map()
+      ledgers.set(key, fields)
+    }
+    let i = fields.get(field)
+    if (i === undefined) {
+      i = keys.push(`${prefix}{${key}}:${field}`)
+      fields.set(field, i)
+    }
+    return i
+  }
   let oldest = Number.POSITIVE_INFINITY
   const program: (number | string)[] = [0, batches.length]
   for (const { ops, now } of batches) {
