@@ -17,8 +17,10 @@
  * Calling convention (built by `encode` in lib/store/redis.ts). One call runs several
  * batches (those issued in one turn of the event loop), each whole and in order:
  * - KEYS: the distinct Redis keys of the call (records and ledgers).
- * - ARGV[1]: the program, one flat JSON array (flat because decoding nested arrays costs
- *   more than all the rest of a typical op): `[oldest now, batch count, now, op count,
+ * - ARGV[1]: the program, one flat MessagePack array (flat because decoding nested
+ *   arrays costs more than all the rest of a typical op; MessagePack because
+ *   cmsgpack.unpack reads it about three times faster than cjson.decode reads JSON):
+ *   `[oldest now, batch count, now, op count,
  *   op..., now, op count, op...]`, each op its code (OP_* in redis.ts) and a fixed
  *   number of arguments, lists being count-prefixed; keys are 1-based KEYS indices,
  *   fields are strings. Ledger entries' JSON and remembered values travel as further
@@ -37,11 +39,11 @@
  * the garbage collector: the latest field expiry of a record (or the ledger's expiry),
  * shifted by how far the server's clock is ahead of the call's oldest `now` if it is,
  * so it never removes a value before its logical expiry whichever clock is ahead.
- * Numbers stay exact: MessagePack keeps doubles, cjson.decode reads them with
- * strtod, and the one non-integer of the reply (a score's sum) is printed with %.17g.
+ * Numbers stay exact: MessagePack keeps doubles both ways, and the one non-integer of
+ * the reply (a score's sum) is printed with %.17g.
  */
 export const BATCH_SCRIPT = `
-local prog = cjson.decode(ARGV[1])
+local prog = cmsgpack.unpack(ARGV[1])
 -- The oldest now of the call's batches: records are pruned and their TTLs set with it, so
 -- nothing a batch of this call still counts as live is dropped.
 local oldest = prog[1]

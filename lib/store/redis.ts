@@ -417,7 +417,7 @@ export class RedisStore implements Store {
   #call(batches: readonly Pending[]): void {
     this.#batches += batches.length
     let keys: string[]
-    let argv: string[]
+    let argv: (string | Buffer)[]
     try {
       ;({ keys, argv } = encode(this.#prefix, batches))
     } catch (err) {
@@ -452,7 +452,7 @@ export class RedisStore implements Store {
   }
 
   /** EVALSHA; after NOSCRIPT (a restarted or flushed server) the script is loaded once and the call re-sent. */
-  #eval(keys: readonly string[], argv: readonly string[]): Promise<string> {
+  #eval(keys: readonly string[], argv: readonly (string | Buffer)[]): Promise<string> {
     const client = this.#client
     const call = () => client.evalsha(SHA, keys.length, ...keys, ...argv) as Promise<string>
     return call().catch((err: unknown) => {
@@ -495,7 +495,7 @@ interface Pending {
  * its code and a fixed number of arguments, and the strings the program references
  * (ARGV index = position + 1).
  */
-const encode = (prefix: string, batches: readonly Pending[]): { keys: string[]; argv: string[] } => {
+const encode = (prefix: string, batches: readonly Pending[]): { keys: string[]; argv: (string | Buffer)[] } => {
   const keys: string[] = []
   const argv: string[] = ['']
   // Looked up by the caller's own key strings (V8 caches their hashes), not by the Redis
@@ -585,8 +585,68 @@ const encode = (prefix: string, batches: readonly Pending[]): { keys: string[]; 
     }
   }
   program[0] = oldest
-  argv[0] = JSON.stringify(program)
-  return { keys, argv }
+  return { keys, argv: [pack(program), ...argv.slice(1)] }
+}
+
+let scratch = Buffer.allocUnsafe(16 * 1024)
+
+/**
+ * The program as a MessagePack array of numbers and strings: Lua's cmsgpack.unpack
+ * reads it about three times faster than cjson.decode reads the same array as JSON,
+ * and in Redis, the bottleneck, every microsecond per batch counts. Integers that fit
+ * 32 bits take their shortest encoding, everything else (timestamps) a float64,
+ * exact below 2^53.
+ */
+const pack = (program: readonly (number | string)[]): Buffer => {
+  let buf = scratch
+  let pos = 0
+  const room = (n: number): void => {
+    if (pos + n <= buf.length) return
+    const bigger = Buffer.allocUnsafe(Math.max(buf.length * 2, pos + n))
+    buf.copy(bigger, 0, 0, pos)
+    buf = bigger
+    scratch = bigger
+  }
+  room(5)
+  buf[pos++] = 0xdd // array 32
+  buf.writeUInt32BE(program.length, pos)
+  pos += 4
+  for (const value of program) {
+    if (typeof value === 'string') {
+      const length = Buffer.byteLength(value)
+      room(5 + length)
+      if (length < 32) buf[pos++] = 0xa0 | length
+      else {
+        buf[pos++] = 0xdb // str 32
+        buf.writeUInt32BE(length, pos)
+        pos += 4
+      }
+      pos += buf.write(value, pos)
+    } else if (Number.isInteger(value) && value >= 0 && value <= 0xffffffff) {
+      room(5)
+      if (value < 128) buf[pos++] = value
+      else {
+        buf[pos++] = 0xce // uint 32
+        buf.writeUInt32BE(value, pos)
+        pos += 4
+      }
+    } else if (Number.isInteger(value) && value < 0 && value >= -0x80000000) {
+      room(5)
+      if (value >= -32) buf[pos++] = value & 0xff
+      else {
+        buf[pos++] = 0xd2 // int 32
+        buf.writeInt32BE(value, pos)
+        pos += 4
+      }
+    } else {
+      room(9)
+      buf[pos++] = 0xcb // float 64
+      buf.writeDoubleBE(value, pos)
+      pos += 8
+    }
+  }
+  // A copy: ioredis may keep the buffer queued on the socket while the scratch is reused.
+  return Buffer.from(buf.subarray(0, pos))
 }
 
 /**
