@@ -19,7 +19,7 @@
  * - KEYS: the distinct Redis keys of the call (records and ledgers).
  * - ARGV[1]: the program, one flat MessagePack array (flat because decoding nested
  *   arrays costs more than all the rest of a typical op; MessagePack because
- *   cmsgpack.unpack reads it about three times faster than cjson.decode reads JSON):
+ *   cmsgpack.unpack reads it in less than half the time cjson.decode takes for JSON):
  *   `[oldest now, batch count, now, op count,
  *   op..., now, op count, op...]`, each op its code (OP_* in redis.ts) and a fixed
  *   number of arguments, lists being count-prefixed; keys are 1-based KEYS indices,
