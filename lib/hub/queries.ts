@@ -98,23 +98,26 @@ export const createQueries = (engine: RiskEngine, views: HubViews, config: Query
   let refreshing: Promise<void> | undefined
 
   /** Re-reads the risk of users with new events (or stale numbers). One refresh at a time, shared. */
+  const refreshDue = async (): Promise<void> => {
+    const now = config.clock()
+    const due: UserView[] = []
+    for (const v of views.users()) if (v.dirty || now - v.refreshedAt > STALE_MS) due.push(v)
+    for (const v of due) {
+      v.dirty = false
+      const risk = await engine.risk(v.userKey)
+      v.score = risk.score
+      v.rise24h = risk.rise24h
+      v.refreshedAt = now
+    }
+  }
+
+  /** Re-reads the risk of users with new events (or stale numbers). One refresh at a time, shared. */
   const refresh = (): Promise<void> => {
-    refreshing ??= (async () => {
-      try {
-        const now = config.clock()
-        const due: UserView[] = []
-        for (const v of views.users()) if (v.dirty || now - v.refreshedAt > STALE_MS) due.push(v)
-        for (const v of due) {
-          v.dirty = false
-          const risk = await engine.risk(v.userKey)
-          v.score = risk.score
-          v.rise24h = risk.rise24h
-          v.refreshedAt = now
-        }
-      } finally {
-        refreshing = undefined
-      }
-    })()
+    // Reset in a `finally` callback, which always runs after this assignment (an async
+    // function with nothing to await would otherwise finish before it).
+    refreshing ??= refreshDue().finally(() => {
+      refreshing = undefined
+    })
     return refreshing
   }
 

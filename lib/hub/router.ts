@@ -286,7 +286,7 @@ export const sqreenHub = (options: Partial<HubOptions>): SqreenHub => {
     '/',
     guarded(
       page(async (req, res, principal) => {
-        const [riskiest, rising] = await Promise.all([queries.users('score', 20), queries.users('rise', 20)])
+        const [riskiest, rising] = await Promise.all([queries.users('score', 10), queries.users('rise', 10)])
         const keys = [...new Set([...riskiest, ...rising].map((u) => u.userKey))]
         html(
           res,
