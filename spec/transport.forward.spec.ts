@@ -52,6 +52,8 @@ describe('forwarding to a hub', () => {
       await failLogins(app.url, jane.username, 12, { ip: '198.51.100.20' })
       await h.log.waitFor(12)
       await waitUntil(() => hub.counter('hub.accepted') === 12, 'the hub to accept 12 events')
+      // The hub counts before it answers: wait for the forwarder to have read every answer.
+      await waitUntil(() => h.sqreen.stats().counters['forward.sent'] === 12, 'the forwarder to see the answers')
 
       // What went over the wire: JWS batches of at most 4 events, HS256, our typ, unique jti.
       assert.ok(h.sent.length >= 3, `${h.sent.length} batches for 12 events of at most 4`)
