@@ -64,6 +64,12 @@ const summary = (e: AuthEvent): EventSummary => {
  */
 export class HubViews {
   readonly #users = new Map<string, UserView>()
+  /**
+   * Walks the users in eviction order. Kept between evictions: a fresh `keys()` would
+   * start at the table's first slot and step over every slot freed by earlier deletes
+   * (V8 compacts a Map only when it grows), which made each eviction O(users).
+   */
+  #evictOrder: IterableIterator<string> | undefined
   readonly #alerts: RiskAlert[] = []
   readonly #limits: ViewLimits
 
@@ -121,10 +127,17 @@ export class HubViews {
         this.#push(view, attacked.events)
       }
     }
-    if (this.#users.size > this.#limits.users) {
-      const oldest = this.#users.keys().next().value
-      if (oldest !== undefined) this.#users.delete(oldest)
+    if (this.#users.size > this.#limits.users) this.#evict()
+  }
+
+  #evict(): void {
+    this.#evictOrder ??= this.#users.keys()
+    let next = this.#evictOrder.next()
+    if (next.done) {
+      this.#evictOrder = this.#users.keys()
+      next = this.#evictOrder.next()
     }
+    if (!next.done) this.#users.delete(next.value)
   }
 
   #push(view: UserView, events: readonly EventSummary[]): void {
