@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import { SignJWT } from 'jose'
+import { CompactSign } from 'jose'
 import type { Diagnostics } from '../diagnostics.js'
 import type { AuthEvent } from '../event.js'
 import { type FetchLike, retryAfterMs } from '../notify/http.js'
@@ -84,6 +84,8 @@ const HINTS: Record<number, string> = {
   415: 'the hub expects application/jwt: is forward.url a sqreen-auth hub?',
 }
 
+const utf8 = new TextEncoder()
+
 /**
  * Ships `AuthEvent`s (already past the identity boundary) to a Security Hub in
  * signed batches. Nothing here is on the request path: `push` appends to a
@@ -164,12 +166,20 @@ export const createForwarder = (
 
   const sign = (events: readonly AuthEvent[]): Promise<string> => {
     // Real time, not the `clock` option: iat/exp are checked by another machine's clock.
-    const now = Math.floor(Date.now() / 1000)
-    return new SignJWT({ v: WIRE_VERSION, dropped: droppedUnreported, events: events as unknown as [] })
+    const iat = Math.floor(Date.now() / 1000)
+    const claims = {
+      v: WIRE_VERSION,
+      dropped: droppedUnreported,
+      events,
+      iat,
+      exp: iat + config.expiresInSeconds,
+      jti: randomUUID(),
+    }
+    // A JWT built with CompactSign rather than SignJWT: the same token (the hub verifies it
+    // with jwtVerify), but SignJWT deep-copies the claims (structuredClone of 500 events),
+    // which was an eighth of the forwarder's CPU time per event.
+    return new CompactSign(utf8.encode(JSON.stringify(claims)))
       .setProtectedHeader({ alg: config.key.alg, typ: BATCH_TYP })
-      .setIssuedAt(now)
-      .setExpirationTime(now + config.expiresInSeconds)
-      .setJti(randomUUID())
       .sign(config.key.key)
   }
 
