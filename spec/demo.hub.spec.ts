@@ -30,9 +30,15 @@ const run = (script: string, env: Record<string, string>) => {
   child.stderr?.setEncoding('utf8').on('data', (c: string) => {
     out.stderr += c
   })
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.once('exit', (code, signal) => resolve({ code, signal })),
-  )
+  // Bounded, so a process that does not end fails the test instead of hanging it.
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${script} did not exit within 30 s`)), 30_000)
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer)
+      resolve({ code, signal })
+    })
+  })
+  exited.catch(() => {})
   return { child, out, exited }
 }
 

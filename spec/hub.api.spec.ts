@@ -152,6 +152,9 @@ describe('hub API', () => {
   it('users by standing score and by 24-hour rise, a user with ledger, events, alerts and history, alerts, counters', async () => {
     const hub = await startHub()
     try {
+      // Read once while empty: a later read must still see what arrives (regression).
+      const empty = await request(hub.app).get('/hub/v1/users').set(BEARER).expect(200)
+      assert.deepEqual(empty.body.users, [])
       await seed(hub)
       const byScore = await request(hub.app).get('/hub/v1/users').set(BEARER).expect(200).expect('Content-Type', /json/)
       assert.equal(byScore.body.sort, 'score')

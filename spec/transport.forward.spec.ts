@@ -461,9 +461,15 @@ describe('flush on SIGTERM / SIGINT (forward.flushOnExit)', () => {
     child.stderr?.setEncoding('utf8').on('data', (c: string) => {
       stderr += c
     })
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-      child.once('exit', (code, signal) => resolve({ code, signal })),
-    )
+    // Bounded, so a process that does not end fails the test instead of hanging it.
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('the app did not exit within 10 s')), 10_000)
+      child.once('exit', (code, signal) => {
+        clearTimeout(timer)
+        resolve({ code, signal })
+      })
+    })
+    exited.catch(() => {})
     await waitUntil(() => /listening on (\d+)/.test(stdout) || child.exitCode !== null, 'the app to listen', 20_000)
     const port = /listening on (\d+)/.exec(stdout)?.[1]
     if (!port) throw new Error(`the app did not start: ${stderr}`)
