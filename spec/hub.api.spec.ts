@@ -13,7 +13,7 @@ import { describe, it } from 'node:test'
 import { SignJWT } from 'jose'
 import request from 'supertest'
 import { type HubOptions, SqreenAuthError, sqreenHub } from '../lib/index.js'
-import { MemoryLogger } from './helpers/apps.js'
+import { MemoryLogger, variants } from './helpers/apps.js'
 import {
   ed25519,
   HS_SECRET,
@@ -409,6 +409,62 @@ describe('hub dashboard', () => {
     } finally {
       await helmeted.close()
       await bare.close()
+    }
+  })
+
+  it('keeps at most limits.users users (least recently seen evicted) and limits.eventsPerUser events each', async () => {
+    const hub = await startHub({ limits: { users: 3, eventsPerUser: 4 } })
+    try {
+      const at = (i: number) => new Date(Date.now() - 60_000 + i * 1000).toISOString()
+      const events = [
+        ...['u1', 'u2', 'u3'].map((u, i) => sampleEvent({ userKey: `login:${u}`, loginKey: `login:${u}`, at: at(i) })),
+        // u1 is seen again, so u2 is now the least recently seen.
+        ...Array.from({ length: 6 }, (_, i) =>
+          sampleEvent({ userKey: 'login:u1', loginKey: 'login:u1', at: at(3 + i) }),
+        ),
+        sampleEvent({ userKey: 'login:u4', loginKey: 'login:u4', at: at(10) }),
+      ]
+      assert.equal((await postBatch(hub.ingestUrl, await signBatch(events, { key }))).status, 200)
+      const res = await request(hub.app).get('/hub/v1/stats').set(BEARER).expect(200)
+      assert.equal(res.body.users, 3)
+      const users = await request(hub.app).get('/hub/v1/users?limit=10').set(BEARER).expect(200)
+      assert.deepEqual(users.body.users.map((u: { userKey: string }) => u.userKey).sort(), [
+        'login:u1',
+        'login:u3',
+        'login:u4',
+      ])
+      const u1 = await request(hub.app).get('/hub/v1/users/login%3Au1').set(BEARER).expect(200)
+      assert.equal(u1.body.events.length, 4)
+      assert.equal(u1.body.failed, 7, 'counts are kept beyond the recent events')
+      // u2's ledger is still in the engine: the user page works, from the ledger alone.
+      const u2 = await request(hub.app).get('/hub/v1/users/login%3Au2').set(BEARER).expect(200)
+      assert.equal(u2.body.entries.length, 1)
+      assert.deepEqual(u2.body.events, [])
+    } finally {
+      await hub.close()
+    }
+  })
+
+  it('works mounted in an Express 4 app, and as the sqreen-auth/hub entry point of the build', async () => {
+    const express4 = variants[1]!.express
+    const hub = sqreenHub({ key: HS_SECRET, token: HUB_TOKEN, logger: new MemoryLogger() })
+    const app = express4()
+    app.use('/hub', hub)
+    try {
+      const token = await signBatch([sampleEvent()], { key })
+      await request(app).post('/hub/v1/events').set('Content-Type', 'application/jwt').send(token).expect(200)
+      await request(app).get('/hub/v1/stats').set(BEARER).expect(200)
+      const res = await request(app).post('/hub/login').type('form').send({ token: HUB_TOKEN }).expect(303)
+      await request(app)
+        .get('/hub/')
+        .set('Cookie', cookieOf(res).split(';')[0] as string)
+        .expect(200)
+      // A specifier in a variable: the build (dist/) exists when the specs run, not when they type-check.
+      const entry: string = 'sqreen-auth/hub'
+      const sub = (await import(entry)) as { sqreenHub?: unknown }
+      assert.equal(typeof sub.sqreenHub, 'function')
+    } finally {
+      await hub.close()
     }
   })
 })
