@@ -1,7 +1,6 @@
 import { jwtVerify } from 'jose'
 import type { Diagnostics } from '../diagnostics.js'
-import type { RiskEngine } from '../risk/engine.js'
-import { RETENTION } from '../risk/engine.js'
+import type { createRiskEngine } from '../risk/engine.js'
 import type { HubConfig } from './options.js'
 import { RecentIds, ReplayCache } from './replay.js'
 import { checkEvent, type SchemaLimits } from './schema.js'
@@ -14,6 +13,15 @@ import type { HubViews } from './views.js'
 export const BATCH_CONTENT_TYPE = 'application/jwt'
 export const BATCH_TYP = 'sqreen-auth-batch+jwt'
 export const WIRE_VERSION = 1
+
+/** Only `createRiskEngine`'s public surface is used: the engine's internals are not a contract. */
+type RiskEngine = ReturnType<typeof createRiskEngine>
+
+/**
+ * Events older than this are refused: the engine keeps ledger entries 30 days, so older
+ * ones could only be dropped (or, worse, evict newer ones).
+ */
+const MAX_EVENT_AGE_MS = 30 * 86_400_000
 
 export interface Rejection {
   readonly index: number
@@ -70,7 +78,7 @@ export const createIngest = (config: HubConfig, engine: RiskEngine, views: HubVi
   const replays = new ReplayCache(config.limits.replay)
   // Enough to cover a few minutes of batches; a re-sent batch comes back within the sender's backoff.
   const seen = new RecentIds(Math.max(100_000, config.limits.events * 100))
-  const schema: SchemaLimits = { futureMs: config.clockToleranceSeconds * 1000 + 60_000, pastMs: RETENTION }
+  const schema: SchemaLimits = { futureMs: config.clockToleranceSeconds * 1000 + 60_000, pastMs: MAX_EVENT_AGE_MS }
   const verifyOptions = {
     algorithms: [config.key.alg],
     typ: BATCH_TYP,

@@ -1,8 +1,12 @@
 import type { Identity } from '../event.js'
 import type { RiskAlert } from '../risk/alert.js'
-import type { RiskEngine } from '../risk/engine.js'
-import type { LedgerEntry } from '../store/store.js'
+import type { createRiskEngine } from '../risk/engine.js'
 import type { EventSummary, HubViews, UserView } from './views.js'
+
+/** Only `createRiskEngine`'s public surface is used: its internals and the Store's entry types are not a contract. */
+type RiskEngine = ReturnType<typeof createRiskEngine>
+/** A ledger entry as `engine.risk()` returns it. */
+type LedgerEntry = Awaited<ReturnType<RiskEngine['risk']>>['entries'][number]
 
 /** One row of the users lists. */
 export interface UserRow {
