@@ -250,6 +250,25 @@ describe('forwarding to a hub', () => {
     }
   })
 
+  it('422 from the hub (events it refuses): counted as rejected, logged once, not retried', async () => {
+    const hub = await startHub()
+    // An application clock an hour ahead: the hub refuses events from the future.
+    const h = forwardingApp({ url: hub.ingestUrl }, { clock: () => Date.now() + 3_600_000 })
+    const app = await serve(h.app)
+    try {
+      await login(app.url, jane.username, 'wrong')
+      await waitUntil(() => h.sqreen.stats().counters['forward.rejected'] === 1, 'the rejection to be counted')
+      assert.equal(h.sent.length, 1, 'not retried')
+      assert.equal(h.sent[0]?.status, 422)
+      assert.equal(hub.counter('hub.rejected'), 1)
+      assert.ok(h.logger.lines.some((l) => l.includes('forward_events_rejected') && l.includes('at is in the future')))
+    } finally {
+      await h.sqreen.close()
+      await app.close()
+      await hub.close()
+    }
+  })
+
   it('a full queue drops the oldest events, counts them and reports the count to the hub', async () => {
     const hub = await startHub()
     const diag = createDiagnostics(new MemoryLogger())
