@@ -13,6 +13,7 @@ import { describe, it } from 'node:test'
 import { SignJWT } from 'jose'
 import request from 'supertest'
 import { type HubOptions, SqreenAuthError, sqreenHub } from '../lib/index.js'
+import { BATCH_CONTENT_TYPE, BATCH_SIGNATURE_HEADER } from '../lib/transport/wire.js'
 import { MemoryLogger, variants } from './helpers/apps.js'
 import {
   ed25519,
@@ -459,8 +460,13 @@ describe('hub dashboard', () => {
     const app = express4()
     app.use('/hub', hub)
     try {
-      const token = await signBatch([sampleEvent()], { key })
-      await request(app).post('/hub/v1/events').set('Content-Type', 'application/jwt').send(token).expect(200)
+      const batch = await signBatch([sampleEvent()], { key })
+      await request(app)
+        .post('/hub/v1/events')
+        .set('Content-Type', BATCH_CONTENT_TYPE)
+        .set(BATCH_SIGNATURE_HEADER, batch.signature)
+        .send(batch.body)
+        .expect(200)
       await request(app).get('/hub/v1/stats').set(BEARER).expect(200)
       const res = await request(app).post('/hub/login').type('form').send({ token: HUB_TOKEN }).expect(303)
       await request(app)

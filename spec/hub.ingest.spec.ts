@@ -1,8 +1,10 @@
 /**
- * `POST /v1/events` of a real hub router over HTTP, with batches crafted by hand:
- * what verifies (HS256, EdDSA) and what is refused (a tampered signature, `alg:
- * none`, HS256 signed with the Ed25519 public key, another key, a wrong `typ`,
- * expired, too long-lived, missing claims, a replayed `jti`); a batch with
+ * `POST /v1/events` of a real hub router over HTTP, with batches crafted by hand
+ * (wire format v2: a JSON body, its detached JWS with an unencoded payload in
+ * `Sqreen-Signature`): what verifies (HS256, EdDSA) and what is refused (a tampered
+ * body, header or signature, `alg: none`, HS256 signed with the Ed25519 public key,
+ * another key, a wrong `typ`, an encoded-payload JWS, expired, too long-lived,
+ * missing claims, a replayed `jti`, an unreadable body); a batch with
  * malformed events keeps its good ones and says which were refused and why (no
  * prototype pollution); size limits; duplicates; overload; the same engine as
  * the middleware; alerts through the shared dispatcher.
@@ -12,9 +14,18 @@ import { randomUUID } from 'node:crypto'
 import { describe, it } from 'node:test'
 import * as hubWire from '../lib/hub/ingest.js'
 import { type AuthEvent, MemoryStore, type Store, type StoreOp } from '../lib/index.js'
-import { BATCH_CONTENT_TYPE, BATCH_TYP, WIRE_VERSION } from '../lib/transport/wire.js'
+import { BATCH_CONTENT_TYPE, BATCH_SIGNATURE_HEADER, BATCH_TYP, WIRE_VERSION } from '../lib/transport/wire.js'
 import { variants } from './helpers/apps.js'
-import { ed25519, HS_SECRET, postBatch, sampleEvent, signBatch, startHub } from './helpers/hub.js'
+import {
+  ed25519,
+  HS_SECRET,
+  postBatch,
+  type SignedBatch,
+  sampleEvent,
+  signBatch,
+  startHub,
+  unsignedBatch,
+} from './helpers/hub.js'
 import { alertApp, failLogins, login, serve, USERS, WebhookReceiver, waitUntil } from './helpers/receivers.js'
 
 const key = new TextEncoder().encode(HS_SECRET)
@@ -30,6 +41,7 @@ const bruteForce = (userKey = 'login:victim', n = 12): AuthEvent[] => {
 describe('hub ingest: signatures and claims', () => {
   it('the sender and the hub agree on the wire format', () => {
     assert.equal(hubWire.BATCH_CONTENT_TYPE, BATCH_CONTENT_TYPE)
+    assert.equal(hubWire.BATCH_SIGNATURE_HEADER, BATCH_SIGNATURE_HEADER)
     assert.equal(hubWire.BATCH_TYP, BATCH_TYP)
     assert.equal(hubWire.WIRE_VERSION, WIRE_VERSION)
   })
@@ -51,51 +63,90 @@ describe('hub ingest: signatures and claims', () => {
     }
   })
 
-  it('refuses tampering, alg none, another key, a wrong typ, expired or long-lived batches and missing claims, scoring nothing', async () => {
+  it('refuses tampering, alg none, another key, a wrong typ, an encoded payload, expired or long-lived batches, missing claims and unreadable bodies, scoring nothing', async () => {
     const hub = await startHub()
     try {
       const events = [sampleEvent()]
       const good = await signBatch(events, { key })
-      const [h, p, s] = good.split('.') as [string, string, string]
-      const claims = JSON.parse(Buffer.from(p, 'base64url').toString())
+      const body = String(good.body)
+      const [h, , s] = good.signature.split('.') as [string, string, string]
+      const claims = JSON.parse(body)
       claims.events[0].userKey = 'login:someone-else'
-      const tamperedPayload = `${h}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}.${s}`
-      const flipped = `${h}.${p}.${s.slice(0, -2)}${s.endsWith('AA') ? 'BA' : 'AA'}`
-      const noneHeader = Buffer.from(JSON.stringify({ alg: 'none', typ: BATCH_TYP })).toString('base64url')
+      const header = JSON.parse(Buffer.from(h, 'base64url').toString())
+      const reheader = (changes: Record<string, unknown>) =>
+        `${Buffer.from(JSON.stringify({ ...header, ...changes })).toString('base64url')}..${s}`
       const now = Math.floor(Date.now() / 1000)
-      const cases: [string, string, number, string][] = [
-        ['tampered payload', tamperedPayload, 401, 'bad_signature'],
-        ['tampered signature', flipped, 401, 'bad_signature'],
-        ['alg none, no signature', `${noneHeader}.${p}.`, 401, 'alg_not_allowed'],
-        ['another secret', await signBatch(events, { key: `${HS_SECRET}-other` }), 401, 'bad_signature'],
-        ['HS512 with the right secret', await signBatch(events, { key, alg: 'HS512' }), 401, 'alg_not_allowed'],
-        ['a JWT of another kind (typ)', await signBatch(events, { key, typ: 'JWT' }), 401, 'bad_claim'],
-        ['no typ', await signBatch(events, { key, typ: null }), 401, 'bad_claim'],
-        ['expired', await signBatch(events, { key, iat: now - 600, exp: now - 120 }), 401, 'expired'],
-        ['no exp', await signBatch(events, { key, exp: null }), 401, 'bad_claim'],
-        ['no jti', await signBatch(events, { key, jti: null }), 401, 'bad_claim'],
-        ['lives too long', await signBatch(events, { key, exp: now + 3600 }), 401, 'lifetime_too_long'],
+      const sign = (options: Omit<Parameters<typeof signBatch>[1], 'key'>) => signBatch(events, { key, ...options })
+      // The same batch as a v1-style attached JWS (payload in the header) and as a v1 JWT body.
+      const attached = `${h}.${Buffer.from(body).toString('base64url')}.${s}`
+      const notUtf8 = Buffer.concat([
+        Buffer.from(`${body.slice(0, -1)},"note":"`),
+        Buffer.from([0xff]),
+        Buffer.from('"}'),
+      ])
+      const cases: [string, SignedBatch, number, string, RegExp?][] = [
+        ['tampered body', { body: JSON.stringify(claims), signature: good.signature }, 401, 'bad_signature'],
+        ['one byte more of body (whitespace)', { body: `${body} `, signature: good.signature }, 401, 'bad_signature'],
+        ['tampered header (typ)', { body, signature: reheader({ typ: 'other' }) }, 401, 'bad_signature'],
         [
-          'issued long ago (maxTokenAge)',
-          await signBatch(events, { key, iat: now - 3600, exp: now + 60 }),
+          'tampered signature',
+          { body, signature: `${h}..${s.slice(0, -2)}${s.endsWith('AA') ? 'BA' : 'AA'}` },
           401,
-          'expired',
+          'bad_signature',
         ],
-        ['wrong version', await signBatch(events, { key, extra: { v: 2 } }), 400, 'version'],
-        ['no events', await signBatch(events, { key, extra: { events: 'nope' } }), 400, 'malformed'],
-        ['not a JWS', 'hello', 400, 'malformed'],
-        ['empty', '', 400, 'malformed'],
+        ['alg none, no signature', unsignedBatch(events), 401, 'alg_not_allowed'],
+        ['another secret', await signBatch(events, { key: `${HS_SECRET}-other` }), 401, 'bad_signature'],
+        ['HS512 with the right secret', await sign({ alg: 'HS512' }), 401, 'alg_not_allowed'],
+        ['a JWS of another kind (typ)', await sign({ typ: 'JWT' }), 401, 'bad_claim', /"typ"/],
+        ['the v1 typ', await sign({ typ: 'sqreen-auth-batch+jwt' }), 401, 'bad_claim', /"typ"/],
+        ['no typ', await sign({ typ: null }), 401, 'bad_claim', /"typ"/],
+        // No b64: false (jose signs base64url(body)): a hub that fell back to it would accept.
+        ['encoded payload', await sign({ header: { b64: undefined, crit: undefined } }), 401, 'bad_claim', /b64/],
+        ['b64: false not critical', await sign({ header: { crit: undefined } }), 401, 'bad_claim', /b64/],
+        ['b64: true, critical', await sign({ header: { b64: true } }), 401, 'bad_claim', /b64/],
+        [
+          'an unknown critical extension',
+          await sign({ header: { crit: ['b64', 'x-ext'], 'x-ext': 1 }, crit: { 'x-ext': true } }),
+          401,
+          'bad_claim',
+          /critical extension/,
+        ],
+        ['attached JWS (payload in the header)', { body, signature: attached }, 400, 'malformed'],
+        ['a v1 JWT as the body, no signature header', { body: attached }, 400, 'malformed'],
+        ['no signature header', { body }, 400, 'malformed'],
+        // Young enough for maxTokenAge: only exp says it is over.
+        ['expired', await sign({ iat: now - 200, exp: now - 100 }), 401, 'expired', /\(exp\)/],
+        ['no exp', await sign({ exp: null }), 401, 'bad_claim', /"exp"/],
+        ['exp not a number', await sign({ extra: { exp: String(now + 60) } }), 401, 'bad_claim', /"exp"/],
+        ['no iat', await sign({ iat: null }), 401, 'bad_claim', /"iat"/],
+        ['not before (nbf) in the future', await sign({ extra: { nbf: now + 600 } }), 401, 'bad_claim', /"nbf"/],
+        ['issued in the future', await sign({ iat: now + 600, exp: now + 660 }), 401, 'bad_claim', /"iat"/],
+        ['no jti', await sign({ jti: null }), 401, 'bad_claim', /"jti"/],
+        ['jti too long', await sign({ jti: 'j'.repeat(129) }), 401, 'bad_claim', /"jti"/],
+        ['lives too long', await sign({ exp: now + 3600 }), 401, 'lifetime_too_long'],
+        ['issued long ago (maxTokenAge)', await sign({ iat: now - 3600, exp: now + 60 }), 401, 'expired', /\(iat\)/],
+        ['wrong version', await sign({ extra: { v: 1 } }), 400, 'version'],
+        ['no version', await sign({ extra: { v: undefined } }), 400, 'version'],
+        ['no events', await sign({ extra: { events: 'nope' } }), 400, 'malformed'],
+        ['signed, not JSON', await sign({ body: 'hello' }), 400, 'malformed'],
+        ['signed, a JSON array', await sign({ body: '[1,2]' }), 400, 'malformed'],
+        // Valid JSON once 0xff is read as U+FFFD, as a lenient decoder would: refused all the same.
+        ['signed, not UTF-8', await sign({ body: notUtf8 }), 400, 'malformed', /UTF-8/],
+        ['empty', { body: '' }, 400, 'malformed'],
       ]
-      for (const [what, token, status, error] of cases) {
-        const res = await postBatch(hub.ingestUrl, token)
+      for (const [what, batch, status, error, message] of cases) {
+        const res = await postBatch(hub.ingestUrl, batch)
         assert.equal(res.status, status, `${what}: ${JSON.stringify(res.body)}`)
         assert.equal(res.body.error, error, what)
+        if (message) assert.match(res.body.message, message, what)
         assert.equal(res.body.accepted, undefined, `${what}: no counts`)
       }
       assert.equal(hub.counter('hub.accepted'), 0)
       assert.equal(hub.counter('hub.batches_refused'), cases.length)
       assert.equal((await hub.hub.risk('login:victim')).entries.length, 0)
       assert.equal((await hub.hub.risk('login:someone-else')).entries.length, 0)
+      // The untouched batch still verifies: the refusals above are about what was changed.
+      assert.equal((await postBatch(hub.ingestUrl, good)).status, 200)
     } finally {
       await hub.close()
     }
@@ -282,14 +333,14 @@ describe('hub ingest: event validation', () => {
         Array.from({ length: 5 }, () => sampleEvent({ userAgent: 'y'.repeat(500) })),
         { key },
       )
-      assert.ok(big.length > 4096)
+      assert.ok(big.body.length > 4096)
       const byLength = await postBatch(hub.ingestUrl, big)
       assert.equal(byLength.status, 413)
       assert.equal(byLength.body.error, 'too_large')
       // Chunked, no Content-Length: the hub stops reading past the limit.
       const chunked = await fetch(hub.ingestUrl, {
         method: 'POST',
-        headers: { 'content-type': 'application/jwt' },
+        headers: { 'content-type': BATCH_CONTENT_TYPE, [BATCH_SIGNATURE_HEADER]: big.signature },
         body: new ReadableStream({
           start(controller) {
             for (let i = 0; i < 8; i++) controller.enqueue(new TextEncoder().encode('a'.repeat(1024)))
@@ -305,11 +356,41 @@ describe('hub ingest: event validation', () => {
       )
       assert.equal(many.status, 413)
       assert.equal(many.body.error, 'too_many_events')
-      const wrongType = await postBatch(hub.ingestUrl, await signBatch([sampleEvent()], { key }), 'application/json')
-      assert.equal(wrongType.status, 415)
+      // The v1 content type, or none that says JSON: refused before the body is read.
+      for (const type of ['application/jwt', 'text/plain', 'application/x-www-form-urlencoded']) {
+        const wrongType = await postBatch(hub.ingestUrl, await signBatch([sampleEvent()], { key }), type)
+        assert.equal(wrongType.status, 415, type)
+        assert.equal(wrongType.body.error, 'content_type', type)
+      }
       assert.equal(hub.counter('hub.accepted'), 0)
     } finally {
       await hub.close()
+    }
+  })
+
+  it('behind an application-wide body parser: express.raw() keeps the bytes (accepted); express.json() loses them (500, logged, no hang)', async () => {
+    const raw = await startHub({}, { parser: 'raw' })
+    try {
+      const res = await postBatch(raw.ingestUrl, await signBatch([sampleEvent()], { key }))
+      assert.equal(res.status, 200, JSON.stringify(res.body))
+      assert.equal(raw.counter('hub.accepted'), 1)
+    } finally {
+      await raw.close()
+    }
+    const json = await startHub({}, { parser: 'json' })
+    try {
+      for (let i = 0; i < 2; i++) {
+        const res = await postBatch(json.ingestUrl, await signBatch([sampleEvent()], { key }))
+        // A 5xx, so forwarders keep their events until the hub is mounted before the parser.
+        assert.equal(res.status, 500, JSON.stringify(res.body))
+        assert.equal(res.body.error, 'body_consumed')
+      }
+      assert.equal(json.counter('hub.accepted'), 0)
+      const logged = json.logger.lines.filter((l) => l.includes('hub_body_consumed'))
+      assert.equal(logged.length, 1, 'logged once')
+      assert.match(logged[0] ?? '', /mount the hub before it/)
+    } finally {
+      await json.close()
     }
   })
 

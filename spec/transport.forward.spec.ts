@@ -13,12 +13,12 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import { generateKeyPairSync } from 'node:crypto'
 import { after, describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
-import { decodeProtectedHeader } from 'jose'
+import { decodeProtectedHeader, flattenedVerify } from 'jose'
 import { createDiagnostics } from '../lib/diagnostics.js'
 import { type Options, SqreenAuthError, sqreenAuth } from '../lib/index.js'
 import { createForwarder } from '../lib/transport/forwarder.js'
 import { signingKey } from '../lib/transport/keys.js'
-import { BATCH_CONTENT_TYPE, BATCH_TYP } from '../lib/transport/wire.js'
+import { BATCH_CONTENT_TYPE, BATCH_SIGNATURE_HEADER, BATCH_TYP, WIRE_VERSION } from '../lib/transport/wire.js'
 import { MemoryLogger, variants } from './helpers/apps.js'
 import { ed25519, HS_SECRET, recordingFetch, sampleEvent, startHub } from './helpers/hub.js'
 import { alertApp, failLogins, login, SlackReceiver, serve, USERS, waitUntil } from './helpers/receivers.js'
@@ -55,12 +55,21 @@ describe('forwarding to a hub', () => {
       // The hub counts before it answers: wait for the forwarder to have read every answer.
       await waitUntil(() => h.sqreen.stats().counters['forward.sent'] === 12, 'the forwarder to see the answers')
 
-      // What went over the wire: JWS batches of at most 4 events, HS256, our typ, unique jti.
+      // What went over the wire: JSON batches of at most 4 events, each with a detached JWS
+      // (HS256, our typ, an unencoded payload) that verifies over the exact body bytes; unique jti.
       assert.ok(h.sent.length >= 3, `${h.sent.length} batches for 12 events of at most 4`)
       for (const batch of h.sent) {
         assert.equal(batch.url, hub.ingestUrl)
-        assert.equal(batch.header.alg, 'HS256')
-        assert.equal(batch.header.typ, BATCH_TYP)
+        assert.deepEqual(batch.header, { alg: 'HS256', typ: BATCH_TYP, b64: false, crit: ['b64'] })
+        const [protectedHeader, payload, signature] = batch.signature.split('.')
+        assert.equal(payload, '', 'detached: no payload in the header')
+        const verified = await flattenedVerify(
+          { protected: protectedHeader ?? '', signature: signature ?? '', payload: Buffer.from(batch.body) },
+          new TextEncoder().encode(HS_SECRET),
+          { algorithms: ['HS256'] },
+        )
+        assert.deepEqual(JSON.parse(Buffer.from(verified.payload).toString()), batch.claims)
+        assert.equal(batch.claims.v, WIRE_VERSION)
         assert.ok(batch.claims.events.length >= 1 && batch.claims.events.length <= 4)
         assert.ok(batch.claims.exp - batch.claims.iat <= 60 && batch.claims.exp > batch.claims.iat)
         assert.equal(batch.status, 200)
@@ -101,7 +110,14 @@ describe('forwarding to a hub', () => {
         await login(app.url, jane.username, 'wrong')
         await waitUntil(() => hub.counter('hub.accepted') === before + 2, 'two events at the hub')
         assert.equal(h.sent[0]?.header.alg, 'EdDSA')
-        assert.equal(decodeProtectedHeader(h.sent[0]?.token ?? '').alg, 'EdDSA')
+        assert.equal(h.sent[0]?.header.b64, false)
+        assert.equal(decodeProtectedHeader(h.sent[0]?.signature ?? '').alg, 'EdDSA')
+        const [protectedHeader, , signature] = (h.sent[0]?.signature ?? '').split('.')
+        await flattenedVerify(
+          { protected: protectedHeader ?? '', signature: signature ?? '', payload: Buffer.from(h.sent[0]?.body ?? '') },
+          keys.publicKey,
+          { algorithms: ['EdDSA'] },
+        )
       } finally {
         await h.sqreen.close()
         await app.close()
@@ -204,6 +220,9 @@ describe('forwarding to a hub', () => {
       assert.equal(h.sent[1]?.claims.events[0]?.id, h.sent[0]?.claims.events[0]?.id)
       assert.notEqual(h.sent[1]?.claims.jti, h.sent[0]?.claims.jti)
       assert.equal(String(receiver.requests[0]?.headers['content-type']), BATCH_CONTENT_TYPE)
+      // The detached JWS in its header, the body on the wire exactly the bytes it signs.
+      assert.equal(receiver.requests[0]?.headers[BATCH_SIGNATURE_HEADER], h.sent[0]?.signature)
+      assert.equal(receiver.requests[0]?.body, h.sent[0]?.body)
     } finally {
       await h.sqreen.close()
       await app.close()

@@ -10,7 +10,7 @@ import type { RiskSnapshot } from '../risk/ledger.js'
 import { MemoryStore } from '../store/memory.js'
 import { HUB_CSS, HUB_JS } from './assets.js'
 import { createAuth, type Principal, SESSION_COOKIE } from './auth.js'
-import { BATCH_CONTENT_TYPE, createIngest } from './ingest.js'
+import { BATCH_CONTENT_TYPE, BATCH_SIGNATURE_HEADER, createIngest } from './ingest.js'
 import { type HubOptions, resolveHubOptions } from './options.js'
 import { loginPage, notFoundPage, overviewPage, type PageContext, userPage } from './pages.js'
 import { createQueries } from './queries.js'
@@ -53,14 +53,23 @@ const secure = (res: Response): void => {
   if (!res.getHeader('Content-Security-Policy')) res.setHeader('Content-Security-Policy', CSP)
 }
 
-/** The raw request body as text, or `undefined` past `limit` bytes. */
-const readBody = (req: Request, limit: number): Promise<string | undefined> => {
-  // An application-wide body parser may have read it already (express.text(), express.raw()).
+/** The raw request body, or why it cannot be had. */
+type Body = Buffer | 'too_large' | 'consumed'
+
+/** The raw request body as bytes (the batch signature covers them exactly), bounded by `limit`. */
+const readBody = (req: Request, limit: number): Promise<Body> => {
+  // An application-wide body parser may have read it already: express.raw() and express.text()
+  // leave the bytes (or their UTF-8 text); express.json() leaves an object, whose bytes are gone.
   const parsed = req.body as unknown
-  if (typeof parsed === 'string') return Promise.resolve(Buffer.byteLength(parsed) > limit ? undefined : parsed)
-  if (Buffer.isBuffer(parsed)) return Promise.resolve(parsed.length > limit ? undefined : parsed.toString('utf8'))
+  if (Buffer.isBuffer(parsed)) return Promise.resolve(parsed.length > limit ? 'too_large' : parsed)
+  if (typeof parsed === 'string') {
+    const bytes = Buffer.from(parsed, 'utf8')
+    return Promise.resolve(bytes.length > limit ? 'too_large' : bytes)
+  }
+  // Read by someone else (express.json(), say): waiting for 'end' would wait forever.
+  if (req.readableEnded) return Promise.resolve('consumed')
   const declared = Number(req.headers['content-length'])
-  if (Number.isFinite(declared) && declared > limit) return Promise.resolve(undefined)
+  if (Number.isFinite(declared) && declared > limit) return Promise.resolve('too_large')
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = []
     let size = 0
@@ -68,13 +77,13 @@ const readBody = (req: Request, limit: number): Promise<string | undefined> => {
       size += chunk.length
       if (size > limit) {
         req.off('data', onData)
-        resolve(undefined)
+        resolve('too_large')
         return
       }
       chunks.push(chunk)
     }
     req.on('data', onData)
-    req.once('end', () => resolve(Buffer.concat(chunks).toString('utf8')))
+    req.once('end', () => resolve(Buffer.concat(chunks, size)))
     req.once('error', reject)
   })
 }
@@ -87,7 +96,8 @@ const wantsCrossSite = (req: Request): boolean => req.headers['sec-fetch-site'] 
  * the same alerts centrally, and serves a JSON API and a dashboard. Mount it
  * where you like: `app.use('/sqreen', sqreenHub({ key, token }))`.
  *
- * - `POST /v1/events`: signed batches (JWS, the configured key's algorithm only).
+ * - `POST /v1/events`: signed batches (a JSON body, its detached JWS in `Sqreen-Signature`;
+ *   the configured key's algorithm only).
  * - `GET /v1/users?sort=score|rise&limit=`, `GET /v1/users/:userKey`, `GET /v1/alerts`,
  *   `GET /v1/stats`: JSON, for `Authorization: Bearer <token or JWT>` or a session.
  * - `GET /`, `GET /users/:userKey`: the dashboard; `GET|POST /login`, `POST /logout`.
@@ -156,13 +166,24 @@ export const sqreenHub = (options: Partial<HubOptions>): SqreenHub => {
         return
       }
       const body = await readBody(req, config.limits.body)
-      if (body === undefined) {
+      if (body === 'too_large') {
         diag.count('hub.batches_refused')
         res.setHeader('Connection', 'close')
         json(res, 413, { error: 'too_large', message: `a batch may be at most ${config.limits.body} bytes` })
         return
       }
-      const result = await ingest.ingest(body.trim())
+      if (body === 'consumed') {
+        // The hub's setup, not the sender, is at fault: a 5xx keeps the forwarders' events
+        // queued (they retry) until the hub is mounted before the body parser.
+        diag.error(
+          'hub_body_consumed',
+          'a body parser mounted before the hub (express.json()?) read a forwarded batch, whose signature covers the exact bytes: mount the hub before it',
+        )
+        json(res, 500, { error: 'body_consumed', message: 'the hub could not read the batch body' })
+        return
+      }
+      const signature = req.headers[BATCH_SIGNATURE_HEADER]
+      const result = await ingest.ingest(body, typeof signature === 'string' ? signature : undefined)
       if (result.retryAfterSeconds !== undefined) res.setHeader('Retry-After', String(result.retryAfterSeconds))
       json(res, result.status, result.body)
     }),

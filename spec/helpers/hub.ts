@@ -1,8 +1,9 @@
 /**
  * A real Security Hub on 127.0.0.1 (an Express app with `sqreenHub()` mounted,
  * optionally behind helmet), keys for both algorithms, a batch signer for
- * crafting good and bad batches by hand, a fetch that records what the
- * forwarder sends, and valid sample events.
+ * crafting good and bad batches by hand (wire format v2: a JSON body and its
+ * detached JWS), a fetch that records what the forwarder sends, and valid
+ * sample events.
  */
 import { generateKeyPairSync, type KeyObject, randomUUID } from 'node:crypto'
 import { once } from 'node:events'
@@ -10,7 +11,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net'
 import express, { type Express } from 'express'
 import helmet from 'helmet'
-import { type JWTHeaderParameters, SignJWT } from 'jose'
+import { FlattenedSign } from 'jose'
 import nodeFetch from 'node-fetch'
 import {
   type AuthEvent,
@@ -20,6 +21,7 @@ import {
   type SqreenHub,
   sqreenHub,
 } from '../../lib/index.js'
+import { BATCH_CONTENT_TYPE, BATCH_SIGNATURE_HEADER, BATCH_TYP, WIRE_VERSION } from '../../lib/transport/wire.js'
 import { MemoryLogger } from './apps.js'
 
 export const HS_SECRET = 'hub-spec-shared-secret-0123456789abcdef-xyz'
@@ -58,6 +60,8 @@ export interface RunningHub {
 export interface HubSetup {
   readonly mount?: string
   readonly helmet?: boolean
+  /** An application-wide body parser mounted before the hub. */
+  readonly parser?: 'json' | 'raw'
   /** Express `trust proxy` (to test Secure cookies behind a TLS proxy). */
   readonly trustProxy?: boolean
 }
@@ -75,6 +79,8 @@ export const startHub = async (options: Partial<HubOptions> = {}, setup: HubSetu
   const app = express()
   if (setup.trustProxy) app.set('trust proxy', true)
   if (setup.helmet) app.use(helmet())
+  if (setup.parser === 'json') app.use(express.json({ limit: '8mb' }))
+  if (setup.parser === 'raw') app.use(express.raw({ type: '*/*', limit: '8mb' }))
   const mount = setup.mount ?? '/hub'
   app.use(mount, hub)
   let server: Server | undefined
@@ -115,35 +121,78 @@ export const startHub = async (options: Partial<HubOptions> = {}, setup: HubSetu
 export interface SignOptions {
   readonly key: KeyObject | Uint8Array | string
   readonly alg?: string
+  /** `null` leaves `typ` out of the header. */
   readonly typ?: string | null
-  readonly iat?: number
+  /** Protected header parameters set over the forwarder's; `undefined` removes one (`{ b64: undefined }`). */
+  readonly header?: Record<string, unknown>
+  /** `null` leaves the claim out. */
+  readonly iat?: number | null
   readonly exp?: number | null
   readonly jti?: string | null
   readonly extra?: Record<string, unknown>
   readonly dropped?: number
+  /** Signs (and sends) these bytes instead of the JSON batch. */
+  readonly body?: string | Uint8Array
+  /** jose's `crit` sign option, to sign with an extension the hub does not know. */
+  readonly crit?: Record<string, boolean>
 }
 
-/** Signs a batch as the forwarder would, with every part overridable (for the bad cases). */
-export const signBatch = async (events: readonly unknown[], options: SignOptions): Promise<string> => {
+/** A batch as the forwarder POSTs it: the body, and the detached JWS of its `Sqreen-Signature` header. */
+export interface SignedBatch {
+  readonly body: string | Uint8Array
+  readonly signature?: string
+}
+
+/**
+ * Signs a batch as the forwarder would (FlattenedSign, `b64: false`), with every part
+ * overridable for the bad cases. A header without `b64: false` in `crit` makes jose
+ * sign base64url(body) instead: the encoded-payload JWS a v2 hub must refuse.
+ */
+export const signBatch = async (events: readonly unknown[], options: SignOptions): Promise<Required<SignedBatch>> => {
   const now = Math.floor(Date.now() / 1000)
   const key = typeof options.key === 'string' ? new TextEncoder().encode(options.key) : options.key
-  const header: JWTHeaderParameters = { alg: options.alg ?? 'HS256' }
-  if (options.typ !== null) header.typ = options.typ ?? 'sqreen-auth-batch+jwt'
-  let jwt = new SignJWT({ v: 1, dropped: options.dropped ?? 0, events: events as [], ...options.extra })
+  const claims: Record<string, unknown> = { v: WIRE_VERSION }
+  if (options.iat !== null) claims.iat = options.iat ?? now
+  if (options.exp !== null) claims.exp = options.exp ?? now + 60
+  if (options.jti !== null) claims.jti = options.jti ?? randomUUID()
+  Object.assign(claims, { dropped: options.dropped ?? 0, events }, options.extra)
+  const body = options.body ?? JSON.stringify(claims)
+  const header: Record<string, unknown> = {
+    alg: options.alg ?? 'HS256',
+    typ: BATCH_TYP,
+    b64: false,
+    crit: ['b64'],
+    ...options.header,
+  }
+  if (options.typ === null) delete header.typ
+  else if (options.typ !== undefined) header.typ = options.typ
+  for (const name of Object.keys(header)) if (header[name] === undefined) delete header[name]
+  const jws = await new FlattenedSign(typeof body === 'string' ? new TextEncoder().encode(body) : body)
     .setProtectedHeader(header)
-    .setIssuedAt(options.iat ?? now)
-  if (options.exp !== null) jwt = jwt.setExpirationTime(options.exp ?? now + 60)
-  if (options.jti !== null) jwt = jwt.setJti(options.jti ?? randomUUID())
-  return jwt.sign(key)
+    .sign(key, options.crit === undefined ? undefined : { crit: options.crit })
+  return { body, signature: `${jws.protected}..${jws.signature}` }
 }
 
-/** POSTs a token to the hub as the forwarder does. */
+/** A detached JWS with `alg: none` and no signature (jose will not make one). */
+export const unsignedBatch = (events: readonly unknown[]): SignedBatch => {
+  const now = Math.floor(Date.now() / 1000)
+  const header = { alg: 'none', typ: BATCH_TYP, b64: false, crit: ['b64'] }
+  return {
+    body: JSON.stringify({ v: WIRE_VERSION, iat: now, exp: now + 60, jti: randomUUID(), dropped: 0, events }),
+    signature: `${Buffer.from(JSON.stringify(header)).toString('base64url')}..`,
+  }
+}
+
+/** POSTs a batch to the hub as the forwarder does (no `Sqreen-Signature` header when it has no signature). */
 export const postBatch = async (
   url: string,
-  token: string,
-  contentType = 'application/jwt',
+  batch: SignedBatch,
+  contentType = BATCH_CONTENT_TYPE,
 ): Promise<{ status: number; body: any; headers: Headers }> => {
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': contentType }, body: token })
+  const headers: Record<string, string> = { 'content-type': contentType }
+  if (batch.signature !== undefined) headers[BATCH_SIGNATURE_HEADER] = batch.signature
+  // Bounded, so a hub that never answers fails the test instead of hanging it.
+  const res = await fetch(url, { method: 'POST', headers, body: batch.body, signal: AbortSignal.timeout(10_000) })
   const text = await res.text()
   let body: unknown
   try {
@@ -178,27 +227,30 @@ export const sampleEvent = (overrides: Record<string, unknown> = {}): AuthEvent 
 export interface SentBatch {
   readonly at: number
   readonly url: string
-  readonly token: string
-  /** The decoded (unverified) claims, for inspection. */
-  readonly claims: { events: AuthEvent[]; dropped: number; jti: string; iat: number; exp: number }
-  readonly header: { alg: string; typ?: string }
+  /** The request body, as sent (and signed). */
+  readonly body: string
+  /** The `Sqreen-Signature` header: the detached JWS. */
+  readonly signature: string
+  /** The parsed (unverified) body, for inspection. */
+  readonly claims: { v: number; events: AuthEvent[]; dropped: number; jti: string; iat: number; exp: number }
+  /** The decoded (unverified) protected header. */
+  readonly header: { alg: string; typ?: string; b64?: boolean; crit?: string[] }
   status?: number
   error?: string
 }
-
-const decode = (part: string): any => JSON.parse(Buffer.from(part, 'base64url').toString('utf8'))
 
 /** node-fetch, recording every request the forwarder makes (the injectable `fetch` option). */
 export const recordingFetch = (): { fetch: FetchLike; sent: SentBatch[] } => {
   const sent: SentBatch[] = []
   const fetch: FetchLike = async (url, init) => {
-    const [header, claims] = init.body.split('.')
+    const signature = init.headers[BATCH_SIGNATURE_HEADER] ?? ''
     const entry: SentBatch = {
       at: Date.now(),
       url,
-      token: init.body,
-      header: decode(header ?? ''),
-      claims: decode(claims ?? ''),
+      body: init.body,
+      signature,
+      header: JSON.parse(Buffer.from(signature.split('.')[0] ?? '', 'base64url').toString('utf8')),
+      claims: JSON.parse(init.body),
     }
     sent.push(entry)
     try {
