@@ -13,7 +13,9 @@ import type { HubViews } from './views.js'
  * checks they agree): a JSON body, signed by a detached JWS with an unencoded
  * payload in the `Sqreen-Signature` header.
  */
-export const BATCH_CONTENT_TYPE = 'application/json'
+// A media type of its own, not application/json: an application-wide express.json()
+// (type application/json by default) then leaves the signed bytes to the hub.
+export const BATCH_CONTENT_TYPE = 'application/vnd.sqreen-auth.batch+json'
 export const BATCH_SIGNATURE_HEADER = 'sqreen-signature'
 export const BATCH_TYP = 'sqreen-auth-batch'
 export const WIRE_VERSION = 2

@@ -12,7 +12,9 @@
  * The hub keeps its own copy of these constants (lib/hub/ingest.ts) because
  * stages only import backwards; spec/hub.ingest.spec.ts checks both agree.
  */
-export const BATCH_CONTENT_TYPE = 'application/json'
+// A media type of its own, not application/json: an application-wide express.json()
+// (type application/json by default) then leaves the signed bytes to the hub.
+export const BATCH_CONTENT_TYPE = 'application/vnd.sqreen-auth.batch+json'
 
 /**
  * The header carrying the detached JWS. Not `Authorization`: the signature vouches

@@ -61,7 +61,7 @@ export interface HubSetup {
   readonly mount?: string
   readonly helmet?: boolean
   /** An application-wide body parser mounted before the hub. */
-  readonly parser?: 'json' | 'raw'
+  readonly parser?: 'json' | 'json-any' | 'raw'
   /** Express `trust proxy` (to test Secure cookies behind a TLS proxy). */
   readonly trustProxy?: boolean
 }
@@ -80,6 +80,7 @@ export const startHub = async (options: Partial<HubOptions> = {}, setup: HubSetu
   if (setup.trustProxy) app.set('trust proxy', true)
   if (setup.helmet) app.use(helmet())
   if (setup.parser === 'json') app.use(express.json({ limit: '8mb' }))
+  if (setup.parser === 'json-any') app.use(express.json({ type: '*/*', limit: '8mb' }))
   if (setup.parser === 'raw') app.use(express.raw({ type: '*/*', limit: '8mb' }))
   const mount = setup.mount ?? '/hub'
   app.use(mount, hub)
