@@ -8,7 +8,11 @@
 // Options: --rounds N, --duration S, --warmup S, --connections N,
 // --target source|dist (BENCH_TARGET): lib/ through tsx (default) or the build in dist/ (npm run build first).
 // --scoring on|off (BENCH_SCORING): with the risk engine scoring every login (default), or capture alone.
-import { execFileSync } from 'node:child_process'
+// --forward (BENCH_FORWARD=1): login route only, a third server that also forwards every event to a
+//   Security Hub running in its own process (bench/hub.ts --serve), compared with the baseline and
+//   with the middleware without forwarding:
+//     npm run build && npm run bench -- --target dist --forward --rounds 5 --duration 3 --warmup 2
+import { type ChildProcess, execFileSync, fork } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg } from 'node:os'
 import { parseArgs } from 'node:util'
@@ -26,8 +30,10 @@ const { values: args } = parseArgs({
     connections: { type: 'string' },
     target: { type: 'string', default: process.env.BENCH_TARGET ?? 'source' },
     scoring: { type: 'string', default: process.env.BENCH_SCORING ?? 'on' },
+    forward: { type: 'boolean', default: process.env.BENCH_FORWARD === '1' },
   },
 })
+const forwarding = args.forward === true
 if (args.scoring !== 'on' && args.scoring !== 'off')
   throw new Error(`--scoring must be on or off, got "${args.scoring}"`)
 // The server children inherit it.
@@ -63,7 +69,7 @@ interface Route {
 }
 
 const FORM = { 'content-type': 'application/x-www-form-urlencoded' }
-const routes: readonly Route[] = [
+const allRoutes: readonly Route[] = [
   { name: 'non-login', label: 'GET /hello', budget: 0.01, requests: [{ method: 'GET', path: '/hello' }] },
   {
     name: 'login',
@@ -76,8 +82,47 @@ const routes: readonly Route[] = [
     ],
   },
 ]
-const MODES: readonly ServerMode[] = ['baseline', 'candidate']
-const NAMES: Record<ServerMode, string> = { baseline: 'baseline', candidate: 'sqreen-auth' }
+// Forwarding changes nothing for non-login requests: --forward measures logins only.
+const routes = forwarding ? allRoutes.filter((r) => r.name === 'login') : allRoutes
+const MODES: readonly ServerMode[] = forwarding ? ['baseline', 'candidate', 'forward'] : ['baseline', 'candidate']
+const NAMES: Record<ServerMode, string> = { baseline: 'baseline', candidate: 'sqreen-auth', forward: '+forward' }
+
+// --forward: the hub runs in its own process, like a real central hub (its CPU is not the app's).
+const HUB_SECRET = 'bench-capture-forward-secret-0123456789abcdef'
+const startHub = async (): Promise<{ url: string; accepted(): Promise<number>; close(): Promise<void> }> => {
+  const child: ChildProcess = fork(new URL('./hub.ts', import.meta.url).pathname, ['--serve'], {
+    execArgv: ['--import', import.meta.resolve('tsx')],
+    env: { ...process.env, BENCH_HUB_KEY: HUB_SECRET, NODE_ENV: 'production' },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  })
+  const next = <T>(type: string): Promise<T> =>
+    new Promise((resolve) => {
+      const on = (m: { type: string }): void => {
+        if (m.type !== type) return
+        child.off('message', on)
+        resolve(m as T)
+      }
+      child.on('message', on)
+    })
+  const { port } = await next<{ port: number }>('ready')
+  return {
+    url: `http://127.0.0.1:${port}/hub/v1/events`,
+    accepted: async () => {
+      const answer = next<{ counters: Record<string, number> }>('stats')
+      child.send({ type: 'stats' })
+      return (await answer).counters['hub.accepted'] ?? 0
+    },
+    close: () =>
+      new Promise((resolve) => {
+        child.once('exit', () => resolve())
+        child.send({ type: 'close' })
+      }),
+  }
+}
+
+/** Orders for three configurations: each goes first, second and last in turn (a Latin square). */
+const rotate = <T>(items: readonly T[], rounds: number): T[][] =>
+  Array.from({ length: rounds }, (_, i) => items.map((_, j) => items[(i + j) % items.length] as T))
 
 const problems: string[] = []
 
@@ -129,22 +174,31 @@ const main = async (): Promise<void> => {
   const started = new Date()
   const loadBefore = loadavg()
   const servers = {} as Record<ServerMode, ServerProcess>
+  const hub = forwarding ? await startHub() : undefined
+  if (hub) {
+    // Inherited by the server children at fork.
+    process.env.BENCH_FORWARD_URL = hub.url
+    process.env.BENCH_FORWARD_KEY = HUB_SECRET
+  }
   for (const mode of MODES) servers[mode] = await startServer(mode, config.target)
   try {
     for (const mode of MODES) await sanityCheck(servers[mode])
     process.stderr.write(
       `bench (${config.mode}): ${config.rounds} round(s) x ${config.durationSeconds} s, ` +
         `${config.connections} connections, warm-up ${config.warmupSeconds} s, sqreen-auth from ${config.target}, ` +
-        `servers pid ${servers.baseline.pid} (baseline) / ${servers.candidate.pid} (sqreen-auth)\n`,
+        `servers pid ${MODES.map((m) => `${servers[m].pid} (${NAMES[m]})`).join(' / ')}\n`,
     )
 
     // Warm-up: JIT, connection pools and caches, for each server and route; not recorded
     // except to check that the candidate captured every login it answered.
     const loginResponses = { ok: 0, failed: 0 }
+    const forwardResponses = { ok: 0, failed: 0 }
     const countLogins = (mode: ServerMode, route: Route, m: Measurement): void => {
-      if (mode !== 'candidate' || route.name !== 'login') return
-      loginResponses.ok += m.statuses['200'] ?? 0
-      loginResponses.failed += m.statuses['401'] ?? 0
+      if (route.name !== 'login') return
+      const counts = mode === 'candidate' ? loginResponses : mode === 'forward' ? forwardResponses : undefined
+      if (!counts) return
+      counts.ok += m.statuses['200'] ?? 0
+      counts.failed += m.statuses['401'] ?? 0
     }
     for (const route of routes) {
       for (const mode of MODES) {
@@ -155,10 +209,12 @@ const main = async (): Promise<void> => {
     }
 
     const samples: Record<Route['name'], Record<ServerMode, Sample[]>> = {
-      'non-login': { baseline: [], candidate: [] },
-      login: { baseline: [], candidate: [] },
+      'non-login': { baseline: [], candidate: [], forward: [] },
+      login: { baseline: [], candidate: [], forward: [] },
     }
-    const orders = interleave<ServerMode>('baseline', 'candidate', config.rounds)
+    const orders = forwarding
+      ? rotate(MODES, config.rounds)
+      : interleave<ServerMode>('baseline', 'candidate', config.rounds)
     for (const [i, order] of orders.entries()) {
       for (const route of routes) {
         for (const mode of order) {
@@ -186,6 +242,24 @@ const main = async (): Promise<void> => {
         problems.push(
           `capture check: ${loginResponses[kind]} ${kind} login responses but ${captured[kind]} events were delivered`,
         )
+      }
+    }
+    // --forward: the forwarding server captured every login too, and the hub received every event
+    // it captured once the server closed (close() flushes the forwarder).
+    let forwarded: { captured: number; accepted: number } | undefined
+    if (hub) {
+      const { events: fwd } = await servers.forward.stats()
+      const got = { ok: fwd['login.succeeded'] ?? 0, failed: fwd['login.failed'] ?? 0 }
+      for (const kind of ['ok', 'failed'] as const) {
+        const slack = config.connections * (config.rounds + 1)
+        if (got[kind] < forwardResponses[kind] || got[kind] > forwardResponses[kind] + slack) {
+          problems.push(`forward capture check: ${forwardResponses[kind]} ${kind} responses, ${got[kind]} events`)
+        }
+      }
+      await servers.forward.close()
+      forwarded = { captured: got.ok + got.failed, accepted: await hub.accepted() }
+      if (forwarded.accepted !== forwarded.captured) {
+        problems.push(`forward check: ${forwarded.captured} events captured, the hub accepted ${forwarded.accepted}`)
       }
     }
     for (const route of routes) {
@@ -252,6 +326,39 @@ const main = async (): Promise<void> => {
           .trim(),
       ),
     ]
+    // --forward: the same login load on the app with the middleware and forwarding, against the
+    // baseline and against the middleware alone (same rounds, rotated order).
+    const forwardSummary = forwarding
+      ? (() => {
+          const { baseline: b, candidate: c, forward: f } = samples.login
+          const rps = (xs: Sample[]): number => median(xs.map((m) => m.rps))
+          const cpu = (xs: Sample[]): number => median(xs.map((m) => m.cpuPerRequest))
+          const lat = (xs: Sample[]) => ({ p50: median(xs.map((m) => m.p50)), p99: median(xs.map((m) => m.p99)) })
+          return {
+            rps: { baseline: rps(b), candidate: rps(c), forward: rps(f) },
+            ratioVsBaseline: rps(f) / rps(b),
+            ratioVsCandidate: rps(f) / rps(c),
+            pairedVsCandidate: f.map((m, i) => m.rps / (c[i] as Sample).rps),
+            cpuMicrosPerRequest: { baseline: cpu(b), candidate: cpu(c), forward: cpu(f) },
+            latencyMs: { baseline: lat(b), candidate: lat(c), forward: lat(f) },
+            forwarded,
+          }
+        })()
+      : undefined
+    if (forwardSummary) {
+      const f = forwardSummary
+      const cpu = f.cpuMicrosPerRequest
+      lines.push(
+        '',
+        '| login (50% ok / 50% wrong) | baseline | sqreen-auth | sqreen-auth + forward | forward / baseline | forward / sqreen-auth |',
+        '|---|---:|---:|---:|---:|---:|',
+        `| req/s (median) | ${f.rps.baseline.toFixed(0)} | ${f.rps.candidate.toFixed(0)} | ${f.rps.forward.toFixed(0)} | ${f.ratioVsBaseline.toFixed(3)} (${pct(f.ratioVsBaseline)}) | ${f.ratioVsCandidate.toFixed(3)} (${pct(f.ratioVsCandidate)}); paired min / median / max ${min(f.pairedVsCandidate).toFixed(3)} / ${median(f.pairedVsCandidate).toFixed(3)} / ${max(f.pairedVsCandidate).toFixed(3)} |`,
+        `| server CPU µs/req | ${cpu.baseline.toFixed(0)} | ${cpu.candidate.toFixed(0)} | ${cpu.forward.toFixed(0)} | ${(cpu.forward / cpu.baseline).toFixed(3)} | ${(cpu.forward / cpu.candidate).toFixed(3)} |`,
+        `| p50 / p99 ms | ${f.latencyMs.baseline.p50} / ${f.latencyMs.baseline.p99} | ${f.latencyMs.candidate.p50} / ${f.latencyMs.candidate.p99} | ${f.latencyMs.forward.p50} / ${f.latencyMs.forward.p99} | | |`,
+        '',
+        `Forwarded: ${f.forwarded?.captured ?? 0} events captured by the forwarding server, ${f.forwarded?.accepted ?? 0} accepted by the hub.`,
+      )
+    }
     const cpuModel = cpus()[0]?.model ?? 'unknown cpu'
     process.stdout.write(
       `\n${lines.join('\n')}\n\n` +
@@ -290,6 +397,7 @@ const main = async (): Promise<void> => {
           },
           loginMix: 'alternating per connection: 50% valid password (200), 50% wrong password (401)',
           summary,
+          forward: forwardSummary,
           captured,
           loginResponses,
           rounds: samples,
@@ -303,6 +411,7 @@ const main = async (): Promise<void> => {
     if (problems.length > 0) process.exitCode = 1
   } finally {
     await Promise.all(MODES.map((mode) => servers[mode]?.close()))
+    await hub?.close()
   }
 }
 

@@ -1,6 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import express, { type Express, type NextFunction, type Request, type Response } from 'express'
 import session from 'express-session'
+import helmet from 'helmet'
 import passportModule from 'passport'
 import { Strategy as LocalStrategy } from 'passport-local'
 import {
@@ -9,7 +10,9 @@ import {
   type Logger,
   type Options,
   type SqreenAuth,
+  type SqreenHub,
   sqreenAuth,
+  sqreenHub,
   type UserContextMode,
 } from '../lib/index.js'
 
@@ -38,14 +41,26 @@ export interface DemoOptions {
    * random key generated for this process (pseudonyms then change on every restart).
    */
   secret?: string
+  /**
+   * Mount a Security Hub at `/hub` and forward this app's events to it, as a real
+   * deployment would (signed batches over HTTP), so `npm run demo` shows the whole path.
+   * `origin` is where this app listens (`http://127.0.0.1:3000`), `token` the hub's
+   * sign-in token. Defaults to none (the app scores its own events).
+   */
+  hub?: { origin: string; token: string }
 }
 
 export interface DemoApp {
   app: Express
   sqreen: SqreenAuth
+  /** The Security Hub, when `hub` was given. */
+  hub?: SqreenHub
   /** True when advanced mode runs on a key generated for this process. */
   secretGenerated: boolean
 }
+
+/** Where the hub is mounted in the demo. */
+export const HUB_PATH = '/hub'
 
 // Logins are attacker-controlled and reach the console in automatic mode: anything
 // but plain printable ASCII is quoted, so a newline cannot forge a log line.
@@ -143,6 +158,13 @@ export const createDemoApp = (options: DemoOptions): DemoApp => {
     },
   }
   if (options.logger) settings.logger = options.logger
+  // The forwarder signs with a key made for this process; the hub (same process) holds it.
+  const forwardKey = randomBytes(48).toString('base64url')
+  if (options.hub) {
+    // Scored once, centrally, by the hub: the app only captures and forwards.
+    settings.scoring = false
+    settings.forward = { url: `${options.hub.origin}${HUB_PATH}/v1/events`, key: forwardKey, flushInterval: 500 }
+  }
   if (mode === 'advanced') {
     // Only the id and an anonymised e-mail (its domain) cross the identity boundary.
     settings.identify = (user: DemoUser) => ({ id: user.id, email: anonEmail(user.id, user.email) })
@@ -150,8 +172,18 @@ export const createDemoApp = (options: DemoOptions): DemoApp => {
   }
   const sqreen = sqreenAuth(settings)
 
+  const hub = options.hub
+    ? sqreenHub({ key: forwardKey, token: options.hub.token, ...(options.logger ? { logger: options.logger } : {}) })
+    : undefined
+
   const app = express()
   app.disable('x-powered-by')
+  // Demo only: trust X-Forwarded-For from this machine, so `npm run demo:attack` can play
+  // attackers at several addresses. Never trust a header your proxy does not set.
+  if (hub) app.set('trust proxy', 'loopback')
+  // The hub first, under helmet's default headers (a strict Content-Security-Policy among
+  // them): it has its own sign-in and needs neither the app's session nor its Passport.
+  if (hub) app.use(HUB_PATH, helmet(), hub)
   app.use(express.urlencoded({ extended: false }))
   app.use(
     session({
@@ -230,5 +262,5 @@ See the server's console.</p>
     req.logout((err) => (err ? next(err) : res.redirect('/login')))
   })
 
-  return { app, sqreen, secretGenerated }
+  return hub ? { app, sqreen, hub, secretGenerated } : { app, sqreen, secretGenerated }
 }

@@ -17,6 +17,10 @@ export type SqreenAuthErrorCode =
   | 'ERR_SQREEN_WEBHOOK_SIGNATURE'
   | 'ERR_SQREEN_EMAIL'
   | 'ERR_SQREEN_URL'
+  | 'ERR_SQREEN_FORWARD_KEY'
+  | 'ERR_SQREEN_HUB_KEY'
+  | 'ERR_SQREEN_HUB_AUTH'
+  | 'ERR_SQREEN_HUB_EXPRESS'
 
 export class SqreenAuthError extends Error {
   readonly code: SqreenAuthErrorCode

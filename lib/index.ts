@@ -10,6 +10,8 @@ export type {
   StrategyAttempt,
   UserContextMode,
 } from './event.js'
+export type { HubJwtOptions, HubLimits, HubOptions, ScorePoint, SqreenHub, UserDetail, UserRow } from './hub/index.js'
+export { sqreenHub } from './hub/index.js'
 export { anonEmail } from './identity/anon-email.js'
 export { type SqreenAuth, sqreenAuth } from './middleware.js'
 export type { EmailOptions } from './notify/email.js'
@@ -39,3 +41,5 @@ export type {
   StoreResult,
   Threshold,
 } from './store/store.js'
+export type { ForwardOptions } from './transport/forwarder.js'
+export type { ForwardKeyInput } from './transport/keys.js'

@@ -7,11 +7,13 @@ import { createDiagnostics, type DiagnosticsSnapshot } from './diagnostics.js'
 import { BlockList, refuse } from './enforcement.js'
 import { createIdentityBoundary } from './identity/boundary.js'
 import { createDispatcher } from './notify/dispatcher.js'
+import { type FetchLike, nodeFetch } from './notify/http.js'
 import { type Options, resolveOptions } from './options.js'
 import { createPipeline, type EventSink } from './pipeline.js'
 import { createRiskEngine } from './risk/engine.js'
 import type { RiskSnapshot } from './risk/ledger.js'
 import { MemoryStore } from './store/memory.js'
+import { createForwarder } from './transport/forwarder.js'
 
 export interface SqreenAuth extends Sdk {
   /** Express middleware: `app.use(sqreen)` after `passport.initialize()`, before your routes. */
@@ -58,6 +60,20 @@ export const sqreenAuth = (options: Partial<Options> = {}): SqreenAuth => {
   const boundary = createIdentityBoundary(config, diag)
   const sinks: EventSink[] = config.scoring ? [(event) => engine.process(event)] : []
   if (config.onEvent) sinks.push(config.onEvent)
+  const forwarder = config.forward
+    ? createForwarder(config.forward, config.fetch ? async () => config.fetch as FetchLike : nodeFetch, diag)
+    : undefined
+  if (forwarder) {
+    // Returns nothing: the pipeline never waits for the hub.
+    sinks.push((event) => void forwarder.push(event))
+    const { hostname, protocol } = new URL(config.forward?.url ?? '')
+    if (protocol === 'http:' && !['127.0.0.1', 'localhost', '[::1]'].includes(hostname)) {
+      diag.warn(
+        'forward_plain_http',
+        'forward.url is plain http: batches are signed but not encrypted, so events (identities, IPs) can be read on the way; use https.',
+      )
+    }
+  }
   const pipeline = createPipeline(boundary, sinks, config.maxPending, diag)
 
   const isBlockedUser = (user: unknown): boolean => {
@@ -107,7 +123,7 @@ export const sqreenAuth = (options: Partial<Options> = {}): SqreenAuth => {
       closing ??= (async () => {
         observer.close()
         await pipeline.drain()
-        await dispatcher.close(config.delivery.closeTimeoutMs)
+        await Promise.all([dispatcher.close(config.delivery.closeTimeoutMs), forwarder?.close()])
         // A store passed in belongs to the application (it may be shared); one we made is ours.
         if (config.store === undefined) await store.close()
       })()

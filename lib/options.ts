@@ -8,6 +8,8 @@ import type { RiskAlert } from './risk/alert.js'
 import { DEFAULT_POINTS, DETECTIONS, type Detection } from './risk/points.js'
 import { parseDuration, type RiskTrigger, riskIncrease } from './risk/trigger.js'
 import type { Store } from './store/store.js'
+import type { ForwardConfig, ForwardOptions } from './transport/forwarder.js'
+import { signingKey } from './transport/keys.js'
 
 /** What the package needs of a logger; `console` fits. */
 export interface Logger {
@@ -115,6 +117,12 @@ export interface Options {
   block: false | { above: number; scope?: 'login' | 'all' }
   /** The time source, in epoch ms (freeze it in tests). Defaults to `Date.now`. */
   clock: () => number
+  /**
+   * Forward every event to a Security Hub (`sqreenHub()`) in signed batches:
+   * `{ url, key }` plus tuning (see `ForwardOptions`). Combine with `scoring: false`
+   * to score only at the hub. Defaults to none.
+   */
+  forward: ForwardOptions | undefined
 }
 
 /** The resolved, frozen configuration the stages share. */
@@ -149,6 +157,7 @@ export interface Config {
   }
   readonly block: { readonly above: number; readonly scope: 'login' | 'all' } | undefined
   readonly clock: () => number
+  readonly forward: ForwardConfig | undefined
 }
 
 const KNOWN_KEYS = [
@@ -175,6 +184,7 @@ const KNOWN_KEYS = [
   'delivery',
   'block',
   'clock',
+  'forward',
 ] as const satisfies readonly (keyof Options)[]
 
 const MIN_SECRET_BYTES = 16
@@ -444,6 +454,74 @@ const resolveBlock = (value: unknown): Config['block'] => {
   return { above: positiveNumber('block.above', value.above, 0, true), scope }
 }
 
+const FORWARD_KEYS = [
+  'url',
+  'key',
+  'batchSize',
+  'flushInterval',
+  'maxQueued',
+  'timeout',
+  'baseDelay',
+  'maxDelay',
+  'expiresIn',
+  'closeTimeout',
+  'flushOnExit',
+] as const satisfies readonly (keyof ForwardOptions)[]
+
+const positiveInteger = (name: string, value: unknown, fallback: number, max: number): number => {
+  if (value === undefined) return fallback
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > max) {
+    throw new SqreenAuthError(
+      'ERR_SQREEN_OPTION_TYPE',
+      `"${name}" must be an integer from 1 to ${max}, got ${typeof value === 'number' ? value : value === null ? 'null' : typeof value}.`,
+    )
+  }
+  return value
+}
+
+const duration = (name: string, value: unknown, fallback: number): number =>
+  value === undefined ? fallback : parseDuration(value as number | string, name)
+
+const resolveForward = (value: unknown): ForwardConfig | undefined => {
+  if (value === undefined) return undefined
+  if (!isObject(value)) throw typeError('forward', 'an object { url, key }', value)
+  checkKeys('forward', value, FORWARD_KEYS)
+  if (value.key === undefined) {
+    throw new SqreenAuthError(
+      'ERR_SQREEN_FORWARD_KEY',
+      '"forward.key" is required: the hub\'s HS256 secret (at least 32 bytes) or an Ed25519 private key whose public key the hub holds.',
+    )
+  }
+  const batchSize = positiveInteger('forward.batchSize', value.batchSize, 500, 10_000)
+  const maxQueued = positiveInteger('forward.maxQueued', value.maxQueued, 10_000, 10_000_000)
+  if (maxQueued < batchSize) {
+    throw new SqreenAuthError(
+      'ERR_SQREEN_OPTION_TYPE',
+      `"forward.maxQueued" (${maxQueued}) must be at least "forward.batchSize" (${batchSize}).`,
+    )
+  }
+  const expiresInMs = duration('forward.expiresIn', value.expiresIn, 60_000)
+  if (expiresInMs < 1_000 || expiresInMs > 3_600_000) {
+    throw new SqreenAuthError(
+      'ERR_SQREEN_OPTION_TYPE',
+      `"forward.expiresIn" must be from 1 s to 1 h (the hub refuses batches that live longer than its limit, 5 min by default), got ${expiresInMs} ms.`,
+    )
+  }
+  return Object.freeze({
+    url: httpUrl('forward.url', value.url),
+    key: Object.freeze(signingKey(value.key)),
+    batchSize,
+    flushIntervalMs: duration('forward.flushInterval', value.flushInterval, 1_000),
+    maxQueued,
+    timeoutMs: positiveNumber('forward.timeout', value.timeout, 10_000),
+    baseDelayMs: positiveNumber('forward.baseDelay', value.baseDelay, 1_000, true),
+    maxDelayMs: positiveNumber('forward.maxDelay', value.maxDelay, 60_000, true),
+    expiresInSeconds: Math.ceil(expiresInMs / 1000),
+    closeTimeoutMs: positiveNumber('forward.closeTimeout', value.closeTimeout, 5_000, true),
+    flushOnExit: resolveBoolean('forward.flushOnExit', value.flushOnExit, false),
+  })
+}
+
 /**
  * Validates options once, at setup, and returns a frozen config. Unknown keys are an
  * error (a typo would otherwise silently disable a feature); the caller's object is
@@ -508,7 +586,26 @@ export const resolveOptions = (input: unknown = {}): Config => {
     delivery: resolveDelivery(options.delivery),
     block: resolveBlock(options.block),
     clock: optionalFunction<() => number>(options, 'clock') ?? Date.now,
+    forward: resolveForward(options.forward),
   })
 }
 
 export type { Identity }
+// The Security Hub (lib/hub/options.ts) scores and alerts like the middleware and
+// validates those options with the same rules and messages.
+export {
+  checkKeys,
+  httpUrl,
+  isObject,
+  positiveNumber,
+  resolveBoolean,
+  resolveDelivery,
+  resolveEmail,
+  resolveLogger,
+  resolvePoints,
+  resolveSlack,
+  resolveStore,
+  resolveTrigger,
+  resolveWebhook,
+  typeError,
+}

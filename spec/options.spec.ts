@@ -182,6 +182,13 @@ const CASES: readonly Case[] = [
     code: 'ERR_SQREEN_ANON_EMAIL',
     says: ['valid domain'],
   },
+  // The forward option (spec/transport.forward.spec.ts covers its other refusals).
+  {
+    title: 'forward without a key',
+    run: setupWith(base({ forward: { url: 'https://hub.example/v1/events' } })),
+    code: 'ERR_SQREEN_FORWARD_KEY',
+    says: ['"forward.key" is required', 'Ed25519'],
+  },
 ]
 
 describe('options: every setup error has a stable code and a helpful message', () => {

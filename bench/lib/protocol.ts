@@ -1,7 +1,8 @@
 // What the parent (bench/capture.ts) and the server child (bench/lib/server.ts) share.
 // Kept apart from server.ts because importing that file starts a server.
 
-export type ServerMode = 'baseline' | 'candidate'
+/** `forward`: the candidate plus `forward` to a local Security Hub (bench/capture.ts --forward). */
+export type ServerMode = 'baseline' | 'candidate' | 'forward'
 /** Which build of sqreen-auth the candidate loads: lib/ through tsx, or the tsc output in dist/. */
 export type ServerTarget = 'source' | 'dist'
 

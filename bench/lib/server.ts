@@ -16,8 +16,8 @@ import { Strategy as LocalStrategy } from 'passport-local'
 import { type ChildMessage, type ParentMessage, USERS } from './protocol.js'
 
 const mode = process.argv[2]
-if (mode !== 'baseline' && mode !== 'candidate') {
-  throw new Error(`usage: server.ts baseline|candidate (got ${String(mode)})`)
+if (mode !== 'baseline' && mode !== 'candidate' && mode !== 'forward') {
+  throw new Error(`usage: server.ts baseline|candidate|forward (got ${String(mode)})`)
 }
 const target = process.argv[3] ?? 'source'
 if (target !== 'source' && target !== 'dist') throw new Error(`unknown target "${target}": source or dist`)
@@ -61,8 +61,15 @@ app.use(auth.initialize())
 // check that the candidate really captured every login it measured.
 // BENCH_SCORING=off measures capture alone (as when a Security Hub scores centrally).
 const scoring = process.env.BENCH_SCORING !== 'off'
+// `forward` adds only the forwarder, to the hub at BENCH_FORWARD_URL (HS256, BENCH_FORWARD_KEY).
+const forward =
+  mode === 'forward'
+    ? { forward: { url: process.env.BENCH_FORWARD_URL ?? '', key: process.env.BENCH_FORWARD_KEY ?? '' } }
+    : {}
 const sqreen =
-  mode === 'candidate' ? sqreenAuth({ passport: auth, scoring, onEvent: (e) => bump(events, e.type) }) : undefined
+  mode === 'baseline'
+    ? undefined
+    : sqreenAuth({ passport: auth, scoring, onEvent: (e) => bump(events, e.type), ...forward })
 if (sqreen) app.use(sqreen)
 
 app.get('/hello', (_req, res) => {

@@ -163,6 +163,13 @@ export const createRiskEngine = (config: RiskEngineConfig, diag: Diagnostics): R
     const parsed = Date.parse(event.at)
     const now = Number.isFinite(parsed) ? parsed : config.clock()
     const plan = planEvent(event, now, now - RETENTION, alertField)
+    if (sync) {
+      // The memory store's path: the same steps as below, without a closure per step.
+      const facts = plan.facts.length === 0 ? NO_RESULTS : sync.runSync(plan.facts, now)
+      const { ops, scoreAt } = scoreOps(plan, decide(plan, facts, points), now)
+      const results = ops.length === 0 ? NO_RESULTS : sync.runSync(ops, now)
+      return afterScore(event, now, results[scoreAt] as ScoreResult | undefined)
+    }
     return step(plan.facts, now, (facts) => {
       const decision = decide(plan, facts, points)
       const { ops, scoreAt } = scoreOps(plan, decision, now)

@@ -50,6 +50,13 @@ export interface IpFacts {
   readonly display: string | undefined
 }
 
+/**
+ * A concatenation is a two-part string until first hashed, and hashing it (as a
+ * store key) then keeps both parts alive beside the flat copy: property keys are
+ * always flat (interned), so this returns one flat string for a key kept long.
+ */
+const flat = (s: string): string => Object.keys({ [s]: 0 })[0] ?? s
+
 // Logins come from far fewer addresses than they are many: a bounded cache spares
 // the parsing on every event and lets ledger entries share one string per prefix.
 const cache = new Map<string, IpFacts | undefined>()
@@ -61,7 +68,7 @@ export const ipFacts = (ip: string | null): IpFacts | undefined => {
   let facts = cache.get(ip)
   if (facts === undefined && !cache.has(ip)) {
     const prefix = prefixOf(ip)
-    facts = prefix === undefined ? undefined : { prefix, key: `ip:${prefix}`, display: truncate(ip) }
+    facts = prefix === undefined ? undefined : { prefix, key: flat(`ip:${prefix}`), display: truncate(ip) }
     if (cache.size >= CACHE_MAX) cache.clear()
     cache.set(ip, facts)
   }

@@ -97,6 +97,17 @@ const append = <T>(list: T[], item: T): T[] => {
   return next
 }
 
+/** The items that pass, in an array of exactly their number (`filter` leaves spare capacity); the same array if all pass. */
+const keep = <T>(list: T[], pass: (item: T) => boolean): T[] => {
+  let n = 0
+  for (const item of list) if (pass(item)) n++
+  if (n === list.length) return list
+  const kept = new Array<T>(n)
+  let i = 0
+  for (const item of list) if (pass(item)) kept[i++] = item
+  return kept
+}
+
 /**
  * At most this many recent hits are counted per window (`WINDOW_CAP` in the Store
  * contract): counts saturate there, which is enough because every threshold is
@@ -169,9 +180,7 @@ export class MemoryStore implements Store {
       }
       const [key, owner] = next.value
       if (owner.expires <= now) this.#delete(key, owner)
-      else if (owner.slots.some((slot) => slot.expires <= now)) {
-        owner.slots = owner.slots.filter((slot) => slot.expires > now)
-      }
+      else owner.slots = keep(owner.slots, (slot) => slot.expires > now)
     }
     this.#sweepCursor = cursor
   }
@@ -256,9 +265,7 @@ export class MemoryStore implements Store {
 
   #remove(owner: Owner | undefined, field: string): void {
     if (owner === undefined) return
-    const index = owner.slots.findIndex((slot) => slot.field === field)
-    if (index === -1) return
-    const slots = owner.slots.filter((_, i) => i !== index)
+    const slots = keep(owner.slots, (slot) => slot.field !== field)
     owner.slots = slots
     // An owner with no slot left is dropped by the next sweep or lookup.
     if (slots.length === 0) owner.expires = 0

@@ -1,0 +1,284 @@
+import type { KeyObject } from 'node:crypto'
+import { SqreenAuthError } from '../errors.js'
+import type { EmailOptions } from '../notify/email.js'
+import type { FetchLike } from '../notify/http.js'
+import {
+  checkKeys,
+  didYouMean,
+  isObject,
+  type Logger,
+  positiveNumber,
+  resolveDelivery,
+  resolveEmail,
+  resolveLogger,
+  resolvePoints,
+  resolveSlack,
+  resolveStore,
+  resolveTrigger,
+  resolveWebhook,
+  typeError,
+} from '../options.js'
+import type { RiskAlert } from '../risk/alert.js'
+import type { Detection } from '../risk/points.js'
+import { parseDuration, type RiskTrigger } from '../risk/trigger.js'
+import type { Store } from '../store/store.js'
+import { type VerificationKey, verificationKey } from './keys.js'
+
+/** Dashboard and API sign-in with JWTs issued elsewhere (an SSO, a CLI), verified with jose. */
+export interface HubJwtOptions {
+  /** An HS256 secret (>= 32 bytes) or a public key (Ed25519, RSA, P-256/P-384; KeyObject or PEM). Its type pins the algorithm. */
+  key: string | Buffer | KeyObject
+  /** Required `iss`. Defaults to none (not checked). */
+  issuer?: string
+  /** Required `aud`. Defaults to none (not checked). */
+  audience?: string
+}
+
+export interface HubLimits {
+  /** Largest request body (a signed batch), bytes. Defaults to `4_194_304` (4 MiB). */
+  body: number
+  /** Events per batch. Defaults to `1000`. */
+  events: number
+  /** Users the dashboard remembers (least recently seen evicted). Defaults to `10000`. */
+  users: number
+  /** Recent events kept per user for the timeline. Defaults to `50`. */
+  eventsPerUser: number
+  /** Recent alerts kept. Defaults to `200`. */
+  alerts: number
+  /** Batch ids remembered against replays (each until its `exp`). Defaults to `100000`. */
+  replay: number
+  /** Batches scored at once; more get 503 + Retry-After. Defaults to `4`. */
+  concurrency: number
+}
+
+export interface HubOptions {
+  /**
+   * Verifies forwarded batches: the forwarders' shared HS256 secret (>= 32 bytes), or the
+   * Ed25519 public key (KeyObject or PEM) of their private `forward.key`. Only that key's
+   * algorithm is accepted. Required.
+   */
+  key: string | Buffer | KeyObject
+  /**
+   * Bearer token for the JSON API and the dashboard's sign-in (>= 32 characters). Either
+   * `token` or `jwt` is required: the hub has no open default.
+   */
+  token: string | undefined
+  /** Accept JWTs (verified with jose) instead of, or besides, `token`. Defaults to none. */
+  jwt: HubJwtOptions | undefined
+  /** Where ledgers live. Defaults to a new `MemoryStore()` (closed with the hub). */
+  store: Store
+  /** As in `sqreenAuth()`: points table, trigger, half-life, score cap. */
+  points: Partial<Record<Detection, number | false>>
+  trigger: RiskTrigger | false
+  halfLife: number | string
+  maxScore: number
+  /** Alerts raised by the hub, centrally: callback, Slack, e-mail, webhook, as in `sqreenAuth()`. */
+  onAlert: ((alert: RiskAlert) => unknown) | undefined
+  slack: string | { webhookUrl: string } | undefined
+  email: EmailOptions | undefined
+  webhook: { url: string; secret: string | Buffer } | undefined
+  fetch: FetchLike | undefined
+  delivery: Partial<{
+    timeout: number
+    retries: number
+    baseDelay: number
+    maxDelay: number
+    maxQueued: number
+    closeTimeout: number
+  }>
+  /** Defaults to `console`. */
+  logger: Logger
+  /** Time source for scoring and the views, epoch ms. Defaults to `Date.now`. */
+  clock: () => number
+  /** Size limits (see `HubLimits`). */
+  limits: Partial<HubLimits>
+  /** Longest lifetime (`exp - iat`) of a batch, ms or a duration. Defaults to `'5m'`. */
+  maxTokenAge: number | string
+  /** Clock skew allowed on `iat` / `exp` and on event times, ms or a duration. Defaults to `'30s'`. */
+  clockTolerance: number | string
+  /** How long a dashboard sign-in lasts, ms or a duration. Defaults to `'12h'`. */
+  sessionTtl: number | string
+}
+
+export interface HubConfig {
+  readonly key: VerificationKey
+  readonly token: string | undefined
+  readonly jwt:
+    | { readonly key: VerificationKey; readonly issuer: string | undefined; readonly audience: string | undefined }
+    | undefined
+  readonly store: Store | undefined
+  readonly points: Readonly<Record<Detection, number>>
+  readonly trigger: RiskTrigger | undefined
+  readonly halfLifeMs: number
+  readonly maxScore: number
+  readonly onAlert: HubOptions['onAlert']
+  readonly slack: { readonly webhookUrl: string } | undefined
+  readonly email: EmailOptions | undefined
+  readonly webhook: { readonly url: string; readonly secret: string | Buffer } | undefined
+  readonly fetch: FetchLike | undefined
+  readonly delivery: ReturnType<typeof resolveDelivery>
+  readonly logger: Logger
+  readonly clock: () => number
+  readonly limits: Readonly<HubLimits>
+  readonly maxTokenAgeSeconds: number
+  readonly clockToleranceSeconds: number
+  readonly sessionTtlMs: number
+}
+
+const KNOWN_KEYS = [
+  'key',
+  'token',
+  'jwt',
+  'store',
+  'points',
+  'trigger',
+  'halfLife',
+  'maxScore',
+  'onAlert',
+  'slack',
+  'email',
+  'webhook',
+  'fetch',
+  'delivery',
+  'logger',
+  'clock',
+  'limits',
+  'maxTokenAge',
+  'clockTolerance',
+  'sessionTtl',
+] as const satisfies readonly (keyof HubOptions)[]
+
+const LIMIT_KEYS = [
+  'body',
+  'events',
+  'users',
+  'eventsPerUser',
+  'alerts',
+  'replay',
+  'concurrency',
+] as const satisfies readonly (keyof HubLimits)[]
+
+const DEFAULT_LIMITS: HubLimits = {
+  body: 4 * 1024 * 1024,
+  events: 1000,
+  users: 10_000,
+  eventsPerUser: 50,
+  alerts: 200,
+  replay: 100_000,
+  concurrency: 4,
+}
+
+export const MIN_TOKEN_LENGTH = 32
+
+const integer = (name: string, value: unknown, fallback: number): number => {
+  if (value === undefined) return fallback
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1)
+    throw typeError(name, 'a positive integer', value)
+  return value
+}
+
+const duration = (name: string, value: unknown, fallback: number): number =>
+  value === undefined ? fallback : parseDuration(value as number | string, name)
+
+const resolveToken = (value: unknown): string | undefined => {
+  if (value === undefined) return undefined
+  if (typeof value !== 'string' || value.length < MIN_TOKEN_LENGTH) {
+    throw new SqreenAuthError(
+      'ERR_SQREEN_HUB_AUTH',
+      `"token" must be a string of at least ${MIN_TOKEN_LENGTH} characters (e.g. \`openssl rand -base64 32\`), got ${typeof value === 'string' ? `${value.length} characters` : typeof value}.`,
+    )
+  }
+  return value
+}
+
+const resolveJwt = (value: unknown): HubConfig['jwt'] => {
+  if (value === undefined) return undefined
+  if (!isObject(value)) throw typeError('jwt', 'an object { key, issuer?, audience? }', value)
+  checkKeys('jwt', value, ['key', 'issuer', 'audience'])
+  for (const name of ['issuer', 'audience'] as const) {
+    if (value[name] !== undefined && typeof value[name] !== 'string')
+      throw typeError(`jwt.${name}`, 'a string', value[name])
+  }
+  return Object.freeze({
+    key: Object.freeze(
+      verificationKey(value.key, 'jwt.key', 'ERR_SQREEN_HUB_AUTH', ['HS256', 'EdDSA', 'RS256', 'ES256', 'ES384']),
+    ),
+    issuer: value.issuer as string | undefined,
+    audience: value.audience as string | undefined,
+  })
+}
+
+const resolveLimits = (value: unknown): Readonly<HubLimits> => {
+  if (value !== undefined && !isObject(value)) throw typeError('limits', 'an object', value)
+  const given = (value ?? {}) as Record<string, unknown>
+  checkKeys('limits', given, LIMIT_KEYS)
+  const limits = { ...DEFAULT_LIMITS }
+  for (const name of LIMIT_KEYS) limits[name] = integer(`limits.${name}`, given[name], DEFAULT_LIMITS[name])
+  return Object.freeze(limits)
+}
+
+/**
+ * Validates `sqreenHub()`'s options once, with the same rules (and the same
+ * messages) as `sqreenAuth()` for what they share. There is no open default:
+ * without `token` or `jwt` the hub would serve its data to anyone.
+ */
+export const resolveHubOptions = (input: unknown): HubConfig => {
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) {
+    throw new SqreenAuthError(
+      'ERR_SQREEN_OPTIONS',
+      `sqreenHub() takes an options object { key, token }, got ${Array.isArray(input) ? 'an array' : input === null ? 'null' : typeof input}.`,
+    )
+  }
+  const options = input as Record<string, unknown>
+  for (const key of Object.keys(options)) {
+    if (!(KNOWN_KEYS as readonly string[]).includes(key)) {
+      throw new SqreenAuthError(
+        'ERR_SQREEN_UNKNOWN_OPTION',
+        `Unknown sqreenHub() option "${key}".${didYouMean(key, KNOWN_KEYS)}`,
+      )
+    }
+  }
+  const token = resolveToken(options.token)
+  const jwt = resolveJwt(options.jwt)
+  if (token === undefined && jwt === undefined) {
+    throw new SqreenAuthError(
+      'ERR_SQREEN_HUB_AUTH',
+      'sqreenHub() needs access control for its API and dashboard: pass "token" (a secret of at least 32 characters, e.g. `openssl rand -base64 32`) or "jwt": { key }.',
+    )
+  }
+  if (options.key === undefined) {
+    throw new SqreenAuthError(
+      'ERR_SQREEN_HUB_KEY',
+      'sqreenHub() needs "key" to verify forwarded batches: the forwarders\' HS256 secret (at least 32 bytes) or the Ed25519 public key of their forward.key.',
+    )
+  }
+  const fn = <T>(name: string): T | undefined => {
+    const value = options[name]
+    if (value === undefined) return undefined
+    if (typeof value !== 'function') throw typeError(name, 'a function', value)
+    return value as T
+  }
+  const maxTokenAgeMs = duration('maxTokenAge', options.maxTokenAge, 300_000)
+  return Object.freeze({
+    key: Object.freeze(verificationKey(options.key, 'key', 'ERR_SQREEN_HUB_KEY', ['HS256', 'EdDSA'])),
+    token,
+    jwt,
+    store: resolveStore(options.store),
+    points: resolvePoints(options.points),
+    trigger: resolveTrigger(options.trigger),
+    halfLifeMs: duration('halfLife', options.halfLife, 7 * 86_400_000),
+    maxScore: positiveNumber('maxScore', options.maxScore, 100),
+    onAlert: fn<HubOptions['onAlert']>('onAlert'),
+    slack: resolveSlack(options.slack),
+    email: resolveEmail(options.email),
+    webhook: resolveWebhook(options.webhook),
+    fetch: fn<FetchLike>('fetch'),
+    delivery: resolveDelivery(options.delivery),
+    logger: resolveLogger(options.logger),
+    clock: fn<() => number>('clock') ?? Date.now,
+    limits: resolveLimits(options.limits),
+    maxTokenAgeSeconds: Math.max(1, Math.round(maxTokenAgeMs / 1000)),
+    clockToleranceSeconds: Math.round(duration('clockTolerance', options.clockTolerance, 30_000) / 1000),
+    sessionTtlMs: duration('sessionTtl', options.sessionTtl, 12 * 3_600_000),
+  })
+}

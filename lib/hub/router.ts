@@ -1,0 +1,349 @@
+import { createRequire } from 'node:module'
+import type expressModule from 'express'
+import type { NextFunction, Request, Response, Router } from 'express'
+import { createDiagnostics, type DiagnosticsSnapshot } from '../diagnostics.js'
+import { SqreenAuthError } from '../errors.js'
+import { createDispatcher } from '../notify/dispatcher.js'
+import type { RiskAlert } from '../risk/alert.js'
+import { createRiskEngine } from '../risk/engine.js'
+import type { RiskSnapshot } from '../risk/ledger.js'
+import { MemoryStore } from '../store/memory.js'
+import { HUB_CSS, HUB_JS } from './assets.js'
+import { createAuth, type Principal, SESSION_COOKIE } from './auth.js'
+import { BATCH_CONTENT_TYPE, BATCH_SIGNATURE_HEADER, createIngest } from './ingest.js'
+import { type HubOptions, resolveHubOptions } from './options.js'
+import { loginPage, notFoundPage, overviewPage, type PageContext, userPage } from './pages.js'
+import { createQueries } from './queries.js'
+import { HubViews } from './views.js'
+
+export interface SqreenHub extends Router {
+  /** A user's risk as the hub's engine sees it. */
+  risk(userKey: string): Promise<RiskSnapshot>
+  /** Counters (events in, accepted, rejected, duplicates, dropped upstream, deliveries...) and problems. */
+  stats(): DiagnosticsSnapshot
+  /** Waits for alert deliveries (bounded), then releases the store it created. Idempotent. */
+  close(): Promise<void>
+}
+
+const loadExpress = (): typeof expressModule => {
+  try {
+    // Resolved from this package, which npm dedupes with the application's copy (a peer
+    // dependency); loaded here, not at import time, so sqreenAuth() never needs express.
+    return createRequire(import.meta.url)('express') as typeof expressModule
+  } catch {
+    throw new SqreenAuthError(
+      'ERR_SQREEN_HUB_EXPRESS',
+      'sqreenHub() returns an Express router and needs the "express" package (npm install express).',
+    )
+  }
+}
+
+const CSP =
+  "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+
+/**
+ * Headers every hub answer carries. The application's own (helmet's, say) win
+ * where it set them; where it set none, the dashboard still gets a strict policy.
+ */
+const secure = (res: Response): void => {
+  res.setHeader('Cache-Control', 'no-store')
+  res.setHeader('X-Content-Type-Options', 'nosniff')
+  if (!res.getHeader('Referrer-Policy')) res.setHeader('Referrer-Policy', 'no-referrer')
+  if (!res.getHeader('X-Frame-Options')) res.setHeader('X-Frame-Options', 'DENY')
+  if (!res.getHeader('Content-Security-Policy')) res.setHeader('Content-Security-Policy', CSP)
+}
+
+/** The raw request body, or why it cannot be had. */
+type Body = Buffer | 'too_large' | 'consumed'
+
+/** The raw request body as bytes (the batch signature covers them exactly), bounded by `limit`. */
+const readBody = (req: Request, limit: number): Promise<Body> => {
+  // An application-wide body parser may have read it already: express.raw() and express.text()
+  // leave the bytes (or their UTF-8 text); express.json() leaves an object, whose bytes are gone.
+  const parsed = req.body as unknown
+  if (Buffer.isBuffer(parsed)) return Promise.resolve(parsed.length > limit ? 'too_large' : parsed)
+  if (typeof parsed === 'string') {
+    const bytes = Buffer.from(parsed, 'utf8')
+    return Promise.resolve(bytes.length > limit ? 'too_large' : bytes)
+  }
+  // Read by someone else (express.json(), say): waiting for 'end' would wait forever.
+  if (req.readableEnded) return Promise.resolve('consumed')
+  const declared = Number(req.headers['content-length'])
+  if (Number.isFinite(declared) && declared > limit) return Promise.resolve('too_large')
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    let size = 0
+    const onData = (chunk: Buffer): void => {
+      size += chunk.length
+      if (size > limit) {
+        req.off('data', onData)
+        resolve('too_large')
+        return
+      }
+      chunks.push(chunk)
+    }
+    req.on('data', onData)
+    req.once('end', () => resolve(Buffer.concat(chunks, size)))
+    req.once('error', reject)
+  })
+}
+
+const wantsCrossSite = (req: Request): boolean => req.headers['sec-fetch-site'] === 'cross-site'
+
+/**
+ * The self-hosted Security Hub: an Express router that receives signed batches
+ * from `sqreenAuth({ forward })`, scores them with the same risk engine, raises
+ * the same alerts centrally, and serves a JSON API and a dashboard. Mount it
+ * where you like: `app.use('/sqreen', sqreenHub({ key, token }))`.
+ *
+ * - `POST /v1/events`: signed batches (a JSON body, its detached JWS in `Sqreen-Signature`;
+ *   the configured key's algorithm only).
+ * - `GET /v1/users?sort=score|rise&limit=`, `GET /v1/users/:userKey`, `GET /v1/alerts`,
+ *   `GET /v1/stats`: JSON, for `Authorization: Bearer <token or JWT>` or a session.
+ * - `GET /`, `GET /users/:userKey`: the dashboard; `GET|POST /login`, `POST /logout`.
+ */
+export const sqreenHub = (options: Partial<HubOptions>): SqreenHub => {
+  const config = resolveHubOptions(options)
+  const express = loadExpress()
+  const diag = createDiagnostics(config.logger)
+  const store = config.store ?? new MemoryStore()
+  const views = new HubViews(config.limits)
+  const dispatcher = createDispatcher(config, diag)
+  const engine = createRiskEngine(
+    {
+      store,
+      points: config.points,
+      trigger: config.trigger,
+      halfLifeMs: config.halfLifeMs,
+      maxScore: config.maxScore,
+      clock: config.clock,
+      onAlert: (alert: RiskAlert) => {
+        views.alert(alert)
+        dispatcher.dispatch(alert)
+      },
+    },
+    diag,
+  )
+  const ingest = createIngest(config, engine, views, diag)
+  const queries = createQueries(engine, views, config)
+  const auth = createAuth(config)
+  const router = express.Router()
+  let closing: Promise<void> | undefined
+
+  const ctx = (req: Request, principal?: Principal): PageContext =>
+    principal === undefined ? { base: req.baseUrl } : { base: req.baseUrl, subject: principal.subject }
+
+  const html = (res: Response, status: number, body: string): void => {
+    secure(res)
+    res.status(status).type('html').send(body)
+  }
+
+  const json = (res: Response, status: number, body: unknown): void => {
+    secure(res)
+    res.status(status).type('json').send(JSON.stringify(body))
+  }
+
+  /** Never lets an async handler's error escape (Express 4 would not catch it). */
+  const guarded =
+    (handler: (req: Request, res: Response, next: NextFunction) => Promise<void>) =>
+    (req: Request, res: Response, next: NextFunction): void => {
+      handler(req, res, next).catch((err: unknown) => {
+        diag.error('hub_handler_failed', 'a hub request failed', err)
+        if (!res.headersSent) json(res, 500, { error: 'internal' })
+      })
+    }
+
+  // Ingest: authenticated by the batch signature itself, not by the token.
+  router.post(
+    '/v1/events',
+    guarded(async (req, res) => {
+      const type = String(req.headers['content-type'] ?? '')
+        .split(';')[0]
+        ?.trim()
+        .toLowerCase()
+      if (type !== BATCH_CONTENT_TYPE) {
+        json(res, 415, { error: 'content_type', message: `send the signed batch as ${BATCH_CONTENT_TYPE}` })
+        return
+      }
+      const body = await readBody(req, config.limits.body)
+      if (body === 'too_large') {
+        diag.count('hub.batches_refused')
+        res.setHeader('Connection', 'close')
+        json(res, 413, { error: 'too_large', message: `a batch may be at most ${config.limits.body} bytes` })
+        return
+      }
+      if (body === 'consumed') {
+        // The hub's setup, not the sender, is at fault: a 5xx keeps the forwarders' events
+        // queued (they retry) until the hub is mounted before the body parser.
+        diag.error(
+          'hub_body_consumed',
+          'a body parser mounted before the hub (express.json()?) read a forwarded batch, whose signature covers the exact bytes: mount the hub before it',
+        )
+        json(res, 500, { error: 'body_consumed', message: 'the hub could not read the batch body' })
+        return
+      }
+      const signature = req.headers[BATCH_SIGNATURE_HEADER]
+      const result = await ingest.ingest(body, typeof signature === 'string' ? signature : undefined)
+      if (result.retryAfterSeconds !== undefined) res.setHeader('Retry-After', String(result.retryAfterSeconds))
+      json(res, result.status, result.body)
+    }),
+  )
+
+  router.get('/static/hub.css', (_req, res) => {
+    res.setHeader('Cache-Control', 'no-cache')
+    res.setHeader('X-Content-Type-Options', 'nosniff')
+    res.type('css').send(HUB_CSS)
+  })
+  router.get('/static/hub.js', (_req, res) => {
+    res.setHeader('Cache-Control', 'no-cache')
+    res.setHeader('X-Content-Type-Options', 'nosniff')
+    res.type('js').send(HUB_JS)
+  })
+
+  router.get('/login', (req, res) => {
+    if (auth.session(req)) res.redirect(303, `${req.baseUrl}/`)
+    else html(res, 200, loginPage(ctx(req)))
+  })
+
+  router.post(
+    '/login',
+    express.urlencoded({ extended: false, limit: '16kb' }),
+    guarded(async (req, res) => {
+      if (wantsCrossSite(req)) {
+        html(res, 403, loginPage(ctx(req), 'Sign in from the hub itself.'))
+        return
+      }
+      const given = (req.body as { token?: unknown } | undefined)?.token
+      const principal = typeof given === 'string' ? await auth.verify(given.trim()) : undefined
+      if (principal === undefined) {
+        diag.count('hub.logins_failed')
+        html(res, 401, loginPage(ctx(req), 'That token is not valid.'))
+        return
+      }
+      const value = auth.open(principal)
+      res.cookie(SESSION_COOKIE, value, {
+        httpOnly: true,
+        sameSite: 'strict',
+        secure: req.secure,
+        path: req.baseUrl || '/',
+        maxAge: config.sessionTtlMs,
+      })
+      res.redirect(303, `${req.baseUrl}/`)
+    }),
+  )
+
+  router.post('/logout', (req, res) => {
+    if (!wantsCrossSite(req)) auth.end(req)
+    res.clearCookie(SESSION_COOKIE, {
+      httpOnly: true,
+      sameSite: 'strict',
+      secure: req.secure,
+      path: req.baseUrl || '/',
+    })
+    res.redirect(303, `${req.baseUrl}/login`)
+  })
+
+  const principalOf = async (req: Request): Promise<Principal | undefined> =>
+    auth.session(req) ?? (req.headers.authorization ? await auth.bearer(req) : undefined)
+
+  // The JSON API: 401 without a valid token, JWT or session, and never a byte of data.
+  router.use(
+    '/v1',
+    guarded(async (req, res, next) => {
+      const principal = await principalOf(req)
+      if (principal === undefined) {
+        res.setHeader('WWW-Authenticate', 'Bearer realm="sqreen-auth hub"')
+        json(res, 401, { error: 'unauthorized', message: 'send Authorization: Bearer <hub token or JWT>' })
+        return
+      }
+      next()
+    }),
+  )
+
+  const limitOf = (value: unknown, fallback: number): number => {
+    const n = Number(value)
+    return Number.isInteger(n) && n >= 1 ? Math.min(n, 500) : fallback
+  }
+
+  router.get(
+    '/v1/users',
+    guarded(async (req, res) => {
+      const sort = req.query.sort === 'rise' ? 'rise' : 'score'
+      json(res, 200, { sort, users: await queries.users(sort, limitOf(req.query.limit, 50)) })
+    }),
+  )
+  router.get(
+    '/v1/users/:userKey',
+    guarded(async (req, res) => {
+      const user = await queries.user(String(req.params.userKey))
+      if (user === undefined) json(res, 404, { error: 'not_found', message: 'no such user' })
+      else json(res, 200, user)
+    }),
+  )
+  router.get('/v1/alerts', (req, res) => {
+    json(res, 200, { alerts: queries.alerts(limitOf(req.query.limit, 50)) })
+  })
+  router.get('/v1/stats', (_req, res) => {
+    json(res, 200, { ...diag.snapshot(), users: views.userCount, alerts: views.alertCount })
+  })
+  router.use('/v1', (_req, res) => {
+    json(res, 404, { error: 'not_found' })
+  })
+
+  // The dashboard: people without a session are sent to the sign-in page.
+  const page =
+    (render: (req: Request, res: Response, principal: Principal) => Promise<void>) =>
+    async (req: Request, res: Response): Promise<void> => {
+      const principal = auth.session(req)
+      if (principal === undefined) {
+        secure(res)
+        res.redirect(303, `${req.baseUrl}/login`)
+        return
+      }
+      await render(req, res, principal)
+    }
+
+  router.get(
+    '/',
+    guarded(
+      page(async (req, res, principal) => {
+        const [riskiest, rising] = await Promise.all([queries.users('score', 10), queries.users('rise', 10)])
+        const keys = [...new Set([...riskiest, ...rising].map((u) => u.userKey))]
+        html(
+          res,
+          200,
+          overviewPage(ctx(req, principal), {
+            riskiest,
+            rising,
+            sparks: await queries.histories(keys),
+            alerts: queries.alerts(20),
+            stats: diag.snapshot(),
+            users: views.userCount,
+          }),
+        )
+      }),
+    ),
+  )
+  router.get(
+    '/users/:userKey',
+    guarded(
+      page(async (req, res, principal) => {
+        const user = await queries.user(String(req.params.userKey))
+        if (user === undefined) html(res, 404, notFoundPage(ctx(req, principal), 'No such user.'))
+        else html(res, 200, userPage(ctx(req, principal), user))
+      }),
+    ),
+  )
+
+  return Object.assign(router, {
+    risk: (userKey: string) => engine.risk(userKey),
+    stats: () => diag.snapshot(),
+    close: () => {
+      closing ??= (async () => {
+        await dispatcher.close(config.delivery.closeTimeoutMs)
+        if (config.store === undefined) await store.close()
+      })()
+      return closing
+    },
+  }) as SqreenHub
+}

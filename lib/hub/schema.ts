@@ -1,0 +1,203 @@
+import { isIP } from 'node:net'
+import type { AuthEvent, AuthEventType, FailureReason, Severity, StrategyAttempt } from '../event.js'
+
+/**
+ * Strict validation of forwarded events. A valid signature proves who sent a
+ * batch, not that its content is sane (a forwarder can be buggy, old or
+ * compromised), so every event is checked field by field and rebuilt from the
+ * checked fields only: unknown fields, `__proto__` / `constructor` keys, nested
+ * objects where flat records belong and oversized strings are refused. Reasons
+ * name fields, never values (they are echoed to the sender and counted).
+ */
+
+export type Checked = { readonly ok: true; readonly event: AuthEvent } | { readonly ok: false; readonly reason: string }
+
+export interface SchemaLimits {
+  /** Events dated further in the future than this (ms) are refused (clock skew allowance). */
+  readonly futureMs: number
+  /** Events older than this (ms) are refused: the engine keeps nothing that old. */
+  readonly pastMs: number
+}
+
+const TYPES = new Set<AuthEventType>(['login.succeeded', 'login.failed', 'login.error', 'signup', 'custom'])
+const REASONS = new Set<FailureReason>(['invalid_credentials', 'missing_credentials', 'blocked'])
+const SEVERITIES = new Set<Severity>(['low', 'medium', 'high', 'critical'])
+const OUTCOMES = new Set<StrategyAttempt['outcome']>(['succeeded', 'failed', 'error', 'redirect', 'pass', 'pending'])
+const FIELDS = new Set([
+  'id',
+  'type',
+  'at',
+  'source',
+  'mode',
+  'strategy',
+  'reason',
+  'identity',
+  'userKey',
+  'loginKey',
+  'ip',
+  'userAgent',
+  'status',
+  'attempts',
+  'error',
+  'name',
+  'severity',
+  'properties',
+])
+const SOURCES = new Set<AuthEvent['source']>(['passport', 'sdk'])
+const MODES = new Set<AuthEvent['mode']>(['automatic', 'advanced'])
+const ATTEMPT_FIELDS = new Set(['strategy', 'outcome', 'reason'])
+const ERROR_FIELDS = new Set(['name', 'code'])
+/** Keys that change an object's prototype or shadow its constructor when copied carelessly. */
+const POISON = new Set(['__proto__', 'constructor', 'prototype'])
+
+const MAX_ID = 64
+const MAX_SHORT = 128
+const MAX_KEY = 512
+const MAX_VALUE = 256
+const MAX_USER_AGENT = 512
+const MAX_IDENTITY_KEYS = 16
+const MAX_PROPERTIES = 32
+const MAX_ATTEMPTS = 16
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})$/
+const ID = /^[A-Za-z0-9_-]+$/
+const FIELD_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,31}$/
+
+class Invalid extends Error {}
+
+const invalid = (reason: string): never => {
+  throw new Invalid(reason)
+}
+
+/** A JSON object (the prototype of what JSON.parse builds), not an array or null. */
+const isPlainObject = (value: unknown): value is Record<string, unknown> => {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return false
+  const proto = Object.getPrototypeOf(value)
+  return proto === Object.prototype || proto === null
+}
+
+const str = (value: unknown, field: string, max: number, min = 1): string => {
+  if (typeof value !== 'string') return invalid(`${field} must be a string`)
+  if (value.length < min || value.length > max) return invalid(`${field} must have ${min} to ${max} characters`)
+  return value
+}
+
+const nullableStr = (value: unknown, field: string, max: number): string | null =>
+  value === null ? null : str(value, field, max)
+
+const oneOf = <T extends string>(value: unknown, field: string, allowed: ReadonlySet<T>): T => {
+  if (typeof value !== 'string' || !allowed.has(value as T)) return invalid(`${field} is not one of the allowed values`)
+  return value as T
+}
+
+/** A flat record of strings and numbers (and booleans when allowed), as identities and properties are. */
+const flat = (
+  value: unknown,
+  field: string,
+  maxKeys: number,
+  booleans: boolean,
+): Record<string, string | number | boolean> => {
+  if (!isPlainObject(value)) return invalid(`${field} must be an object`)
+  const keys = Object.keys(value)
+  if (keys.length > maxKeys) return invalid(`${field} has more than ${maxKeys} keys`)
+  const out: Record<string, string | number | boolean> = {}
+  for (const key of keys) {
+    if (key.length === 0 || key.length > 64 || POISON.has(key)) return invalid(`${field} has a forbidden key`)
+    const v = value[key]
+    if (typeof v === 'string') {
+      if (v.length > MAX_VALUE) return invalid(`${field} has a value longer than ${MAX_VALUE} characters`)
+    } else if (typeof v === 'number') {
+      if (!Number.isFinite(v)) return invalid(`${field} has a non-finite number`)
+    } else if (!(booleans && typeof v === 'boolean')) {
+      return invalid(`${field} values must be strings${booleans ? ', numbers or booleans' : ' or numbers'}`)
+    }
+    out[key] = v
+  }
+  return out
+}
+
+const only = (value: Record<string, unknown>, allowed: ReadonlySet<string>, field: string): void => {
+  for (const key in value) {
+    if (!allowed.has(key)) {
+      invalid(FIELD_NAME.test(key) ? `${field}unknown field "${key}"` : `${field}unknown field`)
+    }
+  }
+}
+
+const attempts = (value: unknown): StrategyAttempt[] => {
+  if (!Array.isArray(value) || value.length > MAX_ATTEMPTS)
+    return invalid(`attempts must be an array of at most ${MAX_ATTEMPTS}`)
+  return value.map((a: unknown) => {
+    if (!isPlainObject(a)) return invalid('attempts[] must be objects')
+    only(a, ATTEMPT_FIELDS, 'attempts[]: ')
+    const attempt: { strategy: string; outcome: StrategyAttempt['outcome']; reason?: FailureReason } = {
+      strategy: str(a.strategy, 'attempts[].strategy', MAX_SHORT),
+      outcome: oneOf(a.outcome, 'attempts[].outcome', OUTCOMES),
+    }
+    if (a.reason !== undefined) attempt.reason = oneOf(a.reason, 'attempts[].reason', REASONS)
+    return attempt
+  })
+}
+
+const errorInfo = (value: unknown): { name: string; code?: string } => {
+  if (!isPlainObject(value)) return invalid('error must be an object')
+  only(value, ERROR_FIELDS, 'error: ')
+  const out: { name: string; code?: string } = { name: str(value.name, 'error.name', MAX_SHORT) }
+  if (value.code !== undefined) out.code = str(value.code, 'error.code', MAX_SHORT)
+  return out
+}
+
+const build = (raw: unknown, now: number, limits: SchemaLimits): AuthEvent => {
+  if (!isPlainObject(raw)) return invalid('an event must be an object')
+  only(raw, FIELDS, '')
+  const at = str(raw.at, 'at', 40)
+  const time = ISO_TIME.test(at) ? Date.parse(at) : Number.NaN
+  if (!Number.isFinite(time)) return invalid('at must be an ISO 8601 time')
+  if (time > now + limits.futureMs) return invalid('at is in the future')
+  if (time < now - limits.pastMs) return invalid('at is too old')
+  const id = str(raw.id, 'id', MAX_ID)
+  if (!ID.test(id)) return invalid('id must be letters, digits, - or _')
+  const type = oneOf(raw.type, 'type', TYPES)
+  const ip = nullableStr(raw.ip, 'ip', 45)
+  if (ip !== null && isIP(ip) === 0) return invalid('ip must be an IPv4 or IPv6 address')
+  if (raw.strategy === undefined || raw.userKey === undefined || raw.userAgent === undefined || raw.ip === undefined)
+    return invalid('strategy, userKey, ip and userAgent are required (null when unknown)')
+  const event: {
+    -readonly [K in keyof AuthEvent]: AuthEvent[K]
+  } = {
+    id,
+    type,
+    at,
+    source: oneOf(raw.source, 'source', SOURCES),
+    mode: oneOf(raw.mode, 'mode', MODES),
+    strategy: nullableStr(raw.strategy, 'strategy', MAX_SHORT),
+    identity: flat(raw.identity, 'identity', MAX_IDENTITY_KEYS, false) as Record<string, string | number>,
+    userKey: nullableStr(raw.userKey, 'userKey', MAX_KEY),
+    ip,
+    userAgent: nullableStr(raw.userAgent, 'userAgent', MAX_USER_AGENT),
+  }
+  if (raw.reason !== undefined) event.reason = oneOf(raw.reason, 'reason', REASONS)
+  if (raw.loginKey !== undefined) event.loginKey = str(raw.loginKey, 'loginKey', MAX_KEY)
+  if (raw.status !== undefined) {
+    const status = raw.status
+    if (typeof status !== 'number' || !Number.isInteger(status) || status < 100 || status > 599)
+      return invalid('status must be an HTTP status code')
+    event.status = status
+  }
+  if (raw.attempts !== undefined) event.attempts = attempts(raw.attempts)
+  if (raw.error !== undefined) event.error = errorInfo(raw.error)
+  if (raw.name !== undefined) event.name = str(raw.name, 'name', MAX_SHORT)
+  if (raw.severity !== undefined) event.severity = oneOf(raw.severity, 'severity', SEVERITIES)
+  if (raw.properties !== undefined) event.properties = flat(raw.properties, 'properties', MAX_PROPERTIES, true)
+  if (type === 'custom' && event.name === undefined) return invalid('a custom event needs a name')
+  return event
+}
+
+/** Checks one forwarded event; never throws. */
+export const checkEvent = (raw: unknown, now: number, limits: SchemaLimits): Checked => {
+  try {
+    return { ok: true, event: build(raw, now, limits) }
+  } catch (err) {
+    if (err instanceof Invalid) return { ok: false, reason: err.message }
+    return { ok: false, reason: 'unreadable event' }
+  }
+}

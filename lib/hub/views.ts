@@ -1,0 +1,182 @@
+import type { AuthEvent, Identity } from '../event.js'
+import type { RiskAlert } from '../risk/alert.js'
+
+/** What the hub keeps of an event for people: enough for a timeline, nothing more. */
+export interface EventSummary {
+  readonly id: string
+  readonly type: AuthEvent['type']
+  readonly at: string
+  readonly strategy: string | null
+  readonly reason?: AuthEvent['reason']
+  readonly ip: string | null
+  readonly userAgent: string | null
+  readonly name?: string
+  readonly severity?: AuthEvent['severity']
+  readonly status?: number
+}
+
+export interface UserView {
+  readonly userKey: string
+  identity: Identity
+  firstSeen: number
+  lastSeen: number
+  succeeded: number
+  failed: number
+  other: number
+  /** Most recent last, at most `eventsPerUser`. */
+  events: EventSummary[]
+  /** Last known risk (from `engine.risk`), refreshed when read after new events or when stale. */
+  score: number
+  rise24h: number
+  refreshedAt: number
+  dirty: boolean
+}
+
+export interface ViewLimits {
+  readonly users: number
+  readonly eventsPerUser: number
+  readonly alerts: number
+}
+
+const summary = (e: AuthEvent): EventSummary => {
+  const s: { -readonly [K in keyof EventSummary]: EventSummary[K] } = {
+    id: e.id,
+    type: e.type,
+    at: e.at,
+    strategy: e.strategy,
+    ip: e.ip,
+    userAgent: e.userAgent,
+  }
+  if (e.reason !== undefined) s.reason = e.reason
+  if (e.name !== undefined) s.name = e.name
+  if (e.severity !== undefined) s.severity = e.severity
+  if (e.status !== undefined) s.status = e.status
+  return s
+}
+
+/**
+ * The hub's own bounded views for the API and the dashboard. The `Store`
+ * contract has no listing operation (and a Redis store shared by many hubs
+ * should not be scanned), so the hub remembers which users it has seen, their
+ * recent events and the alerts it raised, each capped; scores come from the
+ * engine. Users are kept least-recently-seen first, so the cap evicts the
+ * quietest user.
+ */
+export class HubViews {
+  readonly #users = new Map<string, UserView>()
+  /**
+   * Walks the users in eviction order. Kept between evictions: a fresh `keys()` would
+   * start at the table's first slot and step over every slot freed by earlier deletes
+   * (V8 compacts a Map only when it grows), which made each eviction O(users).
+   */
+  #evictOrder: IterableIterator<string> | undefined
+  readonly #alerts: RiskAlert[] = []
+  readonly #limits: ViewLimits
+
+  constructor(limits: ViewLimits) {
+    this.#limits = limits
+  }
+
+  get userCount(): number {
+    return this.#users.size
+  }
+
+  record(event: AuthEvent): void {
+    const key = event.userKey
+    if (key === null) return
+    const at = Date.parse(event.at)
+    let view = this.#users.get(key)
+    if (view === undefined) {
+      view = {
+        userKey: key,
+        identity: event.identity,
+        firstSeen: at,
+        lastSeen: at,
+        succeeded: 0,
+        failed: 0,
+        other: 0,
+        events: [],
+        score: 0,
+        rise24h: 0,
+        refreshedAt: 0,
+        dirty: true,
+      }
+    } else {
+      // Re-inserted at the end: the Map's order is the eviction order.
+      this.#users.delete(key)
+    }
+    this.#users.set(key, view)
+    if (event.type === 'login.succeeded') view.succeeded++
+    else if (event.type === 'login.failed') view.failed++
+    else view.other++
+    if (Object.keys(event.identity).length > 0) view.identity = event.identity
+    view.firstSeen = Math.min(view.firstSeen, at)
+    view.lastSeen = Math.max(view.lastSeen, at)
+    view.dirty = true
+    this.#push(view, [summary(event)])
+    // The engine merges the failures recorded under an attempted login into the user
+    // who then logs in with it; the timeline follows, so the brute force shows there.
+    if (event.type === 'login.succeeded' && event.loginKey !== undefined && event.loginKey !== key) {
+      const attacked = this.#users.get(event.loginKey)
+      if (attacked !== undefined) {
+        this.#users.delete(event.loginKey)
+        view.failed += attacked.failed
+        view.succeeded += attacked.succeeded
+        view.other += attacked.other
+        view.firstSeen = Math.min(view.firstSeen, attacked.firstSeen)
+        this.#push(view, attacked.events)
+      }
+    }
+    if (this.#users.size > this.#limits.users) this.#evict()
+  }
+
+  #evict(): void {
+    this.#evictOrder ??= this.#users.keys()
+    let next = this.#evictOrder.next()
+    if (next.done) {
+      this.#evictOrder = this.#users.keys()
+      next = this.#evictOrder.next()
+    }
+    if (!next.done) this.#users.delete(next.value)
+  }
+
+  #push(view: UserView, events: readonly EventSummary[]): void {
+    if (events.length === 1 && (view.events.length === 0 || (view.events.at(-1)?.at ?? '') <= (events[0]?.at ?? ''))) {
+      view.events.push(events[0] as EventSummary)
+    } else {
+      view.events = [...view.events, ...events].sort((a, b) => Date.parse(a.at) - Date.parse(b.at))
+    }
+    if (view.events.length > this.#limits.eventsPerUser) {
+      view.events.splice(0, view.events.length - this.#limits.eventsPerUser)
+    }
+  }
+
+  alert(alert: RiskAlert): void {
+    this.#alerts.push(alert)
+    if (this.#alerts.length > this.#limits.alerts) this.#alerts.shift()
+    const view = this.#users.get(alert.userKey)
+    if (view) view.dirty = true
+  }
+
+  /** Newest first. */
+  alerts(limit: number, userKey?: string): RiskAlert[] {
+    const out: RiskAlert[] = []
+    for (let i = this.#alerts.length - 1; i >= 0 && out.length < limit; i--) {
+      const a = this.#alerts[i] as RiskAlert
+      if (userKey === undefined || a.userKey === userKey) out.push(a)
+    }
+    return out
+  }
+
+  get alertCount(): number {
+    return this.#alerts.length
+  }
+
+  user(userKey: string): UserView | undefined {
+    return this.#users.get(userKey)
+  }
+
+  users(): IterableIterator<UserView> {
+    return this.#users.values()
+  }
+}

@@ -1,0 +1,462 @@
+import { randomUUID } from 'node:crypto'
+import { FlattenedSign } from 'jose'
+import type { Diagnostics } from '../diagnostics.js'
+import type { AuthEvent } from '../event.js'
+import { type FetchLike, retryAfterMs } from '../notify/http.js'
+import { backoff } from '../notify/queue.js'
+import type { ForwardKeyInput, SigningKey } from './keys.js'
+import { BATCH_CONTENT_TYPE, BATCH_SIGNATURE_HEADER, BATCH_TYP, WIRE_VERSION } from './wire.js'
+
+/** `sqreenAuth({ forward })`: where and how events are shipped to a Security Hub. */
+export interface ForwardOptions {
+  /** The hub's ingest endpoint: its mount path + `/v1/events`, e.g. `https://hub.internal/sqreen/v1/events`. Required. */
+  url: string
+  /**
+   * Signs each batch (JWS). A shared HS256 secret (string or Buffer, at least 32 bytes), or an
+   * Ed25519 private key (`KeyObject` or PKCS#8 PEM) whose public key the hub holds (`EdDSA`). Required.
+   */
+  key: ForwardKeyInput
+  /** Events per batch (the hub accepts 1000 by default). Defaults to `500`. */
+  batchSize?: number
+  /** Longest wait before a partial batch is sent, ms or a duration (`'2s'`). Defaults to `1000`. */
+  flushInterval?: number | string
+  /** Events kept while the hub is unreachable; past it the oldest are dropped (counted in `forward.dropped`). Defaults to `10000`. */
+  maxQueued?: number
+  /** Per-request timeout, ms. Defaults to `10000`. */
+  timeout?: number
+  /** Backoff while the hub is unreachable (exponential with jitter, ms); `Retry-After` wins. Defaults to `1000` and `60000`. */
+  baseDelay?: number
+  maxDelay?: number
+  /** Lifetime of each signed batch (`exp - iat`), ms or a duration, 1 s to 1 h; the hub refuses more than its `maxTokenAge` (5 min). Defaults to `60000`. */
+  expiresIn?: number | string
+  /** How long `close()` keeps trying to deliver what is queued, ms. Defaults to `5000`. */
+  closeTimeout?: number
+  /**
+   * Flush on SIGTERM / SIGINT. When the application has no handler for the signal, the
+   * process is then ended by the same signal (as if we were not there); when it has one,
+   * its handlers run as usual. Defaults to `false`.
+   */
+  flushOnExit?: boolean
+}
+
+/** The resolved `forward` option (see `Options['forward']` for the documentation of each field). */
+export interface ForwardConfig {
+  readonly url: string
+  readonly key: SigningKey
+  readonly batchSize: number
+  readonly flushIntervalMs: number
+  readonly maxQueued: number
+  readonly timeoutMs: number
+  readonly baseDelayMs: number
+  readonly maxDelayMs: number
+  readonly expiresInSeconds: number
+  readonly closeTimeoutMs: number
+  readonly flushOnExit: boolean
+}
+
+export interface Forwarder {
+  /** Queues one event; O(1), never throws, never waits. */
+  push(event: AuthEvent): void
+  /** Sends everything queued now (in batches); resolves when the queue is empty. */
+  flush(): Promise<void>
+  /** Flushes for at most `timeoutMs`, then abandons what is left (counted). Idempotent. */
+  close(timeoutMs?: number): Promise<void>
+  /** Events queued or in flight. */
+  readonly size: number
+}
+
+type Outcome =
+  | { readonly kind: 'sent'; readonly rejected: number; readonly reason?: string }
+  | { readonly kind: 'retry'; readonly afterMs?: number; readonly reason: string }
+  | { readonly kind: 'split'; readonly reason: string }
+  | { readonly kind: 'refused'; readonly reason: string; readonly hint: string }
+
+/** The hub's answer to a partially accepted batch (HTTP 422). */
+interface HubAnswer {
+  readonly rejected?: readonly { readonly index?: number; readonly reason?: string }[]
+}
+
+/** A signed batch: the JSON body as sent, and the detached JWS for its header. */
+interface Signed {
+  readonly body: string
+  readonly signature: string
+}
+
+const HINTS: Record<number, string> = {
+  400: 'the hub could not read the batch (is forward.url the hub\'s "/v1/events" endpoint?)',
+  401: "the hub refused the signature: forward.key must be the hub's HS256 secret, or the Ed25519 private key whose public key the hub holds",
+  404: 'no hub at forward.url (it should end with the hub\'s mount path and "/v1/events")',
+  409: 'the hub saw this batch id before (replay)',
+  415: `the hub expects ${BATCH_CONTENT_TYPE}: is forward.url a sqreen-auth hub?`,
+}
+
+const utf8 = new TextEncoder()
+
+/**
+ * Ships `AuthEvent`s (already past the identity boundary) to a Security Hub in
+ * signed batches. Nothing here is on the request path: `push` appends to a
+ * bounded queue and a timer (unref'ed, so the forwarder never keeps a process
+ * alive) or a full batch starts a send. One batch is in flight at a time, which
+ * keeps a user's events in order at the hub and bounds our load on it.
+ *
+ * While the hub is unreachable the queue fills and then drops its *oldest*
+ * events (counted in `forward.dropped`): after an outage, what matters for a
+ * "risk rose within 24 hours" alert is the most recent activity.
+ */
+export const createForwarder = (
+  config: ForwardConfig,
+  fetchFn: () => Promise<FetchLike>,
+  diag: Diagnostics,
+): Forwarder => {
+  // A queue with a moving head: push and drop-oldest are O(1); the array is compacted
+  // when the dead prefix grows past half, so memory stays proportional to `maxQueued`.
+  let queue: AuthEvent[] = []
+  let head = 0
+  let inflight: AuthEvent[] = []
+  /** Events dropped since the last batch the hub accepted; reported in the next batch. */
+  let droppedUnreported = 0
+  /** Halved when the hub answers 413, restored after a success. */
+  let batchLimit = config.batchSize
+  let attempt = 0
+  let timer: NodeJS.Timeout | undefined
+  /** A backoff (or Retry-After) wait is running: nothing is sent until it ends. */
+  let backingOff = false
+  let backoffWake: (() => void) | undefined
+  let pumping = false
+  /** flush() or close() asked for everything, not only full batches. */
+  let drainRequested = false
+  let closed = false
+  let closing: Promise<void> | undefined
+  let controller: AbortController | undefined
+  let idle: (() => void)[] = []
+  let signalHandlers: Map<NodeJS.Signals, () => void> | undefined
+
+  const queued = (): number => queue.length - head
+  const size = (): number => queued() + inflight.length
+
+  const compact = (): void => {
+    if (head > 1024 && head * 2 > queue.length) {
+      queue = queue.slice(head)
+      head = 0
+    }
+  }
+
+  const settle = (): void => {
+    if (size() > 0 || idle.length === 0) return
+    const waiting = idle
+    idle = []
+    for (const resolve of waiting) resolve()
+  }
+
+  const take = (n: number): AuthEvent[] => {
+    const batch = queue.slice(head, head + n)
+    head += batch.length
+    compact()
+    return batch
+  }
+
+  /** Puts a batch that could not be delivered back in front, in order. */
+  const putBack = (batch: AuthEvent[]): void => {
+    queue = batch.concat(queue.slice(head))
+    head = 0
+  }
+
+  const drop = (n: number): void => {
+    diag.count('forward.dropped', n)
+    droppedUnreported += n
+    diag.warn(
+      'forward_queue_full',
+      `more than ${config.maxQueued} events are waiting for the hub (is it down?); the oldest are dropped.`,
+    )
+  }
+
+  const sign = async (events: readonly AuthEvent[]): Promise<Signed> => {
+    // Real time, not the `clock` option: iat/exp are checked by another machine's clock.
+    const iat = Math.floor(Date.now() / 1000)
+    const body = JSON.stringify({
+      v: WIRE_VERSION,
+      iat,
+      exp: iat + config.expiresInSeconds,
+      jti: randomUUID(),
+      dropped: droppedUnreported,
+      events,
+    })
+    // FlattenedSign, not CompactSign: jose's CompactSign refuses `b64: false`. With it the
+    // signature covers the body bytes as they are, and the hub verifies them without
+    // base64url-decoding the batch. The body is sent as the string it was signed from:
+    // JSON.stringify never emits a lone surrogate (it escapes them), so fetch's UTF-8
+    // encoding of it is exactly the bytes signed here.
+    const jws = await new FlattenedSign(utf8.encode(body))
+      .setProtectedHeader({ alg: config.key.alg, typ: BATCH_TYP, b64: false, crit: ['b64'] })
+      .sign(config.key.key)
+    return { body, signature: `${jws.protected}..${jws.signature}` }
+  }
+
+  const classify = async (
+    status: number,
+    retryAfter: string | null,
+    text: () => Promise<string>,
+    count: number,
+  ): Promise<Outcome> => {
+    if (status >= 200 && status < 300) return { kind: 'sent', rejected: 0 }
+    if (status === 422) {
+      // Delivered: the hub kept the valid events and says which it refused. Retrying cannot help.
+      let rejected = 0
+      let reason: string | undefined
+      try {
+        const answer = JSON.parse(await text()) as HubAnswer
+        rejected = Array.isArray(answer.rejected) ? answer.rejected.length : 0
+        const first = answer.rejected?.[0]?.reason
+        if (typeof first === 'string') reason = first.slice(0, 80)
+      } catch {
+        rejected = count
+      }
+      return reason === undefined ? { kind: 'sent', rejected } : { kind: 'sent', rejected, reason }
+    }
+    if (status === 413) return { kind: 'split', reason: 'HTTP 413' }
+    if (status === 408 || status === 429 || status >= 500) {
+      const after = retryAfterMs(retryAfter)
+      return after === undefined
+        ? { kind: 'retry', reason: `HTTP ${status}` }
+        : { kind: 'retry', afterMs: after, reason: `HTTP ${status}` }
+    }
+    return {
+      kind: 'refused',
+      reason: `HTTP ${status}`,
+      hint: HINTS[status] ?? (status >= 300 && status < 400 ? 'redirects are not followed' : 'see the hub logs'),
+    }
+  }
+
+  const send = async (events: readonly AuthEvent[]): Promise<Outcome> => {
+    let signed: Signed
+    try {
+      signed = await sign(events)
+    } catch (err) {
+      diag.error('forward_sign_failed', 'a batch could not be signed; it was dropped', err)
+      return { kind: 'refused', reason: 'signing failed', hint: 'check forward.key' }
+    }
+    const fetch = await fetchFn()
+    controller = new AbortController()
+    const abort = controller
+    const timeout = setTimeout(() => abort.abort(), config.timeoutMs)
+    try {
+      const res = await fetch(config.url, {
+        method: 'POST',
+        headers: {
+          'content-type': BATCH_CONTENT_TYPE,
+          [BATCH_SIGNATURE_HEADER]: signed.signature,
+          'user-agent': 'sqreen-auth',
+        },
+        body: signed.body,
+        redirect: 'manual',
+        signal: abort.signal,
+      })
+      let body: Promise<string> | undefined
+      // The body is read once: for 422's details, else drained so the connection is reused.
+      const text = (): Promise<string> => {
+        body ??= res.text()
+        return body
+      }
+      const outcome = await classify(res.status, res.headers.get('retry-after'), text, events.length)
+      await text().catch(() => '')
+      return outcome
+    } catch (err) {
+      const reason = err instanceof Error ? (abort.signal.aborted ? 'timeout' : err.name) : 'error'
+      return { kind: 'retry', reason }
+    } finally {
+      clearTimeout(timeout)
+      controller = undefined
+    }
+  }
+
+  const waitBackoff = async (ms: number): Promise<void> => {
+    backingOff = true
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, ms)
+      t.unref()
+      backoffWake = () => {
+        clearTimeout(t)
+        resolve()
+      }
+    })
+    backoffWake = undefined
+    backingOff = false
+  }
+
+  /**
+   * Sends batches while there is a full one, or everything when `all` (the flush
+   * timer fired, flush() or close()). Only one pump runs at a time.
+   */
+  const pump = async (all: boolean): Promise<void> => {
+    if (pumping) return
+    pumping = true
+    try {
+      while (queued() > 0 && (all || drainRequested || queued() >= config.batchSize)) {
+        inflight = take(Math.min(batchLimit, config.batchSize))
+        const reportedDrops = droppedUnreported
+        const outcome = await send(inflight)
+        const batch = inflight
+        inflight = []
+        // close() gave up on this batch while it was in flight (and counted it).
+        if (closed) return
+        if (outcome.kind === 'sent') {
+          attempt = 0
+          batchLimit = config.batchSize
+          droppedUnreported -= reportedDrops
+          diag.count('forward.batches')
+          diag.count('forward.sent', batch.length - outcome.rejected)
+          if (outcome.rejected > 0) {
+            diag.count('forward.rejected', outcome.rejected)
+            diag.warn(
+              'forward_events_rejected',
+              `the hub refused ${outcome.rejected} event(s) of a batch${outcome.reason ? ` (first reason: ${outcome.reason})` : ''}; the others were kept.`,
+            )
+          }
+          continue
+        }
+        if (outcome.kind === 'split' && batch.length > 1) {
+          // Too large for the hub's body limit: halve the batches until they fit.
+          batchLimit = Math.max(1, Math.floor(batch.length / 2))
+          putBack(batch)
+          continue
+        }
+        if (outcome.kind === 'retry') {
+          putBack(batch)
+          diag.count('forward.retries')
+          diag.warn(
+            'forward_unreachable',
+            `the hub did not take a batch (${outcome.reason}); retrying with backoff, events are kept (up to ${config.maxQueued}).`,
+          )
+          if (closed) return
+          const delay = outcome.afterMs ?? backoff(attempt, config.baseDelayMs, config.maxDelayMs)
+          attempt++
+          await waitBackoff(delay)
+          if (closed) return
+          continue
+        }
+        // Refused for good (or a single event too large): retrying the same bytes cannot help.
+        diag.count('forward.failed', batch.length)
+        diag.error(
+          'forward_refused',
+          `the hub refused a batch of ${batch.length} event(s) (${outcome.reason}): ${outcome.kind === 'refused' ? outcome.hint : 'one event is larger than the hub accepts'}; the batch was dropped`,
+        )
+      }
+    } finally {
+      pumping = false
+      if (queued() === 0) drainRequested = false
+      settle()
+      // Events that arrived while the last batch was in flight wait for the timer.
+      if (!closed && queued() > 0) schedule()
+    }
+  }
+
+  const onTimer = (): void => {
+    timer = undefined
+    void pump(true)
+  }
+
+  const schedule = (): void => {
+    if (closed || pumping || backingOff) return
+    if (queued() >= config.batchSize) {
+      if (timer) clearTimeout(timer)
+      timer = undefined
+      // setImmediate, not now: events pushed in the same turn join the batch.
+      setImmediate(() => void pump(false))
+      return
+    }
+    if (timer === undefined) {
+      timer = setTimeout(onTimer, config.flushIntervalMs)
+      timer.unref()
+    }
+  }
+
+  const flush = async (): Promise<void> => {
+    if (timer) clearTimeout(timer)
+    timer = undefined
+    // A flush does not wait for a long backoff: try now, then back off as usual.
+    backoffWake?.()
+    drainRequested = true
+    const done = size() === 0 ? Promise.resolve() : new Promise<void>((resolve) => idle.push(resolve))
+    void pump(true)
+    await done
+  }
+
+  const removeSignalHandlers = (): void => {
+    if (!signalHandlers) return
+    for (const [signal, handler] of signalHandlers) process.off(signal, handler)
+    signalHandlers = undefined
+  }
+
+  const close = (timeoutMs = config.closeTimeoutMs): Promise<void> => {
+    closing ??= (async () => {
+      removeSignalHandlers()
+      let deadline: NodeJS.Timeout | undefined
+      await Promise.race([flush(), new Promise<void>((resolve) => (deadline = setTimeout(resolve, timeoutMs)))])
+      clearTimeout(deadline)
+      closed = true
+      if (timer) clearTimeout(timer)
+      backoffWake?.()
+      controller?.abort()
+      const left = size()
+      if (left > 0) {
+        diag.count('forward.abandoned', left)
+        diag.error(
+          'forward_abandoned',
+          `${left} event(s) could not be delivered to the hub within ${timeoutMs} ms of close(); they were dropped`,
+        )
+      }
+      queue = []
+      head = 0
+      inflight = []
+      settle()
+    })()
+    return closing
+  }
+
+  if (config.flushOnExit) {
+    // Listening to a signal replaces Node's default action (exit). When the app has no
+    // handler of its own we flush, then re-raise the signal so the process still ends
+    // the way it would have (killed by that signal). When it has one, its handlers run
+    // as usual and decide; we only start the flush (close() is idempotent). close()
+    // removes our handlers at once, so a second Ctrl+C during the flush exits "now".
+    signalHandlers = new Map()
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+      const handler = (): void => {
+        const ours = new Set<unknown>(signalHandlers?.values())
+        const alone = process.listeners(signal).every((listener) => ours.has(listener))
+        void close().finally(() => {
+          if (alone) process.kill(process.pid, signal)
+        })
+      }
+      signalHandlers.set(signal, handler)
+      process.on(signal, handler)
+    }
+  }
+
+  return {
+    push(event) {
+      if (closed || closing) {
+        diag.count('forward.dropped')
+        return
+      }
+      if (size() >= config.maxQueued) {
+        if (queued() > 0) {
+          head++
+          compact()
+        } else {
+          // Everything queued is in flight: the newest event is the one to go.
+          drop(1)
+          return
+        }
+        drop(1)
+      }
+      queue.push(event)
+      schedule()
+    },
+    flush,
+    close,
+    get size() {
+      return size()
+    },
+  }
+}
