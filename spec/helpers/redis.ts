@@ -102,6 +102,12 @@ export class RedisServer {
     })
     failed.catch(() => {})
     this.#child = child
+    // A spec process that dies (or forgets stop()) must not leave its server behind.
+    const orphaned = (): void => {
+      child.kill('SIGKILL')
+    }
+    process.once('exit', orphaned)
+    child.once('exit', () => process.off('exit', orphaned))
     // Ready when it answers PING.
     const deadline = Date.now() + 5000
     for (;;) {
