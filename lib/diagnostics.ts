@@ -16,6 +16,11 @@ export interface Diagnostics {
   warn(kind: string, message: string): void
   /** Count something without logging it (events seen, events dropped, ...). */
   count(name: string, by?: number): void
+  /**
+   * Logs the next problem of this kind again (its count is kept): for a problem
+   * that comes and goes, such as a store outage, so each outage is logged once.
+   */
+  rearm(kind: string): void
   snapshot(): DiagnosticsSnapshot
 }
 
@@ -40,6 +45,8 @@ export const describeError = (err: unknown): string => {
 export const createDiagnostics = (logger: Logger): Diagnostics => {
   const counters = new Map<string, number>()
   const problems = new Map<string, number>()
+  /** Kinds whose next occurrence is logged although they were seen before. */
+  const rearmed = new Set<string>()
 
   const bump = (map: Map<string, number>, key: string, by = 1): number => {
     const next = (map.get(key) ?? 0) + by
@@ -57,18 +64,21 @@ export const createDiagnostics = (logger: Logger): Diagnostics => {
 
   return {
     error(kind, message, err) {
-      if (bump(problems, kind) === 1) {
+      if (bump(problems, kind) === 1 || rearmed.delete(kind)) {
         const cause = err === undefined ? '' : `: ${describeError(err)}`
         safeLog('error', `${PREFIX} ${kind}: ${message}${cause} (further "${kind}" problems are counted, not logged)`)
       }
     },
     warn(kind, message) {
-      if (bump(problems, kind) === 1) {
+      if (bump(problems, kind) === 1 || rearmed.delete(kind)) {
         safeLog('warn', `${PREFIX} ${kind}: ${message} (further "${kind}" warnings are counted, not logged)`)
       }
     },
     count(name, by = 1) {
       bump(counters, name, by)
+    },
+    rearm(kind) {
+      if (problems.has(kind)) rearmed.add(kind)
     },
     snapshot() {
       return {

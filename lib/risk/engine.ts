@@ -177,16 +177,29 @@ export const createRiskEngine = (config: RiskEngineConfig, diag: Diagnostics): R
     }) as void | Promise<void>
   }
 
+  // A store outage is logged once per outage, not once per process: the first event
+  // scored after failures re-arms the log line for the next outage.
+  let failing = false
   const failed = (err: unknown): void => {
+    failing = true
     diag.count('store_errors')
     diag.error('risk_failed', 'an event could not be scored (store unavailable?); the login was not affected', err)
+  }
+  const scored = (): void => {
+    if (!failing) return
+    failing = false
+    diag.rearm('risk_failed')
   }
 
   return {
     process(event) {
       try {
         const pending = processEvent(event)
-        return pending === undefined ? undefined : pending.then(undefined, failed)
+        if (pending === undefined) {
+          if (failing) scored()
+          return undefined
+        }
+        return pending.then(scored, failed)
       } catch (err) {
         failed(err)
         return undefined
