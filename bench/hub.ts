@@ -30,6 +30,7 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { FlattenedSign } from 'jose'
 import type { AuthEvent } from '../lib/event.js'
+import { BATCH_CONTENT_TYPE, BATCH_SIGNATURE_HEADER } from '../lib/transport/wire.js'
 import { median } from './lib/stats.js'
 
 const { values: args } = parseArgs({
@@ -233,7 +234,7 @@ const post = async (url: string, batches: readonly Signed[], inFlight = 2): Prom
       const { body, signature } = batches[next++] as Signed
       const res = await fetch(url, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', 'sqreen-signature': signature },
+        headers: { 'content-type': BATCH_CONTENT_TYPE, [BATCH_SIGNATURE_HEADER]: signature },
         body,
       })
       const answer = (await res.json()) as { accepted?: number; error?: string }
