@@ -1,21 +1,6 @@
-/**
- * Risk engine throughput and memory with the in-memory store (issue 3's targets:
- * >= 200,000 events/s on one core; <= 1 KB per idle tracked user at 100,000 users).
- *
- *   npm run build && node --expose-gc --import tsx bench/engine.ts            # full
- *   npm run build && node --expose-gc --import tsx bench/engine.ts --smoke    # seconds, proves it runs
- *
- * Throughput: a pre-built mix of events (failures, successes, app-reported attacks
- * over 50,000 users and 5,000 IPs) is scored with 256 events in flight at a time;
- * the median of several rounds is reported, each on a fresh engine and store.
- * Memory: 100,000 users each get one failed and one successful login, each from
- * its own IP (so each has a failure counter, an IP counter, a device list and a
- * ledger with an entry); an hour later (expired short-window keys swept) the heap
- * is measured after a forced GC against the heap before, divided by the user count.
- */
-import { randomUUID } from 'node:crypto'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import type { AuthEvent } from '../lib/event.js'
+import { benchEvent, eventMix } from './lib/events.js'
 
 // The compiled build (npm run build first): tsx's per-closure __name helpers, absent from
 // a real install, would otherwise distort the numbers. Types come from lib/, so this file
@@ -37,40 +22,6 @@ if (!gc) {
 
 const quietLogger = { warn: () => {}, error: (m: string) => console.error(m) }
 const T0 = Date.parse('2026-01-01T00:00:00Z')
-const UAS = [
-  'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36',
-  'Mozilla/5.0 (Macintosh; Intel Mac OS X 14_1) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15',
-  'Mozilla/5.0 (X11; Linux x86_64; rv:131.0) Gecko/20100101 Firefox/131.0',
-  'curl/8.5.0',
-]
-
-const makeEvent = (i: number, type: AuthEvent['type'], user: number, ip: string, at: number): AuthEvent => ({
-  id: randomUUID(),
-  type,
-  at: new Date(at).toISOString(),
-  source: 'passport',
-  mode: 'advanced',
-  strategy: 'local',
-  identity: { id: user },
-  userKey: `id:${user}`,
-  loginKey: `login:${user.toString(36)}`,
-  ip,
-  userAgent: UAS[i % UAS.length] as string,
-  ...(type === 'login.failed' ? { reason: 'invalid_credentials' as const } : {}),
-  ...(type === 'custom' ? { name: 'sql_injection', severity: 'medium' as const } : {}),
-})
-
-const mix = (count: number, users: number): AuthEvent[] => {
-  const events: AuthEvent[] = []
-  for (let i = 0; i < count; i++) {
-    const r = (i * 2654435761) % 100
-    const type = r < 60 ? 'login.failed' : r < 90 ? 'login.succeeded' : 'custom'
-    const user = (i * 40503) % users
-    const ip = `198.51.${(i >> 8) % 20}.${i % 250}`
-    events.push(makeEvent(i, type, user, ip, T0 + i))
-  }
-  return events
-}
 
 const engineWith = (store: MemoryStore) =>
   createRiskEngine(
@@ -113,14 +64,14 @@ const memoryPerUser = async (users: number): Promise<{ bytesPerUser: number; key
     const batch: Promise<void>[] = []
     for (let v = u; v < Math.min(users, u + 500); v++) {
       const ip = `198.${18 + (v >> 16)}.${(v >> 8) & 255}.${v & 255}`
-      const pending = engine.process(makeEvent(v, 'login.failed', v, ip, T0 + v))
+      const pending = engine.process(benchEvent(v, 'login.failed', v, ip, T0 + v))
       if (pending) batch.push(pending)
     }
     await Promise.all(batch)
     const successes: Promise<void>[] = []
     for (let v = u; v < Math.min(users, u + 500); v++) {
       const ip = `198.${18 + (v >> 16)}.${(v >> 8) & 255}.${v & 255}`
-      const pending = engine.process(makeEvent(v, 'login.succeeded', v, ip, T0 + users + v))
+      const pending = engine.process(benchEvent(v, 'login.succeeded', v, ip, T0 + users + v))
       if (pending) successes.push(pending)
     }
     await Promise.all(successes)
@@ -142,8 +93,8 @@ const median = (xs: number[]): number => {
 }
 
 const rounds = smoke ? 1 : 5
-const events = mix(smoke ? 20_000 : 300_000, 50_000)
-await throughput(mix(20_000, 5_000)) // warm-up: JIT and the disposable-domain list
+const events = eventMix(smoke ? 20_000 : 300_000, 50_000, T0)
+await throughput(eventMix(20_000, 5_000, T0)) // warm-up: JIT and the disposable-domain list
 const rates: number[] = []
 for (let r = 0; r < rounds; r++) rates.push(await throughput(events))
 const users = smoke ? 10_000 : 100_000

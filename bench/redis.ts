@@ -24,6 +24,7 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import { Redis } from 'ioredis'
 import type { AuthEvent } from '../lib/event.js'
 import type { Store } from '../lib/store/store.js'
+import { eventMix } from './lib/events.js'
 
 // The compiled build (npm run build first), as in bench/engine.ts.
 const dist = <T>(path: string): Promise<T> => import(new URL(`../dist/${path}`, import.meta.url).href) as Promise<T>
@@ -45,40 +46,6 @@ const rounds = smoke ? 1 : 3
 const count = smoke ? 5_000 : 100_000
 
 const T0 = Date.now()
-const UAS = [
-  'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36',
-  'Mozilla/5.0 (Macintosh; Intel Mac OS X 14_1) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15',
-  'Mozilla/5.0 (X11; Linux x86_64; rv:131.0) Gecko/20100101 Firefox/131.0',
-  'curl/8.5.0',
-]
-
-const makeEvent = (i: number, type: AuthEvent['type'], user: number, ip: string, at: number): AuthEvent => ({
-  id: randomUUID(),
-  type,
-  at: new Date(at).toISOString(),
-  source: 'passport',
-  mode: 'advanced',
-  strategy: 'local',
-  identity: { id: user },
-  userKey: `id:${user}`,
-  loginKey: `login:${user.toString(36)}`,
-  ip,
-  userAgent: UAS[i % UAS.length] as string,
-  ...(type === 'login.failed' ? { reason: 'invalid_credentials' as const } : {}),
-  ...(type === 'custom' ? { name: 'sql_injection', severity: 'medium' as const } : {}),
-})
-
-const mix = (n: number, users: number): AuthEvent[] => {
-  const events: AuthEvent[] = []
-  for (let i = 0; i < n; i++) {
-    const r = (i * 2654435761) % 100
-    const type = r < 60 ? 'login.failed' : r < 90 ? 'login.succeeded' : 'custom'
-    const user = (i * 40503) % users
-    const ip = `198.51.${(i >> 8) % 20}.${i % 250}`
-    events.push(makeEvent(i, type, user, ip, T0 + i))
-  }
-  return events
-}
 
 interface Round {
   eventsPerSecond: number
@@ -151,7 +118,7 @@ const serverCpu = async (admin: Redis): Promise<number> => {
 }
 
 const admin = new Redis(url, { maxRetriesPerRequest: 1 })
-const events = mix(count, 50_000)
+const events = eventMix(count, 50_000, T0)
 const memoryRates: number[] = []
 const redisRates: number[] = []
 const nodeCpu: number[] = []
@@ -162,9 +129,9 @@ let alertsMemory = 0
 try {
   // Warm-up: JIT, the disposable-domain list, the script cache.
   const warm = new RedisStore({ url, prefix: `sqreen-bench:warm:${randomUUID()}:` })
-  await throughput(warm, mix(smoke ? 1_000 : 10_000, 5_000))
+  await throughput(warm, eventMix(smoke ? 1_000 : 10_000, 5_000, T0))
   await warm.close()
-  await throughput(new MemoryStore(), mix(10_000, 5_000))
+  await throughput(new MemoryStore(), eventMix(10_000, 5_000, T0))
   for (let r = 0; r < rounds; r++) {
     // Interleaved, so a drift of the machine does not fall on one store only.
     const memory = new MemoryStore()

@@ -10,7 +10,7 @@ import { createDispatcher } from './notify/dispatcher.js'
 import { type FetchLike, nodeFetch } from './notify/http.js'
 import { type Options, resolveOptions } from './options.js'
 import { createPipeline, type EventSink } from './pipeline.js'
-import { createRiskEngine } from './risk/engine.js'
+import { createRiskEngine, scoringSettings } from './risk/engine.js'
 import type { RiskSnapshot } from './risk/ledger.js'
 import { MemoryStore } from './store/memory.js'
 import { createForwarder } from './transport/forwarder.js'
@@ -46,12 +46,8 @@ export const sqreenAuth = (options: Partial<Options> = {}): SqreenAuth => {
   const blocklist = config.block ? new BlockList(config.block.above) : undefined
   const engine = createRiskEngine(
     {
+      ...scoringSettings(config),
       store,
-      points: config.points,
-      trigger: config.trigger,
-      halfLifeMs: config.halfLifeMs,
-      maxScore: config.maxScore,
-      clock: config.clock,
       onAlert: (alert) => dispatcher.dispatch(alert),
       ...(blocklist ? { onScore: (userKey: string, score: number) => blocklist.update(userKey, score) } : {}),
     },

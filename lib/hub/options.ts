@@ -7,6 +7,7 @@ import {
   didYouMean,
   isObject,
   type Logger,
+  type Options,
   positiveNumber,
   resolveDelivery,
   resolveEmail,
@@ -18,7 +19,6 @@ import {
   resolveWebhook,
   typeError,
 } from '../options.js'
-import type { RiskAlert } from '../risk/alert.js'
 import type { Detection } from '../risk/points.js'
 import { parseDuration, type RiskTrigger } from '../risk/trigger.js'
 import type { Store } from '../store/store.js'
@@ -51,7 +51,27 @@ export interface HubLimits {
   concurrency: number
 }
 
-export interface HubOptions {
+/**
+ * Scoring and alerting run centrally with the same settings as in `sqreenAuth()`
+ * (points table, trigger, half-life, score cap; Slack, e-mail, webhook, `onAlert`,
+ * delivery tuning, logger): the same types and defaults.
+ */
+type CentralOptions = Pick<
+  Options,
+  | 'points'
+  | 'trigger'
+  | 'halfLife'
+  | 'maxScore'
+  | 'onAlert'
+  | 'slack'
+  | 'email'
+  | 'webhook'
+  | 'fetch'
+  | 'delivery'
+  | 'logger'
+>
+
+export interface HubOptions extends CentralOptions {
   /**
    * Verifies forwarded batches: the forwarders' shared HS256 secret (>= 32 bytes), or the
    * Ed25519 public key (KeyObject or PEM) of their private `forward.key`. Only that key's
@@ -67,27 +87,6 @@ export interface HubOptions {
   jwt: HubJwtOptions | undefined
   /** Where ledgers live. Defaults to a new `MemoryStore()` (closed with the hub). */
   store: Store
-  /** As in `sqreenAuth()`: points table, trigger, half-life, score cap. */
-  points: Partial<Record<Detection, number | false>>
-  trigger: RiskTrigger | false
-  halfLife: number | string
-  maxScore: number
-  /** Alerts raised by the hub, centrally: callback, Slack, e-mail, webhook, as in `sqreenAuth()`. */
-  onAlert: ((alert: RiskAlert) => unknown) | undefined
-  slack: string | { webhookUrl: string } | undefined
-  email: EmailOptions | undefined
-  webhook: { url: string; secret: string | Buffer } | undefined
-  fetch: FetchLike | undefined
-  delivery: Partial<{
-    timeout: number
-    retries: number
-    baseDelay: number
-    maxDelay: number
-    maxQueued: number
-    closeTimeout: number
-  }>
-  /** Defaults to `console`. */
-  logger: Logger
   /** Time source for scoring and the views, epoch ms. Defaults to `Date.now`. */
   clock: () => number
   /** Size limits (see `HubLimits`). */

@@ -5,7 +5,7 @@ import { createDiagnostics, type DiagnosticsSnapshot } from '../diagnostics.js'
 import { SqreenAuthError } from '../errors.js'
 import { createDispatcher } from '../notify/dispatcher.js'
 import type { RiskAlert } from '../risk/alert.js'
-import { createRiskEngine } from '../risk/engine.js'
+import { createRiskEngine, scoringSettings } from '../risk/engine.js'
 import type { RiskSnapshot } from '../risk/ledger.js'
 import { MemoryStore } from '../store/memory.js'
 import { HUB_CSS, HUB_JS } from './assets.js'
@@ -111,12 +111,8 @@ export const sqreenHub = (options: Partial<HubOptions>): SqreenHub => {
   const dispatcher = createDispatcher(config, diag)
   const engine = createRiskEngine(
     {
+      ...scoringSettings(config),
       store,
-      points: config.points,
-      trigger: config.trigger,
-      halfLifeMs: config.halfLifeMs,
-      maxScore: config.maxScore,
-      clock: config.clock,
       onAlert: (alert: RiskAlert) => {
         views.alert(alert)
         dispatcher.dispatch(alert)

@@ -22,6 +22,18 @@ export interface RiskEngineConfig {
   readonly onScore?: (userKey: string, score: number) => void
 }
 
+/** The scoring settings of a resolved configuration (the middleware's or the hub's: the same names). */
+export type ScoringSettings = Pick<RiskEngineConfig, 'points' | 'trigger' | 'halfLifeMs' | 'maxScore' | 'clock'>
+
+/** Picks the scoring settings out of a resolved configuration. */
+export const scoringSettings = (config: ScoringSettings): ScoringSettings => ({
+  points: config.points,
+  trigger: config.trigger,
+  halfLifeMs: config.halfLifeMs,
+  maxScore: config.maxScore,
+  clock: config.clock,
+})
+
 export interface RiskEngine {
   /**
    * Scores one event. Never throws or rejects (store errors are counted and logged).
