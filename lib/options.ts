@@ -160,17 +160,11 @@ export interface Config {
   readonly forward: ForwardConfig | undefined
 }
 
-const KNOWN_KEYS = [
-  'passport',
-  'mode',
-  'identify',
-  'identifyLogin',
-  'secret',
-  'login',
-  'onEvent',
-  'logger',
-  'maxPending',
-  'scoring',
+/**
+ * The options that also configure a Security Hub's central scoring and alerts
+ * (`sqreenHub()` takes them with the same types and defaults).
+ */
+export const SCORING_AND_ALERT_KEYS = [
   'store',
   'points',
   'trigger',
@@ -182,9 +176,25 @@ const KNOWN_KEYS = [
   'webhook',
   'fetch',
   'delivery',
-  'block',
+  'logger',
   'clock',
+] as const satisfies readonly (keyof Options)[]
+
+export type ScoringAndAlertOptions = Pick<Options, (typeof SCORING_AND_ALERT_KEYS)[number]>
+
+const KNOWN_KEYS = [
+  'passport',
+  'mode',
+  'identify',
+  'identifyLogin',
+  'secret',
+  'login',
+  'onEvent',
+  'maxPending',
+  'scoring',
+  'block',
   'forward',
+  ...SCORING_AND_ALERT_KEYS,
 ] as const satisfies readonly (keyof Options)[]
 
 const MIN_SECRET_BYTES = 16

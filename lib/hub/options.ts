@@ -7,7 +7,6 @@ import {
   didYouMean,
   isObject,
   type Logger,
-  type Options,
   positiveNumber,
   resolveDelivery,
   resolveEmail,
@@ -17,6 +16,8 @@ import {
   resolveStore,
   resolveTrigger,
   resolveWebhook,
+  SCORING_AND_ALERT_KEYS,
+  type ScoringAndAlertOptions,
   typeError,
 } from '../options.js'
 import type { Detection } from '../risk/points.js'
@@ -52,26 +53,11 @@ export interface HubLimits {
 }
 
 /**
- * Scoring and alerting run centrally with the same settings as in `sqreenAuth()`
+ * Scoring and alerting run centrally with the same options as in `sqreenAuth()`
  * (points table, trigger, half-life, score cap; Slack, e-mail, webhook, `onAlert`,
- * delivery tuning, logger): the same types and defaults.
+ * delivery tuning, logger, store, clock): the same types and defaults.
  */
-type CentralOptions = Pick<
-  Options,
-  | 'points'
-  | 'trigger'
-  | 'halfLife'
-  | 'maxScore'
-  | 'onAlert'
-  | 'slack'
-  | 'email'
-  | 'webhook'
-  | 'fetch'
-  | 'delivery'
-  | 'logger'
->
-
-export interface HubOptions extends CentralOptions {
+export interface HubOptions extends ScoringAndAlertOptions {
   /**
    * Verifies forwarded batches: the forwarders' shared HS256 secret (>= 32 bytes), or the
    * Ed25519 public key (KeyObject or PEM) of their private `forward.key`. Only that key's
@@ -128,23 +114,11 @@ const KNOWN_KEYS = [
   'key',
   'token',
   'jwt',
-  'store',
-  'points',
-  'trigger',
-  'halfLife',
-  'maxScore',
-  'onAlert',
-  'slack',
-  'email',
-  'webhook',
-  'fetch',
-  'delivery',
-  'logger',
-  'clock',
   'limits',
   'maxTokenAge',
   'clockTolerance',
   'sessionTtl',
+  ...SCORING_AND_ALERT_KEYS,
 ] as const satisfies readonly (keyof HubOptions)[]
 
 const LIMIT_KEYS = [
