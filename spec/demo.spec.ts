@@ -1,16 +1,15 @@
 import assert from 'node:assert/strict'
-import { type ChildProcess, spawn } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { after, describe, it } from 'node:test'
-import { fileURLToPath } from 'node:url'
 import supertest from 'supertest'
 import { createDemoApp, type DemoOptions, formatEvent } from '../demo-app/app.js'
 import type { AuthEvent } from '../lib/index.js'
 import { EventLog, MemoryLogger } from './helpers/apps.js'
+import { spawnTsx } from './helpers/process.js'
 
-const root = fileURLToPath(new URL('..', import.meta.url))
 const SECRET = 'demo-spec-secret-0123456789abcdef'
 
 /** The demo app on a real HTTP server, driven by an agent that keeps the session cookie. */
@@ -218,38 +217,20 @@ describe('npm run demo (demo-app/server.ts)', () => {
   /** Starts the demo as `npm run demo` does, on a free port, with a clean SQREEN_* environment. */
   const spawnDemo = (env: Record<string, string>) => {
     const childEnv: NodeJS.ProcessEnv = { ...process.env, PORT: '0', ...env }
-    // The test runner's own context must not leak into the server process.
-    delete childEnv.NODE_TEST_CONTEXT
     if (env.SQREEN_MODE === undefined) delete childEnv.SQREEN_MODE
     delete childEnv.SQREEN_AUTH_SECRET
-    const child = spawn(process.execPath, ['--import', 'tsx', 'demo-app/server.ts'], {
-      cwd: root,
-      env: childEnv,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    children.push(child)
-    let stdout = ''
-    let stderr = ''
-    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
-      stdout += chunk
-    })
-    child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
-      stderr += chunk
-    })
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-      child.once('exit', (code, signal) => resolve({ code, signal })),
-    )
+    const { child, exited, stdout, stderr } = spawnTsx('demo-app/server.ts', childEnv, children)
     const waitForStdout = (pattern: RegExp, ms = 20_000): Promise<RegExpMatchArray> =>
       new Promise((resolve, reject) => {
         const check = (): void => {
-          const match = stdout.match(pattern)
+          const match = stdout().match(pattern)
           if (!match) return
           cleanup()
           resolve(match)
         }
         const timer = setTimeout(() => {
           cleanup()
-          reject(new Error(`no ${pattern} in stdout within ${ms} ms.\nstdout: ${stdout}\nstderr: ${stderr}`))
+          reject(new Error(`no ${pattern} in stdout within ${ms} ms.\nstdout: ${stdout()}\nstderr: ${stderr()}`))
         }, ms)
         const cleanup = (): void => {
           clearTimeout(timer)
@@ -265,7 +246,7 @@ describe('npm run demo (demo-app/server.ts)', () => {
           setTimeout(() => reject(new Error(`still running after ${ms} ms`)), ms).unref(),
         ),
       ])
-    return { child, waitForStdout, exitWithin, stdout: () => stdout, stderr: () => stderr }
+    return { child, waitForStdout, exitWithin, stdout, stderr }
   }
 
   it('prints its URL and the demo users, serves the login form, and exits 0 on SIGTERM', async () => {

@@ -9,10 +9,9 @@
  * SIGINT only when asked, without changing how the process ends.
  */
 import assert from 'node:assert/strict'
-import { type ChildProcess, spawn } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { generateKeyPairSync } from 'node:crypto'
 import { after, describe, it } from 'node:test'
-import { fileURLToPath } from 'node:url'
 import { decodeProtectedHeader, flattenedVerify } from 'jose'
 import { createDiagnostics } from '../lib/diagnostics.js'
 import { type Options, SqreenAuthError, sqreenAuth } from '../lib/index.js'
@@ -21,10 +20,10 @@ import { signingKey } from '../lib/transport/keys.js'
 import { BATCH_CONTENT_TYPE, BATCH_SIGNATURE_HEADER, BATCH_TYP, WIRE_VERSION } from '../lib/transport/wire.js'
 import { MemoryLogger, variants } from './helpers/apps.js'
 import { ed25519, HS_SECRET, recordingFetch, sampleEvent, startHub } from './helpers/hub.js'
+import { spawnTsx } from './helpers/process.js'
 import { alertApp, failLogins, login, SlackReceiver, serve, USERS, waitUntil } from './helpers/receivers.js'
 
 const variant = variants[0]!
-const root = fileURLToPath(new URL('..', import.meta.url))
 const FAST = { baseDelay: 20, maxDelay: 200 } as const
 const jane = USERS[0]!
 
@@ -485,35 +484,24 @@ describe('flush on SIGTERM / SIGINT (forward.flushOnExit)', () => {
 
   /** An app in its own process, forwarding to our hub; returns once it listens. */
   const spawnApp = async (env: Record<string, string>) => {
-    const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env }
-    delete childEnv.NODE_TEST_CONTEXT
-    const child = spawn(process.execPath, ['--import', 'tsx', 'spec/fixtures/forward-app.ts'], {
-      cwd: root,
-      env: childEnv,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    children.push(child)
-    let stdout = ''
-    let stderr = ''
-    child.stdout?.setEncoding('utf8').on('data', (c: string) => {
-      stdout += c
-    })
-    child.stderr?.setEncoding('utf8').on('data', (c: string) => {
-      stderr += c
-    })
+    const {
+      child,
+      stdout,
+      stderr,
+      exited: ended,
+    } = spawnTsx('spec/fixtures/forward-app.ts', { ...process.env, ...env }, children)
     // Bounded, so a process that does not end fails the test instead of hanging it.
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('the app did not exit within 10 s')), 10_000)
-      child.once('exit', (code, signal) => {
-        clearTimeout(timer)
-        resolve({ code, signal })
-      })
-    })
+    const exited = Promise.race([
+      ended,
+      new Promise<never>((_, reject) =>
+        setTimeout(() => reject(new Error('the app did not exit within 10 s')), 10_000).unref(),
+      ),
+    ])
     exited.catch(() => {})
-    await waitUntil(() => /listening on (\d+)/.test(stdout) || child.exitCode !== null, 'the app to listen', 20_000)
-    const port = /listening on (\d+)/.exec(stdout)?.[1]
-    if (!port) throw new Error(`the app did not start: ${stderr}`)
-    return { child, url: `http://127.0.0.1:${port}`, exited, stdout: () => stdout, stderr: () => stderr }
+    await waitUntil(() => /listening on (\d+)/.test(stdout()) || child.exitCode !== null, 'the app to listen', 20_000)
+    const port = /listening on (\d+)/.exec(stdout())?.[1]
+    if (!port) throw new Error(`the app did not start: ${stderr()}`)
+    return { child, url: `http://127.0.0.1:${port}`, exited, stdout, stderr }
   }
 
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
