@@ -111,6 +111,28 @@ describe('MemoryStore (memory-only behaviour)', () => {
     }
   })
 
+  it('evicts one key even when every key was written again since it was inserted (second chance)', async () => {
+    const store = new MemoryStore({ maxKeys: 3 })
+    try {
+      await store.run([write('a'), write('b'), write('c')], T0)
+      await store.run([write('c'), write('a'), write('b')], T0 + 1)
+      await store.run([write('d')], T0 + 2)
+      assert.equal(store.size, 3)
+      assert.equal(store.evicted, 1)
+      assert.equal(await count(store, 'd', T0 + 3), 1, 'the key just written is never the one evicted')
+      const survivors = []
+      for (const key of ['a', 'b', 'c']) if ((await count(store, key, T0 + 3)) === 2) survivors.push(key)
+      assert.equal(survivors.length, 2, `two of a, b, c survive with both hits, got ${survivors.join(', ')}`)
+      // The next eviction takes a key not written since eviction last passed over it.
+      await store.run([write('e')], T0 + 4)
+      assert.equal(store.evicted, 2)
+      assert.equal(await count(store, 'd', T0 + 5), 1)
+      assert.equal(await count(store, 'e', T0 + 5), 1)
+    } finally {
+      await store.close()
+    }
+  })
+
   it('sweep() drops expired keys and leaves live ones alone', async () => {
     const store = new MemoryStore()
     try {

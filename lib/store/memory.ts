@@ -11,7 +11,7 @@ import {
 } from './store.js'
 
 export interface MemoryStoreOptions {
-  /** Most keys (owners: a user or an IP prefix) kept; past it the least recently written are evicted. Defaults to `1_000_000`. */
+  /** Most keys (owners: a user or an IP prefix) kept; past it, keys not written recently are evicted first. Defaults to `1_000_000`. */
   maxKeys?: number
   /** How often expired keys are swept, in ms (the timer is `unref`ed). Defaults to `60_000`. */
   sweepInterval?: number
@@ -19,10 +19,15 @@ export interface MemoryStoreOptions {
   sweepBatch?: number
 }
 
-// One record per key (owner) holding its fields as slots, each slot one object with
-// its field name and its own expiry, and arrays created at their exact size: one
-// event costs one or two Map lookups instead of one per datum, and an idle user is a
-// handful of small objects (the memory target is about 1 KB per tracked user).
+// Layout, chosen for the garbage collector as much as for lookups. One record per key
+// (owner) holds its fields as slots, so one event costs one or two Map lookups. A write
+// updates what is already there: windows and ledgers grow in place (`push`), a reset or
+// an expiry leaves the slot to be reused, and the Map's order is changed only when a key
+// is evicted. What an event writes is then mostly numbers stored into arrays that exist,
+// not new objects: new objects that live are what young-generation collections copy,
+// and at 200,000 events a second that copying was a third of the engine's time. Arrays
+// grown by `push` keep spare capacity; the sweep copies them to their exact size, so an
+// idle user is a handful of small objects (the target is about 1 KB per tracked user).
 
 /**
  * Members are kept as 30-bit FNV-1a hashes, not strings: comparing small
@@ -51,11 +56,24 @@ class Hits {
   ) {}
 }
 
+/** What a ledger entry says besides its time; entries without evidence share one per detection and points. */
+interface Body {
+  readonly detection: string
+  readonly points: number
+  readonly evidence: LedgerEntry['evidence']
+}
+
+/**
+ * A ledger as two parallel arrays, oldest first: the times in an array of
+ * doubles (a time kept in an object would be one more boxed number per entry)
+ * and what each entry says.
+ */
 class Ledger {
   constructor(
     readonly field: string,
     public expires: number,
-    public entries: LedgerEntry[],
+    public at: number[],
+    public bodies: Body[],
   ) {}
 }
 
@@ -77,20 +95,21 @@ class Mark {
 
 type Slot = Hits | Ledger | RecentList | Mark
 
-/** Everything kept under one key. `expires` is the latest of its slots' expiries. */
+/**
+ * Everything kept under one key. `expires` is the latest of its slots' expiries.
+ * `rewritten` is the eviction's second chance: set when an existing key is written
+ * again, cleared when eviction passes over it.
+ */
 class Owner {
+  rewritten = false
   constructor(
     public expires: number,
     public slots: Slot[],
   ) {}
 }
 
-/** Appends without the spare capacity `push` reserves, while arrays are small. */
+/** Appends a slot without the spare capacity `push` reserves (an owner has a handful). */
 const append = <T>(list: T[], item: T): T[] => {
-  if (list.length >= 8) {
-    list.push(item)
-    return list
-  }
   const next = new Array<T>(list.length + 1)
   for (let i = 0; i < list.length; i++) next[i] = list[i] as T
   next[list.length] = item
@@ -108,19 +127,42 @@ const keep = <T>(list: T[], pass: (item: T) => boolean): T[] => {
   return kept
 }
 
+/** Drops the first `n` items in place. */
+const shift = <T>(list: T[], n: number): void => {
+  for (let i = n; i < list.length; i++) list[i - n] = list[i] as T
+  list.length -= n
+}
+
+/** A copy at exactly its length (what the sweep leaves an idle key with). */
+const compact = (slot: Slot): void => {
+  if (slot instanceof Hits) {
+    slot.ts = slot.ts.slice()
+    if (slot.members) slot.members = slot.members.slice()
+  } else if (slot instanceof Ledger) {
+    slot.at = slot.at.slice()
+    slot.bodies = slot.bodies.slice()
+  } else if (slot instanceof RecentList && typeof slot.values !== 'string') {
+    slot.values = slot.values.slice()
+  }
+}
+
 /**
  * At most this many recent hits are counted per window (`WINDOW_CAP` in the Store
  * contract): counts saturate there, which is enough because every threshold is
  * below it. Arrays may grow to twice the cap before being cut back, so a hot key
- * (one IP hammering a login) pays an occasional copy, not one per hit.
+ * (one IP hammering a login) pays an occasional shift, not one per hit.
  */
 const MAX_HITS = WINDOW_CAP
 
 /**
  * The embedded default store. Bounded: keys expire (checked on access, swept
  * incrementally by one `unref`ed timer, never a timer per key) and the number of
- * keys is capped with least-recently-written eviction. Operations run
- * synchronously, so a `run()` batch is trivially atomic in one process.
+ * keys is capped. Past the cap the key written longest ago is evicted, with a
+ * second chance (the CLOCK approximation of least-recently-written): a key
+ * written again since it was inserted, or since eviction last passed over it,
+ * is moved behind the newest instead, which keeps the Map's order untouched on
+ * ordinary writes. Operations run synchronously, so a `run()` batch is trivially
+ * atomic in one process.
  */
 export class MemoryStore implements Store {
   readonly #owners = new Map<string, Owner>()
@@ -129,12 +171,14 @@ export class MemoryStore implements Store {
   #sweepCursor: IterableIterator<[string, Owner]> | undefined
   #timer: NodeJS.Timeout | undefined
   #evicted = 0
-  /** The owner last in the Map's order (most recently written): writing it again needs no re-insertion. */
-  #newest: Owner | undefined
   // Consecutive ops (and an event's two batches) mostly address the same key:
   // remember the last lookup. Every path that removes a key from the Map forgets it.
   #lastKey: string | undefined
   #lastOwner: Owner | undefined
+  /** Bodies of entries without evidence, one per detection (the most frequent entries share it). */
+  readonly #bodies = new Map<string, Body>()
+  /** Scratch for counting distinct members (at most `DISTINCT_CAP`), reused by every hit. */
+  readonly #seen: number[] = []
 
   constructor(options: MemoryStoreOptions = {}) {
     this.#maxKeys = options.maxKeys ?? 1_000_000
@@ -168,7 +212,10 @@ export class MemoryStore implements Store {
     return results
   }
 
-  /** Drops expired keys and expired fields, at most `sweepBatch` keys examined per call. */
+  /**
+   * Drops expired keys and expired fields, and cuts the arrays of live keys to
+   * their exact size; at most `sweepBatch` keys examined per call.
+   */
   sweep(now: number): void {
     this.#forgetLookup()
     let cursor = this.#sweepCursor ?? this.#owners.entries()
@@ -179,8 +226,12 @@ export class MemoryStore implements Store {
         break
       }
       const [key, owner] = next.value
-      if (owner.expires <= now) this.#delete(key, owner)
-      else owner.slots = keep(owner.slots, (slot) => slot.expires > now)
+      if (owner.expires <= now) {
+        this.#delete(key, owner)
+        continue
+      }
+      owner.slots = keep(owner.slots, (slot) => slot.expires > now)
+      for (const slot of owner.slots) compact(slot)
     }
     this.#sweepCursor = cursor
   }
@@ -189,8 +240,8 @@ export class MemoryStore implements Store {
     if (this.#timer) clearInterval(this.#timer)
     this.#timer = undefined
     this.#owners.clear()
+    this.#bodies.clear()
     this.#sweepCursor = undefined
-    this.#newest = undefined
     this.#forgetLookup()
   }
 
@@ -201,7 +252,6 @@ export class MemoryStore implements Store {
 
   #delete(key: string, owner: Owner): void {
     this.#owners.delete(key)
-    if (owner === this.#newest) this.#newest = undefined
     if (owner === this.#lastOwner) this.#forgetLookup()
   }
 
@@ -220,69 +270,95 @@ export class MemoryStore implements Store {
     return owner
   }
 
-  /** The live slot of a field, if any. */
-  #slot(owner: Owner | undefined, field: string, now: number): Slot | undefined {
+  /** The slot of a field, live or expired (an expired slot is reused in place by the next write). */
+  #find(owner: Owner | undefined, field: string): Slot | undefined {
     if (owner === undefined) return undefined
     const { slots } = owner
     for (let i = 0; i < slots.length; i++) {
       const slot = slots[i] as Slot
-      if (slot.field === field) return slot.expires > now ? slot : undefined
+      if (slot.field === field) return slot
     }
     return undefined
   }
 
+  /** The live slot of a field, if any. */
+  #slot(owner: Owner | undefined, field: string, now: number): Slot | undefined {
+    const slot = this.#find(owner, field)
+    return slot !== undefined && slot.expires > now ? slot : undefined
+  }
+
+  /** Records a write to a slot already held by `owner` (its expiry may have moved). */
+  #wrote(owner: Owner, expires: number): void {
+    if (expires > owner.expires) owner.expires = expires
+    owner.rewritten = true
+  }
+
   /**
-   * Records a written slot (new or updated) under its key, creating the owner if
-   * needed. Writes move the key to the end of the Map's order, so the order is
-   * least-recently-written first and eviction takes the first key.
+   * Attaches a new slot under its key (replacing a slot of the same field that
+   * is of another kind), creating the owner if needed; returns the owner.
    */
-  #put(key: string, owner: Owner | undefined, slot: Slot): Owner {
-    if (owner === undefined) {
-      owner = new Owner(slot.expires, [slot])
-      this.#lastKey = key
-      this.#lastOwner = owner
-    } else {
+  #attach(key: string, owner: Owner | undefined, slot: Slot): Owner {
+    if (owner !== undefined) {
       const { slots } = owner
       let i = 0
       while (i < slots.length && (slots[i] as Slot).field !== slot.field) i++
       if (i === slots.length) owner.slots = append(slots, slot)
       else slots[i] = slot
-      if (slot.expires > owner.expires) owner.expires = slot.expires
-      if (owner === this.#newest) return owner
-      this.#owners.delete(key)
+      this.#wrote(owner, slot.expires)
+      return owner
     }
-    this.#owners.set(key, owner)
-    this.#newest = owner
-    if (this.#owners.size > this.#maxKeys) {
-      const oldest = this.#owners.entries().next().value
-      if (oldest !== undefined) {
-        this.#delete(oldest[0], oldest[1])
-        this.#evicted++
+    const created = new Owner(slot.expires, [slot])
+    this.#owners.set(key, created)
+    this.#lastKey = key
+    this.#lastOwner = created
+    if (this.#owners.size > this.#maxKeys) this.#evict(created)
+    return created
+  }
+
+  /** Evicts one key: the first in the Map's order not written since it was last passed over (never `spare`). */
+  #evict(spare: Owner): void {
+    // Each key is passed over at most once, and `spare` is moved behind the keys that
+    // were: the loop ends within twice the Map's size even when every key was rewritten.
+    let budget = 2 * this.#owners.size
+    for (const [key, owner] of this.#owners) {
+      if (budget-- <= 0) return
+      if (owner === spare || owner.rewritten) {
+        // Second chance: behind the newest, to be looked at again after every other key.
+        owner.rewritten = false
+        this.#owners.delete(key)
+        this.#owners.set(key, owner)
+        continue
       }
+      this.#delete(key, owner)
+      this.#evicted++
+      return
     }
-    return owner
   }
 
-  #remove(owner: Owner | undefined, field: string): void {
-    if (owner === undefined) return
-    const slots = keep(owner.slots, (slot) => slot.field !== field)
-    owner.slots = slots
-    // An owner with no slot left is dropped by the next sweep or lookup.
-    if (slots.length === 0) owner.expires = 0
-  }
-
+  /** Sets a mark if absent; the owner it is now under, or `undefined` when it was already set. */
   #mark(key: string, owner: Owner | undefined, field: string, ttl: number, now: number): Owner | undefined {
-    if (this.#slot(owner, field, now) !== undefined) return undefined
-    return this.#put(key, owner, new Mark(field, now + ttl))
+    const slot = this.#find(owner, field)
+    const expires = now + ttl
+    if (slot instanceof Mark && owner !== undefined) {
+      if (slot.expires > now) return undefined
+      slot.expires = expires
+      this.#wrote(owner, expires)
+      return owner
+    }
+    if (slot !== undefined && slot.expires > now) return undefined
+    return this.#attach(key, owner, new Mark(field, expires))
   }
 
   #apply(op: StoreOp, now: number): StoreResult {
     switch (op.op) {
       case 'hit':
         return this.#hit(op, now)
-      case 'reset':
-        this.#remove(this.#owner(op.key, now), op.field)
+      case 'reset': {
+        // Expired, the slot is invisible to reads and reused by the next write; the sweep drops it.
+        const slot = this.#find(this.#owner(op.key, now), op.field)
+        if (slot !== undefined) slot.expires = 0
         return null
+      }
       case 'claim':
         return this.#mark(op.key, this.#owner(op.key, now), op.field, op.ttl, now) !== undefined
       case 'marked':
@@ -293,37 +369,44 @@ export class MemoryStore implements Store {
         return this.#score(op, now)
       case 'read': {
         const slot = this.#slot(this.#owner(op.key, now), op.field, now)
-        if (!(slot instanceof Ledger)) return []
-        return slot.entries.filter((e) => e.at > op.since)
+        return slot instanceof Ledger ? entriesOf(slot, op.since) : []
       }
     }
   }
 
   #hit(op: Extract<StoreOp, { op: 'hit' }>, now: number): HitResult {
     const owner = this.#owner(op.key, now)
-    const slot = this.#slot(owner, op.field, now)
-    let hits = slot instanceof Hits ? slot : undefined
+    const found = this.#find(owner, op.field)
+    let hits = found instanceof Hits ? found : undefined
+    if (hits !== undefined && hits.expires <= now) {
+      if (!op.add) return { count: 0, distinct: 0, member: 0 }
+      // An expired (or reset) window starts again, in the same arrays.
+      hits.ts.length = 0
+      if (hits.members) hits.members.length = 0
+    }
     const wanted = op.member === undefined ? -1 : memberHash(op.member)
     if (op.add) {
-      if (hits === undefined) {
-        hits = new Hits(op.field, now + op.ttl, [now], wanted === -1 ? undefined : [wanted])
+      const expires = now + op.ttl
+      if (hits === undefined || owner === undefined) {
+        hits = new Hits(op.field, expires, [now], wanted === -1 ? undefined : [wanted])
+        this.#attach(op.key, owner, hits)
       } else {
+        const { ts } = hits
         // Drop what no window can count any more, then record this hit.
         const horizon = now - op.ttl
         let drop = 0
-        while (drop < hits.ts.length && (hits.ts[drop] as number) <= horizon) drop++
-        if (hits.ts.length - drop >= 2 * MAX_HITS) drop = hits.ts.length - MAX_HITS + 1
+        while (drop < ts.length && (ts[drop] as number) <= horizon) drop++
+        if (ts.length - drop >= 2 * MAX_HITS) drop = ts.length - MAX_HITS + 1
         if (drop > 0) {
-          hits.ts = hits.ts.slice(drop)
-          if (hits.members) hits.members = hits.members.slice(drop)
+          shift(ts, drop)
+          if (hits.members) shift(hits.members, drop)
         }
-        if (wanted !== -1 && hits.members === undefined)
-          hits.members = new Array<number>(hits.ts.length).fill(NO_MEMBER)
-        hits.ts = append(hits.ts, now)
-        if (hits.members) hits.members = append(hits.members, wanted === -1 ? NO_MEMBER : wanted)
-        hits.expires = now + op.ttl
+        if (wanted !== -1 && hits.members === undefined) hits.members = new Array<number>(ts.length).fill(NO_MEMBER)
+        ts.push(now)
+        hits.members?.push(wanted === -1 ? NO_MEMBER : wanted)
+        hits.expires = expires
+        this.#wrote(owner, expires)
       }
-      this.#put(op.key, owner, hits)
     }
     if (hits === undefined) return { count: 0, distinct: 0, member: 0 }
     const { ts, members } = hits
@@ -340,38 +423,74 @@ export class MemoryStore implements Store {
     if (wanted === -1 || members === undefined) return { count, distinct: 0, member: 0 }
     let member = 0
     // Distinct members, saturating at DISTINCT_CAP: small fixed work even on a hot key.
-    const seen: number[] = []
+    const seen = this.#seen
+    let distinct = 0
     for (let i = ts.length - 1; i >= lo; i--) {
       const m = members[i] as number
       if (m === wanted) member++
-      if (seen.length < DISTINCT_CAP && !seen.includes(m)) seen.push(m)
+      if (distinct < DISTINCT_CAP) {
+        let j = 0
+        while (j < distinct && seen[j] !== m) j++
+        if (j === distinct) seen[distinct++] = m
+      }
     }
-    return { count, distinct: seen.length, member }
+    return { count, distinct, member }
   }
 
   #remember(op: Extract<StoreOp, { op: 'remember' }>, now: number): RememberResult {
     const owner = this.#owner(op.key, now)
-    const slot = this.#slot(owner, op.field, now)
-    const list = slot instanceof RecentList ? slot : new RecentList(op.field, 0, [])
-    const values = typeof list.values === 'string' ? [list.values] : list.values
-    const size = values.length
-    const index = values.indexOf(op.value)
-    if (index !== 0) {
-      // Most recent first, at most `max` distinct values.
-      const next = [op.value]
-      for (const v of values) if (v !== op.value && next.length < op.max) next.push(v)
-      list.values = next.length === 1 ? op.value : next
+    const found = this.#find(owner, op.field)
+    const expires = now + op.ttl
+    const value = op.value
+    if (!(found instanceof RecentList) || found.expires <= now || owner === undefined) {
+      if (found instanceof RecentList && owner !== undefined) {
+        found.values = value
+        found.expires = expires
+        this.#wrote(owner, expires)
+      } else this.#attach(op.key, owner, new RecentList(op.field, expires, value))
+      return { seen: false, size: 0 }
     }
-    list.expires = now + op.ttl
-    this.#put(op.key, owner, list)
+    found.expires = expires
+    this.#wrote(owner, expires)
+    const values = found.values
+    if (typeof values === 'string') {
+      if (values !== value && op.max > 1) found.values = [value, values]
+      else if (values !== value) found.values = value
+      return { seen: values === value, size: 1 }
+    }
+    const size = values.length
+    const index = values.indexOf(value)
+    if (index !== 0) {
+      // Most recent first, at most `max` distinct values, moved in place: the slot
+      // freed is the value's own, or the oldest's when the list is full.
+      const end = index === -1 ? Math.min(size, op.max - 1) : index
+      if (end === values.length) values.push(value)
+      for (let i = end; i > 0; i--) values[i] = values[i - 1] as string
+      values[0] = value
+      if (values.length > op.max) values.length = Math.max(1, op.max)
+    }
     return { seen: index !== -1, size }
+  }
+
+  /** One shared body for entries without evidence (most of them); a body of its own otherwise. */
+  #body(entry: LedgerEntry): Body {
+    if (entry.evidence !== undefined)
+      return { detection: entry.detection, points: entry.points, evidence: entry.evidence }
+    const shared = this.#bodies.get(entry.detection)
+    if (shared !== undefined && shared.points === entry.points) return shared
+    const body: Body = { detection: entry.detection, points: entry.points, evidence: undefined }
+    if (this.#bodies.size < 1_000) this.#bodies.set(entry.detection, body)
+    return body
   }
 
   #score(op: Extract<StoreOp, { op: 'score' }>, now: number): ScoreResult {
     let owner = this.#owner(op.key, now)
-    const slot = this.#slot(owner, op.field, now)
-    const ledger = slot instanceof Ledger ? slot : undefined
-    let entries = ledger?.entries ?? []
+    const found = this.#find(owner, op.field)
+    let ledger = found instanceof Ledger ? found : undefined
+    if (ledger !== undefined && ledger.expires <= now) {
+      ledger.at.length = 0
+      ledger.bodies.length = 0
+    }
     const added: LedgerEntry[] = []
     let unordered = false
     for (const { entry, once } of op.entries) {
@@ -380,28 +499,36 @@ export class MemoryStore implements Store {
         if (marked === undefined) continue
         owner = marked
       }
-      const last = entries[entries.length - 1]
-      if (last !== undefined && entry.at < last.at) unordered = true
-      entries = append(entries, entry)
+      if (ledger === undefined || owner === undefined) {
+        ledger = new Ledger(op.field, now + op.ttl, [entry.at], [this.#body(entry)])
+        owner = this.#attach(op.key, owner, ledger)
+      } else {
+        const { at } = ledger
+        if (at.length > 0 && entry.at < (at[at.length - 1] as number)) unordered = true
+        at.push(entry.at)
+        ledger.bodies.push(this.#body(entry))
+      }
       added.push(entry)
     }
-    // Merged entries (a login's earlier failures) can be older than the user's own:
-    // keep the ledger oldest first, as reads and trimming rely on it. Sort is stable.
-    if (unordered) entries = [...entries].sort((a, b) => a.at - b.at)
-    let drop = 0
-    while (drop < entries.length && (entries[drop] as LedgerEntry).at <= op.keepSince) drop++
-    drop = Math.max(drop, entries.length - op.max)
-    if (drop > 0) entries = entries.slice(drop)
-    if (ledger) {
-      ledger.entries = entries
-      ledger.expires = now + op.ttl
-      if (added.length > 0) owner = this.#put(op.key, owner, ledger)
-      else if (owner !== undefined && ledger.expires > owner.expires) owner.expires = ledger.expires
-    } else if (added.length > 0) {
-      owner = this.#put(op.key, owner, new Ledger(op.field, now + op.ttl, entries))
-    }
     let sum = 0
-    for (const e of entries) if (e.at > op.windowSince) sum += e.points
+    if (ledger !== undefined && owner !== undefined) {
+      // Merged entries (a login's earlier failures) can be older than the user's own:
+      // keep the ledger oldest first, as reads and trimming rely on it.
+      if (unordered) sortLedger(ledger)
+      const { at, bodies } = ledger
+      let drop = 0
+      while (drop < at.length && (at[drop] as number) <= op.keepSince) drop++
+      drop = Math.max(drop, at.length - op.max)
+      if (drop > 0) {
+        shift(at, drop)
+        shift(bodies, drop)
+      }
+      if (added.length > 0 || ledger.expires > now) {
+        ledger.expires = now + op.ttl
+        this.#wrote(owner, ledger.expires)
+      }
+      for (let i = 0; i < at.length; i++) if ((at[i] as number) > op.windowSince) sum += (bodies[i] as Body).points
+    }
     const crossed: number[] = []
     for (const t of op.thresholds) {
       if (sum <= t.level) continue
@@ -413,4 +540,24 @@ export class MemoryStore implements Store {
     if (crossed.length > 1) crossed.sort((a, b) => a - b)
     return { added, sum, crossed }
   }
+}
+
+/** A ledger's entries after `since`, oldest first, as the contract's objects. */
+const entriesOf = (ledger: Ledger, since: number): LedgerEntry[] => {
+  const { at, bodies } = ledger
+  const out: LedgerEntry[] = []
+  for (let i = 0; i < at.length; i++) {
+    const t = at[i] as number
+    if (t <= since) continue
+    const { detection, points, evidence } = bodies[i] as Body
+    out.push(evidence === undefined ? { detection, points, at: t } : { detection, points, at: t, evidence })
+  }
+  return out
+}
+
+/** Orders a ledger by time (stable: entries of the same time keep their order). */
+const sortLedger = (ledger: Ledger): void => {
+  const order = ledger.at.map((_, i) => i).sort((a, b) => (ledger.at[a] as number) - (ledger.at[b] as number) || a - b)
+  ledger.at = order.map((i) => ledger.at[i] as number)
+  ledger.bodies = order.map((i) => ledger.bodies[i] as Body)
 }
