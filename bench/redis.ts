@@ -8,7 +8,7 @@
  *   REDIS_URL=redis://127.0.0.1:6380 ...                         # another server (default redis://127.0.0.1:6379)
  *   ... --in-flight 1024                                         # events in flight (default 512)
  *
- * The event mix is bench/engine.ts's (60% failed logins, 30% successes, 10%
+ * The event mix is bench/lib/events.ts's attack mix (60% failed logins, 30% successes, 10%
  * app-reported attacks over 50,000 users and 5,000 IPs), timed from now (the Redis
  * TTLs are real). `--in-flight` events are kept in flight: as one completes the next
  * starts (a sliding window, as a busy server's concurrent logins would), so the
@@ -24,7 +24,7 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import { Redis } from 'ioredis'
 import type { AuthEvent } from '../lib/event.js'
 import type { Store } from '../lib/store/store.js'
-import { eventMix } from './lib/events.js'
+import { attackMix } from './lib/events.js'
 
 // The compiled build (npm run build first), as in bench/engine.ts.
 const dist = <T>(path: string): Promise<T> => import(new URL(`../dist/${path}`, import.meta.url).href) as Promise<T>
@@ -118,7 +118,7 @@ const serverCpu = async (admin: Redis): Promise<number> => {
 }
 
 const admin = new Redis(url, { maxRetriesPerRequest: 1 })
-const events = eventMix(count, 50_000, T0)
+const events = attackMix(count, 50_000, T0)
 const memoryRates: number[] = []
 const redisRates: number[] = []
 const nodeCpu: number[] = []
@@ -129,9 +129,9 @@ let alertsMemory = 0
 try {
   // Warm-up: JIT, the disposable-domain list, the script cache.
   const warm = new RedisStore({ url, prefix: `sqreen-bench:warm:${randomUUID()}:` })
-  await throughput(warm, eventMix(smoke ? 1_000 : 10_000, 5_000, T0))
+  await throughput(warm, attackMix(smoke ? 1_000 : 10_000, 5_000, T0))
   await warm.close()
-  await throughput(new MemoryStore(), eventMix(10_000, 5_000, T0))
+  await throughput(new MemoryStore(), attackMix(10_000, 5_000, T0))
   for (let r = 0; r < rounds; r++) {
     // Interleaved, so a drift of the machine does not fall on one store only.
     const memory = new MemoryStore()
