@@ -24,6 +24,7 @@ export { DEFAULT_POINTS, type Detection } from './risk/points.js'
 export { type RiskIncreaseOptions, type RiskTrigger, riskIncrease } from './risk/trigger.js'
 export { MemoryStore, type MemoryStoreOptions } from './store/memory.js'
 export {
+  type RedisClient,
   RedisStore,
   type RedisStoreOptions,
   type RedisStoreState,

@@ -33,16 +33,23 @@ const matches = (domain: string, set: ReadonlySet<string>): boolean => {
   return false
 }
 
+// Sign-ups and logins come from few domains (a handful of providers and the app's own
+// users' companies): a bounded cache spares normalising and walking parent domains
+// on every event that carries an e-mail.
+const kinds = new Map<string, DomainKind>()
+const KINDS_MAX = 5_000
+
 /** Classifies the domain of an e-mail (or `anon-<id>@domain`); loads the list on first use. */
 export const emailDomainKind = (email: string): DomainKind => {
   const at = email.lastIndexOf('@')
   if (at === -1) return 'regular'
-  const domain = email
-    .slice(at + 1)
-    .trim()
-    .toLowerCase()
-    .replace(/\.$/, '')
-  if (matches(domain, RELAY_DOMAINS)) return 'relay'
+  const raw = email.slice(at + 1)
+  const cached = kinds.get(raw)
+  if (cached !== undefined) return cached
+  const domain = raw.trim().toLowerCase().replace(/\.$/, '')
   disposable ??= disposableEmailBlocklistSet()
-  return matches(domain, disposable) ? 'disposable' : 'regular'
+  const kind = matches(domain, RELAY_DOMAINS) ? 'relay' : matches(domain, disposable) ? 'disposable' : 'regular'
+  if (kinds.size >= KINDS_MAX) kinds.clear()
+  kinds.set(raw, kind)
+  return kind
 }

@@ -86,10 +86,11 @@ const CACHE_MAX = 10_000
 /** Everything the engine needs to know about a client IP; `undefined` for none or an unparsable one. */
 export const ipFacts = (ip: string | null): IpFacts | undefined => {
   if (ip === null) return undefined
-  let dot = v4LastDot(ip)
+  const dot = v4LastDot(ip)
   if (dot !== -1) return new V4Facts(ip, dot)
   const addr = unmapV4(ip)
-  if (addr !== ip && (dot = v4LastDot(addr)) !== -1) return new V4Facts(addr, dot)
+  const mappedDot = addr === ip ? -1 : v4LastDot(addr)
+  if (mappedDot !== -1) return new V4Facts(addr, mappedDot)
   let facts = cache.get(ip)
   if (facts === undefined && !cache.has(ip)) {
     const prefix = isIPv6(addr) ? v6Prefix(addr, 56) : undefined

@@ -17,13 +17,27 @@ import type {
   Threshold,
 } from './store.js'
 
+/**
+ * An ioredis client (`new Redis(...)` of a single server), as far as the store
+ * relies on it. Declared by shape rather than imported from ioredis, so that the
+ * package's own type declarations never load ioredis's: those import the untyped
+ * `redis-errors` package and fail an application's type-check of its dependencies'
+ * declarations (`skipLibCheck: false`) unless it installs `@types/redis-errors`,
+ * even when it never uses Redis.
+ */
+export interface RedisClient {
+  readonly status: string
+  evalsha(sha: string, numKeys: number, ...args: (string | number)[]): Promise<unknown>
+  on(event: string, listener: (...args: never[]) => void): unknown
+}
+
 export interface RedisStoreOptions {
   /**
    * An ioredis client to use, with its own settings (`close()` leaves it open: it is
    * yours). Defaults to a client the store creates from `url`, tuned to fail fast
    * (see the README) and closed by `close()`.
    */
-  client: Redis
+  client: RedisClient
   /** `redis://` or `rediss://` URL of the server. Defaults to `process.env.REDIS_URL`, else `'redis://127.0.0.1:6379'`. */
   url: string
   /** Prepended to every key, so several applications (or environments) can share a server. Defaults to `'sqreen:'`. */
@@ -126,7 +140,7 @@ const positive = (options: Partial<RedisStoreOptions>, name: keyof RedisStoreOpt
   return value
 }
 
-const isClient = (value: unknown): value is Redis =>
+const isClient = (value: unknown): value is RedisClient =>
   value !== null &&
   typeof value === 'object' &&
   typeof (value as Partial<Redis>).evalsha === 'function' &&
@@ -214,7 +228,8 @@ export class RedisStore implements Store {
           'RedisStore: pass either "client" (a client you configured) or "url" (the store makes its own), not both.',
         )
       }
-      this.#client = options.client
+      // Checked above to be a client; what the store calls beyond the declared shape is ioredis's.
+      this.#client = options.client as unknown as Redis
       this.#owned = false
     } else {
       const url = options.url ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'

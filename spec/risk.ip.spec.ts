@@ -1,0 +1,53 @@
+/**
+ * IP facts: the prefix IP-level state is counted under, its store key, and what
+ * alerts show. IPv4 addresses are recognised by a hand-written scan (it runs on
+ * nearly every event), so it is checked against Node's own `isIPv4` over
+ * generated strings, near-misses included.
+ */
+import assert from 'node:assert/strict'
+import { isIPv4 } from 'node:net'
+import { describe, it } from 'node:test'
+import fc from 'fast-check'
+import { displayIp, ipFacts, ipKey } from '../lib/risk/ip.js'
+
+const octet = fc.oneof(
+  fc.integer({ min: 0, max: 255 }).map(String),
+  fc.integer({ min: 256, max: 9999 }).map(String),
+  fc.integer({ min: 0, max: 99 }).map((n) => `0${n}`),
+  fc.constantFrom('', ' 1', '1 ', 'a', '-1', '+1', '1e1', '0x1'),
+)
+const dotted = fc.array(octet, { minLength: 1, maxLength: 6 }).map((parts) => parts.join('.'))
+
+describe('IP facts', () => {
+  it('recognises exactly the IPv4 addresses node:net does', () => {
+    fc.assert(
+      fc.property(fc.oneof(dotted, fc.string({ maxLength: 16 })), (candidate) => {
+        const facts = ipFacts(candidate)
+        if (isIPv4(candidate)) {
+          assert.equal(facts?.prefix, candidate)
+          assert.equal(facts?.key, `ip:${candidate}`)
+          assert.equal(facts?.display, `${candidate.split('.').slice(0, 3).join('.')}.0/24`)
+        } else if (facts !== undefined) {
+          // Not IPv4: only an IPv6 address may still have facts, never a dotted near-miss.
+          assert.ok(candidate.includes(':'), `${JSON.stringify(candidate)} was taken for an address`)
+        }
+      }),
+      { numRuns: 5_000 },
+    )
+  })
+
+  it('counts IPv6 by /56, unmaps IPv4-mapped addresses, and shows /24 or /56', () => {
+    assert.deepEqual(
+      { prefix: ipKey('2001:db8:abcd:12ff::1'), display: displayIp('2001:db8:abcd:12ff::1') },
+      { prefix: '2001:db8:abcd:1200::/56', display: '2001:db8:abcd:1200::/56' },
+    )
+    assert.equal(ipKey('2001:db8:abcd:1234:5678::9'), ipKey('2001:db8:abcd:12ee::'), 'one /56, one key')
+    assert.equal(ipFacts('::ffff:192.0.2.77')?.key, 'ip:192.0.2.77')
+    assert.equal(displayIp('::FFFF:192.0.2.77'), '192.0.2.0/24')
+    assert.equal(displayIp('203.0.113.9'), '203.0.113.0/24')
+    for (const bad of [null, '', 'localhost', '1.2.3', '1.2.3.4.5', '01.2.3.4', '::ffff:1.2.3.256', '2001:db8::g']) {
+      assert.equal(ipFacts(bad), undefined, `no facts for ${JSON.stringify(bad)}`)
+      assert.equal(displayIp(bad), undefined)
+    }
+  })
+})
