@@ -200,7 +200,12 @@ const scored = (
   // burst / brute-force entries and in the alert, and dropping it keeps an idle user's
   // ledger within the memory budget (about 1 KB per tracked user).
   const shownIp = detection === 'wrong_password' ? undefined : plan.ipFacts?.display
-  const facts = shownIp === undefined ? evidence : { ...evidence, ip: shownIp }
+  // Callers pass a fresh literal (or nothing): adding the IP to it spares a copy.
+  let facts = evidence
+  if (shownIp !== undefined) {
+    if (facts === undefined) facts = { ip: shownIp }
+    else facts.ip = shownIp
+  }
   const entry: LedgerEntry =
     facts === undefined
       ? { detection, points: value, at: plan.now }
