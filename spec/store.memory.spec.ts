@@ -133,6 +133,49 @@ describe('MemoryStore (memory-only behaviour)', () => {
     }
   })
 
+  it('sweep() cuts windows and ledgers to size without changing what they hold', async () => {
+    const store = new MemoryStore()
+    const entry = (i: number) => ({ entry: { detection: i % 2 ? 'a' : 'b', points: 1, at: T0 + i } })
+    const score = (i: number) =>
+      store.run(
+        [
+          {
+            op: 'score',
+            key: 'u',
+            field: 'ledger',
+            entries: [entry(i)],
+            keepSince: T0 + i - 10,
+            max: 6,
+            ttl: HOUR,
+            windowSince: 0,
+            thresholds: [],
+          },
+        ],
+        T0 + i,
+      )
+    try {
+      for (let i = 0; i < 5; i++) {
+        await store.run([write('u', HOUR, 'w')], T0 + i)
+        await score(i)
+      }
+      store.sweep(T0 + 5)
+      for (let i = 5; i < 12; i++) {
+        await store.run([write('u', HOUR, 'w')], T0 + i)
+        await score(i)
+        if (i === 8) store.sweep(T0 + i)
+      }
+      assert.equal(await count(store, 'u', T0 + 12, 'w'), 12)
+      const [entries] = await store.run([{ op: 'read', key: 'u', field: 'ledger', since: 0 }], T0 + 12)
+      // At most 6 entries, none at or before keepSince (T0 + 1): the last six, oldest first.
+      assert.deepEqual(
+        (entries as { at: number }[]).map((e) => e.at - T0),
+        [6, 7, 8, 9, 10, 11],
+      )
+    } finally {
+      await store.close()
+    }
+  })
+
   it('sweep() drops expired keys and leaves live ones alone', async () => {
     const store = new MemoryStore()
     try {

@@ -46,11 +46,12 @@ const memberHash = (member: string): number => {
 /** A hit recorded without a member (the hash of the empty string, as before members were asked for). */
 const NO_MEMBER = memberHash('')
 
-/** Hit timestamps (and member hashes) of one sliding window, oldest first. */
+/** Hit timestamps (and member hashes) of one sliding window, oldest first: the first `n` items of each array (see `storeNumber`). */
 class Hits {
   constructor(
     readonly field: string,
     public expires: number,
+    public n: number,
     public ts: number[],
     public members: number[] | undefined,
   ) {}
@@ -66,16 +67,20 @@ interface Body {
 /**
  * A ledger as two parallel arrays, oldest first: the times in an array of
  * doubles (a time kept in an object would be one more boxed number per entry)
- * and what each entry says.
+ * and what each entry says; the first `n` items of each (see `storeNumber`).
  */
 class Ledger {
   constructor(
     readonly field: string,
     public expires: number,
+    public n: number,
     public at: number[],
     public bodies: Body[],
   ) {}
 }
+
+/** What a ledger's unused room holds, so that dropped entries are not kept alive. */
+const NO_BODY: Body = { detection: '', points: 0, evidence: undefined }
 
 /** A single value is kept as a plain string: most users have one device. */
 class RecentList {
@@ -127,20 +132,60 @@ const keep = <T>(list: T[], pass: (item: T) => boolean): T[] => {
   return kept
 }
 
-/** Drops the first `n` items in place. */
-const shift = <T>(list: T[], n: number): void => {
-  for (let i = n; i < list.length; i++) list[i - n] = list[i] as T
-  list.length -= n
+/**
+ * Windows and ledgers keep their own count of items (`n`) and room for more in
+ * their arrays: `storeNumber` writes item `n`, doubling the room by an exact-size copy
+ * when it is full (`concat` allocates exactly; `push` would reserve 16 more items,
+ * and most windows and ledgers hold a few). The room is what lets a write store a
+ * number into an array that exists instead of allocating; its bound (at most
+ * twice the items) is what keeps the state the collector copies small.
+ */
+const storeNumber = (list: number[], n: number, item: number): number[] => {
+  if (n < list.length) {
+    list[n] = item
+    return list
+  }
+  if (n === 0) return [item]
+  const grown = list.concat(list)
+  grown[n] = item
+  return grown
 }
 
-/** A copy at exactly its length (what the sweep leaves an idle key with). */
+/** `storeNumber` for a ledger's bodies. */
+const storeBody = (list: Body[], n: number, item: Body): Body[] => {
+  if (n < list.length) {
+    list[n] = item
+    return list
+  }
+  if (n === 0) return [item]
+  const grown = list.concat(list)
+  grown[n] = item
+  return grown
+}
+
+// Numbers and bodies go through functions of their own, never one generic function:
+// a store site (`list[n] = item`) that has seen arrays of objects moves the arrays of
+// doubles it writes next to the general kind, which boxes every number (V8
+// generalises elements kinds per site), and an array literal site does the same.
+
+/** Moves numbers `drop..n` to the front (the caller lowers its count by `drop`). */
+const shiftNumbers = (list: number[], drop: number, n: number): void => {
+  for (let i = drop; i < n; i++) list[i - drop] = list[i] as number
+}
+
+/** `shiftNumbers` for a ledger's bodies. */
+const shiftBodies = (list: Body[], drop: number, n: number): void => {
+  for (let i = drop; i < n; i++) list[i - drop] = list[i] as Body
+}
+
+/** Cuts a slot's arrays to exactly its items (what the sweep leaves a key with). */
 const compact = (slot: Slot): void => {
   if (slot instanceof Hits) {
-    slot.ts = slot.ts.slice()
-    if (slot.members) slot.members = slot.members.slice()
+    slot.ts = slot.ts.slice(0, slot.n)
+    if (slot.members) slot.members = slot.members.slice(0, slot.n)
   } else if (slot instanceof Ledger) {
-    slot.at = slot.at.slice()
-    slot.bodies = slot.bodies.slice()
+    slot.at = slot.at.slice(0, slot.n)
+    slot.bodies = slot.bodies.slice(0, slot.n)
   } else if (slot instanceof RecentList && typeof slot.values !== 'string') {
     slot.values = slot.values.slice()
   }
@@ -381,51 +426,53 @@ export class MemoryStore implements Store {
     if (hits !== undefined && hits.expires <= now) {
       if (!op.add) return { count: 0, distinct: 0, member: 0 }
       // An expired (or reset) window starts again, in the same arrays.
-      hits.ts.length = 0
-      if (hits.members) hits.members.length = 0
+      hits.n = 0
     }
     const wanted = op.member === undefined ? -1 : memberHash(op.member)
     if (op.add) {
       const expires = now + op.ttl
       if (hits === undefined || owner === undefined) {
-        hits = new Hits(op.field, expires, [now], wanted === -1 ? undefined : [wanted])
+        hits = new Hits(op.field, expires, 1, [now], wanted === -1 ? undefined : [wanted])
         this.#attach(op.key, owner, hits)
       } else {
         const { ts } = hits
+        let n = hits.n
         // Drop what no window can count any more, then record this hit.
         const horizon = now - op.ttl
         let drop = 0
-        while (drop < ts.length && (ts[drop] as number) <= horizon) drop++
-        if (ts.length - drop >= 2 * MAX_HITS) drop = ts.length - MAX_HITS + 1
+        while (drop < n && (ts[drop] as number) <= horizon) drop++
+        if (n - drop >= 2 * MAX_HITS) drop = n - MAX_HITS + 1
         if (drop > 0) {
-          shift(ts, drop)
-          if (hits.members) shift(hits.members, drop)
+          shiftNumbers(ts, drop, n)
+          if (hits.members) shiftNumbers(hits.members, drop, n)
+          n -= drop
         }
         if (wanted !== -1 && hits.members === undefined) hits.members = new Array<number>(ts.length).fill(NO_MEMBER)
-        ts.push(now)
-        hits.members?.push(wanted === -1 ? NO_MEMBER : wanted)
+        hits.ts = storeNumber(ts, n, now)
+        if (hits.members) hits.members = storeNumber(hits.members, n, wanted === -1 ? NO_MEMBER : wanted)
+        hits.n = n + 1
         hits.expires = expires
         this.#wrote(owner, expires)
       }
     }
     if (hits === undefined) return { count: 0, distinct: 0, member: 0 }
-    const { ts, members } = hits
+    const { ts, members, n } = hits
     // Timestamps are ascending: the window's start is found by binary search.
-    let lo = Math.max(0, ts.length - MAX_HITS)
-    let hi = ts.length
+    let lo = Math.max(0, n - MAX_HITS)
+    let hi = n
     while (lo < hi) {
       const mid = (lo + hi) >>> 1
       if ((ts[mid] as number) > op.since) hi = mid
       else lo = mid + 1
     }
-    const count = ts.length - lo
+    const count = n - lo
     // Members are looked at only when the op names one (see the contract).
     if (wanted === -1 || members === undefined) return { count, distinct: 0, member: 0 }
     let member = 0
     // Distinct members, saturating at DISTINCT_CAP: small fixed work even on a hot key.
     const seen = this.#seen
     let distinct = 0
-    for (let i = ts.length - 1; i >= lo; i--) {
+    for (let i = n - 1; i >= lo; i--) {
       const m = members[i] as number
       if (m === wanted) member++
       if (distinct < DISTINCT_CAP) {
@@ -488,8 +535,9 @@ export class MemoryStore implements Store {
     const found = this.#find(owner, op.field)
     let ledger = found instanceof Ledger ? found : undefined
     if (ledger !== undefined && ledger.expires <= now) {
-      ledger.at.length = 0
-      ledger.bodies.length = 0
+      // An expired ledger starts again, in the same arrays.
+      forget(ledger.bodies, 0, ledger.n)
+      ledger.n = 0
     }
     const added: LedgerEntry[] = []
     let unordered = false
@@ -500,13 +548,14 @@ export class MemoryStore implements Store {
         owner = marked
       }
       if (ledger === undefined || owner === undefined) {
-        ledger = new Ledger(op.field, now + op.ttl, [entry.at], [this.#body(entry)])
+        ledger = new Ledger(op.field, now + op.ttl, 1, [entry.at], [this.#body(entry)])
         owner = this.#attach(op.key, owner, ledger)
       } else {
-        const { at } = ledger
-        if (at.length > 0 && entry.at < (at[at.length - 1] as number)) unordered = true
-        at.push(entry.at)
-        ledger.bodies.push(this.#body(entry))
+        const { n } = ledger
+        if (n > 0 && entry.at < (ledger.at[n - 1] as number)) unordered = true
+        ledger.at = storeNumber(ledger.at, n, entry.at)
+        ledger.bodies = storeBody(ledger.bodies, n, this.#body(entry))
+        ledger.n = n + 1
       }
       added.push(entry)
     }
@@ -515,19 +564,21 @@ export class MemoryStore implements Store {
       // Merged entries (a login's earlier failures) can be older than the user's own:
       // keep the ledger oldest first, as reads and trimming rely on it.
       if (unordered) sortLedger(ledger)
-      const { at, bodies } = ledger
+      const { at, bodies, n } = ledger
       let drop = 0
-      while (drop < at.length && (at[drop] as number) <= op.keepSince) drop++
-      drop = Math.max(drop, at.length - op.max)
+      while (drop < n && (at[drop] as number) <= op.keepSince) drop++
+      drop = Math.max(drop, n - op.max)
       if (drop > 0) {
-        shift(at, drop)
-        shift(bodies, drop)
+        shiftNumbers(at, drop, n)
+        shiftBodies(bodies, drop, n)
+        forget(bodies, n - drop, n)
+        ledger.n = n - drop
       }
       if (added.length > 0 || ledger.expires > now) {
         ledger.expires = now + op.ttl
         this.#wrote(owner, ledger.expires)
       }
-      for (let i = 0; i < at.length; i++) if ((at[i] as number) > op.windowSince) sum += (bodies[i] as Body).points
+      for (let i = 0; i < ledger.n; i++) if ((at[i] as number) > op.windowSince) sum += (bodies[i] as Body).points
     }
     const crossed: number[] = []
     for (const t of op.thresholds) {
@@ -542,11 +593,16 @@ export class MemoryStore implements Store {
   }
 }
 
+/** Clears a ledger's room from `from` to `to` (entries dropped or expired), so their bodies can be collected. */
+const forget = (bodies: Body[], from: number, to: number): void => {
+  for (let i = from; i < to; i++) bodies[i] = NO_BODY
+}
+
 /** A ledger's entries after `since`, oldest first, as the contract's objects. */
 const entriesOf = (ledger: Ledger, since: number): LedgerEntry[] => {
-  const { at, bodies } = ledger
+  const { at, bodies, n } = ledger
   const out: LedgerEntry[] = []
-  for (let i = 0; i < at.length; i++) {
+  for (let i = 0; i < n; i++) {
     const t = at[i] as number
     if (t <= since) continue
     const { detection, points, evidence } = bodies[i] as Body
@@ -555,9 +611,10 @@ const entriesOf = (ledger: Ledger, since: number): LedgerEntry[] => {
   return out
 }
 
-/** Orders a ledger by time (stable: entries of the same time keep their order). */
+/** Orders a ledger's entries by time (stable: entries of the same time keep their order). */
 const sortLedger = (ledger: Ledger): void => {
-  const order = ledger.at.map((_, i) => i).sort((a, b) => (ledger.at[a] as number) - (ledger.at[b] as number) || a - b)
-  ledger.at = order.map((i) => ledger.at[i] as number)
-  ledger.bodies = order.map((i) => ledger.bodies[i] as Body)
+  const { at, bodies, n } = ledger
+  const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => (at[a] as number) - (at[b] as number) || a - b)
+  ledger.at = order.map((i) => at[i] as number)
+  ledger.bodies = order.map((i) => bodies[i] as Body)
 }
