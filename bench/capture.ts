@@ -12,6 +12,9 @@
 //   Security Hub running in its own process (bench/hub.ts --serve), compared with the baseline and
 //   with the middleware without forwarding:
 //     npm run build && npm run bench -- --target dist --forward --rounds 5 --duration 3 --warmup 2
+// --pin (BENCH_PIN=1): the servers (all their threads) on the last CPU and this process (the load
+//   generator) on the others, with taskset, so the client's work and the server's do not take
+//   turns on the same core; the hub with --forward shares the client's CPUs.
 import { type ChildProcess, execFileSync, fork } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg } from 'node:os'
@@ -31,6 +34,7 @@ const { values: args } = parseArgs({
     target: { type: 'string', default: process.env.BENCH_TARGET ?? 'source' },
     scoring: { type: 'string', default: process.env.BENCH_SCORING ?? 'on' },
     forward: { type: 'boolean', default: process.env.BENCH_FORWARD === '1' },
+    pin: { type: 'boolean', default: process.env.BENCH_PIN === '1' },
   },
 })
 const forwarding = args.forward === true
@@ -170,6 +174,23 @@ const gitCommit = (): string | undefined => {
   }
 }
 
+/**
+ * Pins every thread of the servers to the last CPU and every thread of this process to
+ * the others (Linux taskset); a description of what was done, for the report.
+ */
+const pin = (serverPids: readonly number[]): string => {
+  const last = cpus().length - 1
+  if (last < 1) return 'no (one CPU)'
+  const others = last === 1 ? '0' : `0-${last - 1}`
+  try {
+    for (const pid of serverPids) execFileSync('taskset', ['-a', '-cp', String(last), String(pid)], { stdio: 'ignore' })
+    execFileSync('taskset', ['-a', '-cp', others, String(process.pid)], { stdio: 'ignore' })
+  } catch (err) {
+    throw new Error(`--pin: taskset failed (${(err as Error).message}); run without --pin`)
+  }
+  return `servers on CPU ${last}, load generator on CPU ${others}`
+}
+
 const main = async (): Promise<void> => {
   const started = new Date()
   const loadBefore = loadavg()
@@ -181,6 +202,7 @@ const main = async (): Promise<void> => {
     process.env.BENCH_FORWARD_KEY = HUB_SECRET
   }
   for (const mode of MODES) servers[mode] = await startServer(mode, config.target)
+  const pinned = args.pin === true ? pin(MODES.map((mode) => servers[mode].pid)) : 'no'
   try {
     for (const mode of MODES) await sanityCheck(servers[mode])
     process.stderr.write(
@@ -364,7 +386,7 @@ const main = async (): Promise<void> => {
       `\n${lines.join('\n')}\n\n` +
         `${config.mode} mode, median of ${config.rounds} interleaved round(s) of ${config.durationSeconds} s, ` +
         `${config.connections} connections, sqreen-auth from ${config.target === 'dist' ? 'dist/ (tsc build)' : 'lib/ (tsx)'}; Node ${process.version}, ${cpus().length} x ${cpuModel}; ` +
-        `load average ${loadBefore[0]?.toFixed(2)} before, ${loadAfter[0]?.toFixed(2)} after. ` +
+        `load average ${loadBefore[0]?.toFixed(2)} before, ${loadAfter[0]?.toFixed(2)} after; pinned: ${pinned}. ` +
         `Login mix: half succeed (200), half fail (401); sqreen-auth delivered ` +
         `${captured.ok} login.succeeded + ${captured.failed} login.failed events.\n` +
         (smoke ? 'Smoke run: one short round, the ratios are not meaningful.\n' : '') +
@@ -394,6 +416,7 @@ const main = async (): Promise<void> => {
             cpuModel,
             loadavgBefore: loadBefore,
             loadavgAfter: loadAfter,
+            pinned,
           },
           loginMix: 'alternating per connection: 50% valid password (200), 50% wrong password (401)',
           summary,

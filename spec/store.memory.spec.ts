@@ -168,7 +168,7 @@ describe('MemoryStore (memory-only behaviour)', () => {
       const [entries] = await store.run([{ op: 'read', key: 'u', field: 'ledger', since: 0 }], T0 + 12)
       // At most 6 entries, none at or before keepSince (T0 + 1): the last six, oldest first.
       assert.deepEqual(
-        (entries as { at: number }[]).map((e) => e.at - T0),
+        (entries as unknown as { at: number }[]).map((e) => e.at - T0),
         [6, 7, 8, 9, 10, 11],
       )
     } finally {

@@ -45,7 +45,14 @@ const nextMessage = <T extends ChildMessage['type']>(
 /** Starts one benchmark server in its own Node process and waits until it listens. */
 export const startServer = async (mode: ServerMode, target: ServerTarget): Promise<ServerProcess> => {
   const child = fork(SERVER_ENTRY, [mode, target], {
-    execArgv: ['--import', TSX_LOADER],
+    // BENCH_SERVER_PROF=<dir>: a V8 CPU profile of each server, written when it closes.
+    // BENCH_SERVER_ARGS: more Node options for the servers (e.g. --trace-gc), space-separated.
+    execArgv: [
+      '--import',
+      TSX_LOADER,
+      ...(process.env.BENCH_SERVER_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_SERVER_PROF}`] : []),
+      ...(process.env.BENCH_SERVER_ARGS?.split(' ').filter(Boolean) ?? []),
+    ],
     // The child's stderr/stdout go to ours: a crash in the server must be visible.
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     env: { ...process.env, NODE_ENV: 'production' },
