@@ -132,6 +132,36 @@ const suite = (variant: Variant): void => {
     assert.equal(event?.ip, '203.0.113.9')
   })
 
+  it('the ip is kept when the client closes the connection with the response, and when the response ends late', async () => {
+    const h = harness(variant, ({ app, passport }) => {
+      passport.use(new LocalStrategy(verify))
+      app.post('/late', passport.authenticate('local', { session: false }), (_req, res) => {
+        setTimeout(() => res.send('welcome'), 30)
+      })
+    })
+    await login(h.app, '/late', { username: 'alice', password: PASSWORD }).set('Connection', 'close')
+    const [event] = await exactly(h, 1)
+    assert.equal(event?.type, 'login.succeeded')
+    assert.match(event?.ip ?? '', LOOPBACK, `got ${event?.ip}`)
+  })
+
+  it('the ip of a login on a mounted sub-app follows the trust proxy setting it inherits', async () => {
+    for (const trust of [true, false]) {
+      const h = harness(variant, ({ app, passport }) => {
+        app.set('trust proxy', trust)
+        passport.use(new LocalStrategy(verify))
+        const sub = variant.express()
+        sub.use(variant.express.urlencoded({ extended: false }))
+        routeLocal(sub as unknown as typeof app, passport, '/login', 'local')
+        app.use('/sub', sub)
+      })
+      await login(h.app, '/sub/login', { username: 'alice', password: PASSWORD }).set('X-Forwarded-For', '203.0.113.9')
+      const [event] = await exactly(h, 1)
+      if (trust) assert.equal(event?.ip, '203.0.113.9')
+      else assert.match(event?.ip ?? '', LOOPBACK, `without trust proxy the header is ignored, got ${event?.ip}`)
+    }
+  })
+
   it('a wrong password emits login.failed / invalid_credentials with the attempted login', async () => {
     const h = localApp()
     const res = await login(h.app, '/login', { username: 'Alice', password: WRONG_PASSWORD })

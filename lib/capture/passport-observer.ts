@@ -87,55 +87,62 @@ export const observePassport = (
         // One closure per action, all sharing this call's scope (no per-action helper
         // closures): they run on every login. Closures rather than methods because a
         // strategy may call its actions unbound (`const fail = this.fail; fail()`).
-        instance.success = function observedSuccess(this: unknown, ...args: unknown[]) {
+        // Each forwards exactly the arguments it was given (`arguments`, not a rest array:
+        // V8 passes them through `apply` without building an array, on every login).
+        instance.success = function observedSuccess(this: unknown, user?: unknown) {
           let refused = false
           try {
-            refused = t.succeeded(args[0])
+            refused = t.succeeded(user)
           } catch (err) {
             recordFailed(err)
           }
           // Opt-in enforcement: the user is above the block level, answer 403 instead of logging in.
           if (refused) return refuseLogin(req)
-          return success.apply(this, args)
+          // biome-ignore lint/complexity/noArguments: forwarded as given, without an array per call
+          return success.apply(this, arguments as unknown as unknown[])
         }
-        instance.fail = function observedFail(this: unknown, ...args: unknown[]) {
+        instance.fail = function observedFail(this: unknown, challenge?: unknown, status?: unknown) {
           try {
             // passport accepts fail(status) as well as fail(challenge, status).
-            if (typeof args[0] === 'number') t.failed(undefined, args[0])
-            else t.failed(args[0], args[1])
+            if (typeof challenge === 'number') t.failed(undefined, challenge)
+            else t.failed(challenge, status)
           } catch (err) {
             recordFailed(err)
           }
-          return fail.apply(this, args)
+          // biome-ignore lint/complexity/noArguments: forwarded as given, without an array per call
+          return fail.apply(this, arguments as unknown as unknown[])
         }
         if (typeof error === 'function') {
-          instance.error = function observedError(this: unknown, ...args: unknown[]) {
+          instance.error = function observedError(this: unknown, err?: unknown) {
             try {
-              t.errored(args[0])
-            } catch (err) {
-              recordFailed(err)
+              t.errored(err)
+            } catch (e) {
+              recordFailed(e)
             }
-            return error.apply(this, args)
+            // biome-ignore lint/complexity/noArguments: forwarded as given, without an array per call
+            return error.apply(this, arguments as unknown as unknown[])
           }
         }
         if (typeof redirect === 'function') {
-          instance.redirect = function observedRedirect(this: unknown, ...args: unknown[]) {
+          instance.redirect = function observedRedirect(this: unknown) {
             try {
               t.redirected()
             } catch (err) {
               recordFailed(err)
             }
-            return redirect.apply(this, args)
+            // biome-ignore lint/complexity/noArguments: forwarded as given, without an array per call
+            return redirect.apply(this, arguments as unknown as unknown[])
           }
         }
         if (typeof pass === 'function') {
-          instance.pass = function observedPass(this: unknown, ...args: unknown[]) {
+          instance.pass = function observedPass(this: unknown) {
             try {
               t.passed()
             } catch (err) {
               recordFailed(err)
             }
-            return pass.apply(this, args)
+            // biome-ignore lint/complexity/noArguments: forwarded as given, without an array per call
+            return pass.apply(this, arguments as unknown as unknown[])
           }
         }
         return original.authenticate.call(instance, req, options)

@@ -40,6 +40,11 @@ export interface Recorder {
  */
 interface RequestContext {
   readonly req: Request
+  /**
+   * The client IP, read when the request is first observed: events are assembled
+   * after the response, when the connection may be closed and its address gone.
+   */
+  readonly ip: string | null
   readonly attempts: AttemptRecord[]
   manual: ManualLogin | undefined
   /** Sign-up and custom events; most requests have none, so the array is made on first use. */
@@ -155,7 +160,7 @@ const rawLogin = (
     source,
     at,
     req,
-    ip: clientIp(req),
+    ip: ctx.ip,
     userAgent: userAgent(req),
     status: req.res?.statusCode,
     outcome,
@@ -337,6 +342,7 @@ export const createRecorder = (
     if (existing && !existing.flushed) return existing
     const ctx: RequestContext = {
       req,
+      ip: clientIp(req),
       attempts: [],
       manual: undefined,
       extras: undefined,
@@ -382,7 +388,7 @@ export const createRecorder = (
         source: 'sdk',
         at: config.clock(),
         req,
-        ip: clientIp(req),
+        ip: ctx.ip,
         userAgent: userAgent(req),
       })
     },
