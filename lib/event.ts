@@ -62,3 +62,50 @@ export interface AuthEvent {
   readonly severity?: Severity
   readonly properties?: Readonly<Record<string, string | number | boolean>>
 }
+
+/** Where `toISOString()` writes digits: `YYYY-MM-DDTHH:MM:SS.sssZ`. */
+const ISO_DIGITS = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 22]
+
+/** The number written by `length` digits of `s` from `i` (the caller checked they are digits). */
+const num = (s: string, i: number, length: number): number => {
+  let n = 0
+  for (let k = i; k < i + length; k++) n = n * 10 + s.charCodeAt(k) - 48
+  return n
+}
+
+/**
+ * Epoch milliseconds of an event's `at`, `NaN` when it is no time. Events carry the
+ * form `toISOString()` writes (`2026-12-03T18:32:03.123Z`); that form is read by
+ * position, several times faster than `Date.parse`, which the engine and the hub
+ * would otherwise run on every event. Anything else (another offset, fewer digits,
+ * a day past the 28th, which `Date.parse` judges by the month, a year before 1000)
+ * goes to `Date.parse`.
+ */
+export const eventTime = (at: string): number => {
+  if (
+    at.length !== 24 ||
+    at.charCodeAt(4) !== 45 ||
+    at.charCodeAt(7) !== 45 ||
+    at.charCodeAt(10) !== 84 ||
+    at.charCodeAt(13) !== 58 ||
+    at.charCodeAt(16) !== 58 ||
+    at.charCodeAt(19) !== 46 ||
+    at.charCodeAt(23) !== 90
+  ) {
+    return Date.parse(at)
+  }
+  for (const i of ISO_DIGITS) {
+    const c = at.charCodeAt(i)
+    if (c < 48 || c > 57) return Date.parse(at)
+  }
+  const year = num(at, 0, 4)
+  const month = num(at, 5, 2)
+  const day = num(at, 8, 2)
+  const hour = num(at, 11, 2)
+  const minute = num(at, 14, 2)
+  const second = num(at, 17, 2)
+  if (year < 1000 || month < 1 || month > 12 || day < 1 || day > 28 || hour > 23 || minute > 59 || second > 59) {
+    return Date.parse(at)
+  }
+  return Date.UTC(year, month - 1, day, hour, minute, second) + num(at, 20, 3)
+}

@@ -1,5 +1,12 @@
 import { isIP } from 'node:net'
-import type { AuthEvent, AuthEventType, FailureReason, Severity, StrategyAttempt } from '../event.js'
+import {
+  type AuthEvent,
+  type AuthEventType,
+  eventTime,
+  type FailureReason,
+  type Severity,
+  type StrategyAttempt,
+} from '../event.js'
 
 /**
  * Strict validation of forwarded events. A valid signature proves who sent a
@@ -150,7 +157,7 @@ const build = (raw: unknown, now: number, limits: SchemaLimits): AuthEvent => {
   if (!isPlainObject(raw)) return invalid('an event must be an object')
   only(raw, FIELDS, '')
   const at = str(raw.at, 'at', 40)
-  const time = ISO_TIME.test(at) ? Date.parse(at) : Number.NaN
+  const time = ISO_TIME.test(at) ? eventTime(at) : Number.NaN
   if (!Number.isFinite(time)) return invalid('at must be an ISO 8601 time')
   if (time > now + limits.futureMs) return invalid('at is in the future')
   if (time < now - limits.pastMs) return invalid('at is too old')

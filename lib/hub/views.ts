@@ -1,4 +1,4 @@
-import type { AuthEvent, Identity } from '../event.js'
+import { type AuthEvent, eventTime, type Identity } from '../event.js'
 import type { RiskAlert } from '../risk/alert.js'
 
 /** What the hub keeps of an event for people: enough for a timeline, nothing more. */
@@ -84,7 +84,7 @@ export class HubViews {
   record(event: AuthEvent): void {
     const key = event.userKey
     if (key === null) return
-    const at = Date.parse(event.at)
+    const at = eventTime(event.at)
     let view = this.#users.get(key)
     if (view === undefined) {
       view = {

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { Diagnostics } from '../diagnostics.js'
-import type { AuthEvent } from '../event.js'
+import { type AuthEvent, eventTime } from '../event.js'
 import type { LedgerEntry, ScoredEntry, ScoreResult, Store, StoreOp, StoreResult, Threshold } from '../store/store.js'
 import type { RiskAlert } from './alert.js'
 import { type Decision, decide, fields, type Plan, planEvent } from './detectors.js'
@@ -172,7 +172,7 @@ export const createRiskEngine = (config: RiskEngineConfig, diag: Diagnostics): R
   }
 
   const processEvent = (event: AuthEvent): void | Promise<void> => {
-    const parsed = Date.parse(event.at)
+    const parsed = eventTime(event.at)
     const now = Number.isFinite(parsed) ? parsed : config.clock()
     const plan = planEvent(event, now, now - RETENTION, alertField)
     if (sync) {

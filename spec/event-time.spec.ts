@@ -1,0 +1,48 @@
+/**
+ * `eventTime` reads an event's `at` by position when it has the `toISOString()` form and
+ * hands everything else to `Date.parse`: it must answer exactly as `Date.parse` does,
+ * for real times and for near-misses (one character changed, cut or added).
+ */
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
+import fc from 'fast-check'
+import { eventTime } from '../lib/event.js'
+
+const iso = fc.integer({ min: -62_000_000_000_000, max: 250_000_000_000_000 }).map((ms) => new Date(ms).toISOString())
+
+const nearMiss = fc
+  .tuple(iso, fc.nat(), fc.string({ minLength: 0, maxLength: 2 }), fc.nat(2))
+  .map(([s, at, text, cut]) => {
+    const i = at % (s.length + 1)
+    return s.slice(0, i) + text + s.slice(i + cut)
+  })
+
+describe('eventTime', () => {
+  it('reads every toISOString() time as Date.parse does', () => {
+    fc.assert(
+      fc.property(iso, (s) => {
+        assert.equal(eventTime(s), Date.parse(s), s)
+      }),
+      { numRuns: 20_000 },
+    )
+  })
+
+  it('answers near-misses exactly as Date.parse (NaN included)', () => {
+    fc.assert(
+      fc.property(nearMiss, (s) => {
+        assert.ok(Object.is(eventTime(s), Date.parse(s)), `${JSON.stringify(s)}: ${eventTime(s)} vs ${Date.parse(s)}`)
+      }),
+      { numRuns: 20_000 },
+    )
+    for (const s of [
+      '2026-02-30T00:00:00.000Z',
+      '2026-13-01T00:00:00.000Z',
+      '2026-12-03T24:00:00.000Z',
+      '0099-01-01T00:00:00.000Z',
+      '2026-12-03T18:32:03.123+01:00',
+      '',
+    ]) {
+      assert.ok(Object.is(eventTime(s), Date.parse(s)), s)
+    }
+  })
+})
