@@ -145,6 +145,8 @@ const sanityCheck = async (server: ServerProcess): Promise<void> => {
 interface Sample extends Measurement {
   /** Server CPU time (user + system) per response, in microseconds. */
   cpuPerRequest: number
+  /** Garbage-collection pauses of the server's main thread per response, in microseconds. */
+  gcPerRequest: number
 }
 
 // Server CPU per request is read alongside throughput because it hardly depends on
@@ -159,7 +161,12 @@ const run = async (server: ServerProcess, route: Route, seconds: number): Promis
     requests: route.requests,
   })
   const after = await server.stats()
-  return { ...m, cpuPerRequest: (after.cpuMicros - before.cpuMicros) / Math.max(1, m.responses) }
+  const responses = Math.max(1, m.responses)
+  return {
+    ...m,
+    cpuPerRequest: (after.cpuMicros - before.cpuMicros) / responses,
+    gcPerRequest: ((after.gcMillis - before.gcMillis) * 1000) / responses,
+  }
 }
 
 const checkRun = (m: Measurement, what: string): void => {
@@ -247,7 +254,7 @@ const main = async (): Promise<void> => {
           process.stderr.write(
             `  round ${i + 1}/${config.rounds} ${route.label.padEnd(42)} ${NAMES[mode].padEnd(11)} ` +
               `${m.rps.toFixed(0).padStart(7)} req/s  p50 ${m.p50} ms  p99 ${m.p99} ms  ` +
-              `${m.cpuPerRequest.toFixed(0)} µs CPU/req\n`,
+              `${m.cpuPerRequest.toFixed(0)} µs CPU/req (GC ${m.gcPerRequest.toFixed(0)})\n`,
           )
         }
       }
@@ -307,6 +314,10 @@ const main = async (): Promise<void> => {
         baseline: median(b.map((m) => m.cpuPerRequest)),
         candidate: median(c.map((m) => m.cpuPerRequest)),
       }
+      const gc = {
+        baseline: median(b.map((m) => m.gcPerRequest)),
+        candidate: median(c.map((m) => m.gcPerRequest)),
+      }
       return {
         route: route.name,
         label: route.label,
@@ -317,6 +328,7 @@ const main = async (): Promise<void> => {
         pairedRatios: paired,
         baselineSpread,
         cpuMicrosPerRequest: { ...cpu, ratio: cpu.candidate / cpu.baseline },
+        gcMicrosPerRequest: gc,
         latencyMs: {
           baseline: { p50: median(b.map((m) => m.p50)), p99: median(b.map((m) => m.p99)) },
           candidate: { p50: median(c.map((m) => m.p50)), p99: median(c.map((m) => m.p99)) },
@@ -326,8 +338,8 @@ const main = async (): Promise<void> => {
     const loadAfter = loadavg()
 
     const lines = [
-      `| route | baseline req/s | sqreen-auth req/s | ratio (loss) | target | paired ratios min / median / max | baseline spread | p50 / p99 ms baseline | p50 / p99 ms sqreen-auth | server CPU µs/req baseline / sqreen-auth (ratio) |`,
-      '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+      `| route | baseline req/s | sqreen-auth req/s | ratio (loss) | target | paired ratios min / median / max | baseline spread | p50 / p99 ms baseline | p50 / p99 ms sqreen-auth | server CPU µs/req baseline / sqreen-auth (ratio) | of which GC pauses µs/req |`,
+      '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
       ...summary.map((s) =>
         [
           '',
@@ -342,6 +354,7 @@ const main = async (): Promise<void> => {
           `${s.latencyMs.candidate.p50} / ${s.latencyMs.candidate.p99}`,
           `${s.cpuMicrosPerRequest.baseline.toFixed(0)} / ${s.cpuMicrosPerRequest.candidate.toFixed(0)} ` +
             `(${s.cpuMicrosPerRequest.ratio.toFixed(3)})`,
+          `${s.gcMicrosPerRequest.baseline.toFixed(0)} / ${s.gcMicrosPerRequest.candidate.toFixed(0)}`,
           '',
         ]
           .join(' | ')

@@ -13,6 +13,8 @@ export interface ServerStats {
   readonly events: Record<string, number>
   /** CPU time the server process has used so far (user + system), in microseconds. */
   readonly cpuMicros: number
+  /** Garbage-collection pauses of the server's main thread so far (PerformanceObserver 'gc'), ms. */
+  readonly gcMillis: number
 }
 
 export type ParentMessage = { type: 'stats' } | { type: 'close' }

@@ -10,6 +10,7 @@
 // Talks to the parent over the fork IPC channel: sends { type: 'ready', port } once
 // listening, answers { type: 'stats' } with what the app observed, exits on { type: 'close' }.
 import type { AddressInfo } from 'node:net'
+import { PerformanceObserver } from 'node:perf_hooks'
 import express from 'express'
 import passport from 'passport'
 import { Strategy as LocalStrategy } from 'passport-local'
@@ -79,6 +80,12 @@ app.post('/login', auth.authenticate('local', { session: false }), (_req, res) =
   res.send('welcome')
 })
 
+// Collection pauses, so a run can tell its allocation's cost apart from its own code's.
+let gcMillis = 0
+new PerformanceObserver((list) => {
+  for (const entry of list.getEntries()) gcMillis += entry.duration
+}).observe({ entryTypes: ['gc'] })
+
 const server = app.listen(0, '127.0.0.1', () => {
   send({ type: 'ready', port: (server.address() as AddressInfo).port })
 })
@@ -86,7 +93,7 @@ const server = app.listen(0, '127.0.0.1', () => {
 process.on('message', (message: ParentMessage) => {
   if (message.type === 'stats') {
     const cpu = process.cpuUsage()
-    send({ type: 'stats', mode, events: { ...events }, cpuMicros: cpu.user + cpu.system })
+    send({ type: 'stats', mode, events: { ...events }, cpuMicros: cpu.user + cpu.system, gcMillis })
   } else if (message.type === 'close') {
     server.closeAllConnections()
     server.close(() => {
