@@ -5,7 +5,7 @@
  * alive, and `close()` releasing everything.
  */
 import assert from 'node:assert/strict'
-import { type ChildProcess, spawn } from 'node:child_process'
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
 import { describe, it } from 'node:test'
 import { pathToFileURL } from 'node:url'
 import { type HitResult, MemoryStore, type StoreOp } from '../lib/index.js'
@@ -174,6 +174,63 @@ describe('MemoryStore (memory-only behaviour)', () => {
     } finally {
       await store.close()
     }
+  })
+
+  it('rejects options that are not whole numbers of at least 1, with a stable code', () => {
+    for (const options of [{ maxKeys: 0 }, { maxKeys: 1.5 }, { sweepBatch: -1 }, { sweepInterval: Number.NaN }]) {
+      assert.throws(
+        () => new MemoryStore(options as never),
+        { code: 'ERR_SQREEN_OPTION_TYPE' },
+        JSON.stringify(options),
+      )
+    }
+    const tiny = new MemoryStore({ maxKeys: 1 })
+    return (async () => {
+      try {
+        for (let i = 0; i < 20; i++) await tiny.run([write(`k${i}`)], T0 + i)
+        assert.equal(tiny.size, 1)
+        assert.equal(await count(tiny, 'k19', T0 + 30), 1)
+      } finally {
+        await tiny.close()
+      }
+    })()
+  })
+
+  it('a key whose every field was reset is gone, not kept until its old expiry', async () => {
+    const store = new MemoryStore()
+    try {
+      await store.run([write('u', HOUR, 'a'), write('u', HOUR, 'b')], T0)
+      await store.run([{ op: 'reset', key: 'u', field: 'a' }], T0 + 1)
+      store.sweep(T0 + 2)
+      assert.equal(store.size, 1, 'one field is left')
+      await store.run([{ op: 'reset', key: 'u', field: 'b' }], T0 + 3)
+      store.sweep(T0 + 4)
+      assert.equal(store.size, 0)
+      assert.equal(await count(store, 'u', T0 + 5, 'b'), 0)
+    } finally {
+      await store.close()
+    }
+  })
+
+  it('a ledger keeps no dropped entry alive (its evidence can be collected)', async () => {
+    // Collection is forced with --expose-gc, which the suite does not run with: in a child.
+    const memory = pathToFileURL(new URL('../dist/store/memory.js', import.meta.url).pathname).href
+    const script = `
+      const { MemoryStore } = await import(${JSON.stringify(memory)})
+      const store = new MemoryStore()
+      const score = (at, evidence, keepSince) => store.runSync([{ op: 'score', key: 'u', field: 'ledger',
+        entries: evidence ? [{ entry: { detection: 'x', points: 1, at, evidence } }] : [],
+        keepSince, max: 100, ttl: 3_600_000, windowSince: 0, thresholds: [] }], at)
+      const refs = []
+      for (let i = 1; i <= 3; i++) { const ev = { n: i }; refs.push(new WeakRef(ev)); score(i, ev, 0) }
+      score(4, undefined, 2.5)
+      await new Promise((r) => setTimeout(r, 0)); gc(); await new Promise((r) => setTimeout(r, 0)); gc()
+      console.log(JSON.stringify(refs.map((r) => r.deref() !== undefined)))
+      await store.close()`
+    const out = execFileSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', script], {
+      encoding: 'utf8',
+    })
+    assert.deepEqual(JSON.parse(out.trim()), [false, false, true], 'entries 1 and 2 were dropped; only 3 is kept')
   })
 
   it('sweep() drops expired keys and leaves live ones alone', async () => {

@@ -1,3 +1,4 @@
+import { SqreenAuthError } from '../errors.js'
 import {
   DISTINCT_CAP,
   type HitResult,
@@ -160,6 +161,8 @@ const storeBody = (list: Body[], n: number, item: Body): Body[] => {
   if (n === 0) return [item]
   const grown = list.concat(list)
   grown[n] = item
+  // The copy's room repeats the old bodies: cleared, so a dropped entry's evidence is not kept alive.
+  for (let i = n + 1; i < grown.length; i++) grown[i] = NO_BODY
   return grown
 }
 
@@ -199,6 +202,19 @@ const compact = (slot: Slot): void => {
  */
 const MAX_HITS = WINDOW_CAP
 
+/** An option that must be a whole number of at least 1, or its default. */
+const positiveInteger = (options: MemoryStoreOptions, name: keyof MemoryStoreOptions, fallback: number): number => {
+  const value = options[name]
+  if (value === undefined) return fallback
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
+    throw new SqreenAuthError(
+      'ERR_SQREEN_OPTION_TYPE',
+      `MemoryStore: "${name}" must be a whole number of at least 1, got ${JSON.stringify(value) ?? String(value)}.`,
+    )
+  }
+  return value
+}
+
 /**
  * The embedded default store. Bounded: keys expire (checked on access, swept
  * incrementally by one `unref`ed timer, never a timer per key) and the number of
@@ -226,9 +242,9 @@ export class MemoryStore implements Store {
   readonly #seen: number[] = []
 
   constructor(options: MemoryStoreOptions = {}) {
-    this.#maxKeys = options.maxKeys ?? 1_000_000
-    this.#sweepBatch = options.sweepBatch ?? 20_000
-    this.#timer = setInterval(() => this.sweep(Date.now()), options.sweepInterval ?? 60_000)
+    this.#maxKeys = positiveInteger(options, 'maxKeys', 1_000_000)
+    this.#sweepBatch = positiveInteger(options, 'sweepBatch', 20_000)
+    this.#timer = setInterval(() => this.sweep(Date.now()), positiveInteger(options, 'sweepInterval', 60_000))
     this.#timer.unref()
   }
 
@@ -400,8 +416,14 @@ export class MemoryStore implements Store {
         return this.#hit(op, now)
       case 'reset': {
         // Expired, the slot is invisible to reads and reused by the next write; the sweep drops it.
-        const slot = this.#find(this.#owner(op.key, now), op.field)
-        if (slot !== undefined) slot.expires = 0
+        const owner = this.#owner(op.key, now)
+        const slot = this.#find(owner, op.field)
+        if (owner === undefined || slot === undefined) return null
+        slot.expires = 0
+        // The key lives as long as its longest-lived field: with none left, the next lookup or sweep drops it.
+        let latest = 0
+        for (const other of owner.slots) if (other.expires > latest) latest = other.expires
+        owner.expires = latest
         return null
       }
       case 'claim':

@@ -27,8 +27,15 @@ import type {
  */
 export interface RedisClient {
   readonly status: string
-  evalsha(sha: string, numKeys: number, ...args: (string | number)[]): Promise<unknown>
-  on(event: string, listener: (...args: never[]) => void): unknown
+  connect(): Promise<void>
+  quit(): Promise<unknown>
+  disconnect(): void
+  evalsha(sha: string, numKeys: number, ...args: (string | Buffer | number)[]): Promise<unknown>
+  eval(script: string, numKeys: number, ...args: (string | Buffer | number)[]): Promise<unknown>
+  script(subcommand: 'LOAD', script: string): Promise<unknown>
+  on(event: string, listener: (...args: unknown[]) => void): unknown
+  once(event: string, listener: (...args: unknown[]) => void): unknown
+  off(event: string, listener: (...args: unknown[]) => void): unknown
 }
 
 export interface RedisStoreOptions {
