@@ -454,6 +454,23 @@ describe('hub dashboard', () => {
     }
   })
 
+  it('evicts one user even when every user was seen again, never the one just seen', async () => {
+    const hub = await startHub({ limits: { users: 3, eventsPerUser: 4 } })
+    try {
+      const at = (i: number) => new Date(Date.now() - 60_000 + i * 1000).toISOString()
+      const seen = (u: string, i: number) => sampleEvent({ userKey: `login:${u}`, loginKey: `login:${u}`, at: at(i) })
+      const events = [...['u1', 'u2', 'u3', 'u3', 'u1', 'u2'].map((u, i) => seen(u, i)), seen('u4', 6), seen('u5', 7)]
+      assert.equal((await postBatch(hub.ingestUrl, await signBatch(events, { key }))).status, 200)
+      const res = await request(hub.app).get('/hub/v1/stats').set(BEARER).expect(200)
+      assert.equal(res.body.users, 3)
+      const users = await request(hub.app).get('/hub/v1/users?limit=10').set(BEARER).expect(200)
+      const keys = users.body.users.map((u: { userKey: string }) => u.userKey)
+      assert.ok(keys.includes('login:u4') && keys.includes('login:u5'), `the newest users are kept: ${keys}`)
+    } finally {
+      await hub.close()
+    }
+  })
+
   it('works mounted in an Express 4 app, and as the sqreen-auth/hub entry point of the build', async () => {
     const express4 = variants[1]!.express
     const hub = sqreenHub({ key: HS_SECRET, token: HUB_TOKEN, logger: new MemoryLogger() })

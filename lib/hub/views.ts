@@ -30,6 +30,8 @@ export interface UserView {
   rise24h: number
   refreshedAt: number
   dirty: boolean
+  /** Seen again since eviction last passed over it: its second chance (see `HubViews`). */
+  recent: boolean
 }
 
 export interface ViewLimits {
@@ -59,8 +61,11 @@ const summary = (e: AuthEvent): EventSummary => {
  * contract has no listing operation (and a Redis store shared by many hubs
  * should not be scanned), so the hub remembers which users it has seen, their
  * recent events and the alerts it raised, each capped; scores come from the
- * engine. Users are kept least-recently-seen first, so the cap evicts the
- * quietest user.
+ * engine. Users are kept in the order they were first seen, and the cap evicts
+ * the first one not seen again since eviction last passed over it (a second
+ * chance, the CLOCK approximation of least-recently-seen): an event about a
+ * known user sets a flag instead of moving it to the end of the Map, which
+ * would cost a delete and an insert per event.
  */
 export class HubViews {
   readonly #users = new Map<string, UserView>()
@@ -69,7 +74,7 @@ export class HubViews {
    * start at the table's first slot and step over every slot freed by earlier deletes
    * (V8 compacts a Map only when it grows), which made each eviction O(users).
    */
-  #evictOrder: IterableIterator<string> | undefined
+  #evictOrder: IterableIterator<[string, UserView]> | undefined
   readonly #alerts: RiskAlert[] = []
   readonly #limits: ViewLimits
 
@@ -100,12 +105,10 @@ export class HubViews {
         rise24h: 0,
         refreshedAt: 0,
         dirty: true,
+        recent: false,
       }
-    } else {
-      // Re-inserted at the end: the Map's order is the eviction order.
-      this.#users.delete(key)
-    }
-    this.#users.set(key, view)
+      this.#users.set(key, view)
+    } else view.recent = true
     if (event.type === 'login.succeeded') view.succeeded++
     else if (event.type === 'login.failed') view.failed++
     else view.other++
@@ -113,7 +116,7 @@ export class HubViews {
     view.firstSeen = Math.min(view.firstSeen, at)
     view.lastSeen = Math.max(view.lastSeen, at)
     view.dirty = true
-    this.#push(view, [summary(event)])
+    this.#push(view, summary(event))
     // The engine merges the failures recorded under an attempted login into the user
     // who then logs in with it; the timeline follows, so the brute force shows there.
     if (event.type === 'login.succeeded' && event.loginKey !== undefined && event.loginKey !== key) {
@@ -124,28 +127,48 @@ export class HubViews {
         view.succeeded += attacked.succeeded
         view.other += attacked.other
         view.firstSeen = Math.min(view.firstSeen, attacked.firstSeen)
-        this.#push(view, attacked.events)
+        this.#merge(view, attacked.events)
       }
     }
-    if (this.#users.size > this.#limits.users) this.#evict()
+    if (this.#users.size > this.#limits.users) this.#evict(view)
   }
 
-  #evict(): void {
-    this.#evictOrder ??= this.#users.keys()
-    let next = this.#evictOrder.next()
-    if (next.done) {
-      this.#evictOrder = this.#users.keys()
-      next = this.#evictOrder.next()
+  /** Evicts one user: the first in order not seen again since eviction last passed over it (never `spare`). */
+  #evict(spare: UserView): void {
+    // Each user is passed over at most once before one is evicted: bounded even when all were seen again.
+    let budget = 2 * this.#users.size + 2
+    while (budget-- > 0) {
+      this.#evictOrder ??= this.#users.entries()
+      const next = this.#evictOrder.next()
+      if (next.done) {
+        this.#evictOrder = undefined
+        continue
+      }
+      const [key, view] = next.value
+      if (view === spare || view.recent) {
+        // Second chance: behind the newest (the same iterator reaches it again later).
+        view.recent = false
+        this.#users.delete(key)
+        this.#users.set(key, view)
+        continue
+      }
+      this.#users.delete(key)
+      return
     }
-    if (!next.done) this.#users.delete(next.value)
   }
 
-  #push(view: UserView, events: readonly EventSummary[]): void {
-    if (events.length === 1 && (view.events.length === 0 || (view.events.at(-1)?.at ?? '') <= (events[0]?.at ?? ''))) {
-      view.events.push(events[0] as EventSummary)
-    } else {
-      view.events = [...view.events, ...events].sort((a, b) => Date.parse(a.at) - Date.parse(b.at))
+  #push(view: UserView, event: EventSummary): void {
+    const { events } = view
+    if (events.length === 0 || (events[events.length - 1] as EventSummary).at <= event.at) events.push(event)
+    else this.#merge(view, [event])
+    if (view.events.length > this.#limits.eventsPerUser) {
+      view.events.splice(0, view.events.length - this.#limits.eventsPerUser)
     }
+  }
+
+  /** Adds events that may be older than the view's, keeping its timeline in time order. */
+  #merge(view: UserView, events: readonly EventSummary[]): void {
+    view.events = [...view.events, ...events].sort((a, b) => eventTime(a.at) - eventTime(b.at))
     if (view.events.length > this.#limits.eventsPerUser) {
       view.events.splice(0, view.events.length - this.#limits.eventsPerUser)
     }
