@@ -147,6 +147,10 @@ describe('hub ingest: signatures and claims', () => {
       assert.equal((await hub.hub.risk('login:someone-else')).entries.length, 0)
       // The untouched batch still verifies: the refusals above are about what was changed.
       assert.equal((await postBatch(hub.ingestUrl, good)).status, 200)
+      // A byte-order mark before the JSON is read past, as a UTF-8 decoder does (the bytes are signed as sent).
+      const fresh = await sign({})
+      const withBom = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(fresh.body)])
+      assert.equal((await postBatch(hub.ingestUrl, await sign({ body: withBom }))).status, 200)
     } finally {
       await hub.close()
     }

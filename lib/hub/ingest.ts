@@ -1,3 +1,4 @@
+import { Buffer, isUtf8 } from 'node:buffer'
 import { decodeProtectedHeader, flattenedVerify } from 'jose'
 import type { Diagnostics } from '../diagnostics.js'
 import type { createRiskEngine } from '../risk/engine.js'
@@ -137,7 +138,18 @@ export interface VerifyLimits {
   readonly clockToleranceSeconds: number
 }
 
-const strictUtf8 = new TextDecoder('utf-8', { fatal: true })
+/**
+ * The body as text, or `undefined` when it is not UTF-8. Node's `isUtf8` and
+ * `toString('utf8')` (both native and vectorised) rather than a fatal `TextDecoder`,
+ * which cost several times more on a batch of 500 events; a leading byte-order mark
+ * is dropped, as `TextDecoder` does.
+ */
+const utf8Text = (body: Uint8Array): string | undefined => {
+  let bytes = Buffer.from(body.buffer, body.byteOffset, body.byteLength)
+  if (!isUtf8(bytes)) return undefined
+  if (bytes.length >= 3 && bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) bytes = bytes.subarray(3)
+  return bytes.toString('utf8')
+}
 
 const isNumericDate = (value: unknown): value is number => typeof value === 'number' && Number.isFinite(value)
 
@@ -179,7 +191,9 @@ export const createBatchVerifier = (key: VerificationKey, limits: VerifyLimits):
     // Parsed once, only now that the bytes are known to come from a key holder.
     let claims: unknown
     try {
-      claims = JSON.parse(strictUtf8.decode(body))
+      const text = utf8Text(body)
+      if (text === undefined) throw new TypeError('not UTF-8')
+      claims = JSON.parse(text)
     } catch {
       return refused(refuse(400, 'malformed', 'the batch body is not UTF-8 JSON'))
     }
