@@ -1,5 +1,6 @@
 import type { AuthEvent } from '../event.js'
-import type { HitResult, LedgerEntry, RememberResult, ScoredEntry, StoreOp, StoreResult } from '../store/store.js'
+import type { HitResult, LedgerEntry, RememberResult, ScoredEntry, StoreResult } from '../store/store.js'
+import type { OpSink } from './batch.js'
 import { emailDomainKind } from './email-domain.js'
 import { type IpFacts, ipFacts } from './ip.js'
 import { attackDetection, DETECTIONS, type Detection, type PointsTable, RULES } from './points.js'
@@ -37,11 +38,11 @@ export const fields = {
 }
 
 /**
- * Scoring one event is two store round trips: `facts` reads (and records) what
- * the detectors need, then `decide` turns the answers into candidate ledger
- * entries. Keeping the rules here, as plain data in and out, is what lets the
- * memory and Redis stores stay generic. Indices below point into `facts`
- * (-1 when that fact was not asked for).
+ * Scoring one event is two store round trips: the facts batch (`planEvent`)
+ * reads and records what the detectors need, then `decide` turns the answers
+ * into candidate ledger entries. Keeping the rules here, as plain data in and
+ * out, is what lets the memory and Redis stores stay generic. Indices below
+ * point into the facts batch's results (-1 when that fact was not asked for).
  */
 export interface Plan {
   readonly event: AuthEvent
@@ -49,7 +50,6 @@ export interface Plan {
   /** The event's IP as a store key (`ip:<prefix>`). */
   readonly ip: string | undefined
   readonly ipFacts: IpFacts | undefined
-  readonly facts: StoreOp[]
   readonly alias: string | undefined
   iDay: number
   iBurst: number
@@ -62,6 +62,12 @@ export interface Plan {
   iAliasLedger: number
   iAliasBruteForce: number
   iAliasAlert: number
+  /** Once-marks the user already holds (see `planEvent`). */
+  iOnceBurst: number
+  iOnceRun: number
+  iOnceSpread: number
+  iOnceStuffing: number
+  iOnceFlagged: number
 }
 
 export interface Decision {
@@ -76,9 +82,14 @@ export interface Decision {
   readonly flagIp: string | undefined
 }
 
-const push = (plan: Plan, op: StoreOp): number => plan.facts.push(op) - 1
-
-export const planEvent = (event: AuthEvent, now: number, retentionSince: number, alertField: string): Plan => {
+/** Puts the event's facts batch into `sink` and answers where each fact's result will be. */
+export const planEvent = (
+  event: AuthEvent,
+  now: number,
+  retentionSince: number,
+  alertField: string,
+  sink: OpSink,
+): Plan => {
   const u = event.userKey
   const facts = ipFacts(event.ip)
   const ip = facts?.key
@@ -91,7 +102,6 @@ export const planEvent = (event: AuthEvent, now: number, retentionSince: number,
     now,
     ip,
     ipFacts: facts,
-    facts: [],
     alias,
     iDay: -1,
     iBurst: -1,
@@ -104,6 +114,11 @@ export const planEvent = (event: AuthEvent, now: number, retentionSince: number,
     iAliasLedger: -1,
     iAliasBruteForce: -1,
     iAliasAlert: -1,
+    iOnceBurst: -1,
+    iOnceRun: -1,
+    iOnceSpread: -1,
+    iOnceStuffing: -1,
+    iOnceFlagged: -1,
   }
   const dayAgo = now - RULES.DAY
   if (event.type === 'login.failed') {
@@ -115,73 +130,49 @@ export const planEvent = (event: AuthEvent, now: number, retentionSince: number,
       // Distinct logins failing from one IP: the login key when known, else the user.
       const target = event.loginKey ?? u ?? ''
       // Two keys so the per-login members are forgotten after the short window.
-      plan.iIpRecent = push(plan, {
-        op: 'hit',
-        key: ip,
-        field: fields.ipLogins,
-        add: true,
-        since: now - RULES.STUFFING_LOGIN_WINDOW,
-        ttl: RULES.STUFFING_LOGIN_WINDOW,
-        member: target,
-      })
-      plan.iIpDay = push(plan, {
-        op: 'hit',
-        key: ip,
-        field: fields.ipFailures,
-        add: true,
-        since: dayAgo,
-        ttl: RULES.DAY,
-      })
-      plan.iFlag = push(plan, { op: 'marked', key: ip, field: fields.flagged })
+      plan.iIpRecent = sink.hit(
+        ip,
+        fields.ipLogins,
+        true,
+        now - RULES.STUFFING_LOGIN_WINDOW,
+        RULES.STUFFING_LOGIN_WINDOW,
+        target,
+      )
+      plan.iIpDay = sink.hit(ip, fields.ipFailures, true, dayAgo, RULES.DAY)
+      plan.iFlag = sink.marked(ip, fields.flagged)
     }
     const member = facts?.prefix ?? ''
     if (u !== null) {
-      plan.iDay = push(plan, {
-        op: 'hit',
-        key: u,
-        field: fields.failures,
-        add: true,
-        since: dayAgo,
-        ttl: RULES.DAY,
-        member,
-      })
-      plan.iBurst = push(plan, {
-        op: 'hit',
-        key: u,
-        field: fields.failures,
-        add: false,
-        since: now - RULES.BURST_WINDOW,
-        ttl: RULES.DAY,
-      })
-      plan.iRun = push(plan, {
-        op: 'hit',
-        key: u,
-        field: fields.consecutive,
-        add: true,
-        since: dayAgo,
-        ttl: RULES.DAY,
-        member,
-      })
+      plan.iDay = sink.hit(u, fields.failures, true, dayAgo, RULES.DAY, member)
+      plan.iBurst = sink.hit(u, fields.failures, false, now - RULES.BURST_WINDOW, RULES.DAY)
+      plan.iRun = sink.hit(u, fields.consecutive, true, dayAgo, RULES.DAY, member)
+      // A once-per-window detection the user already holds needs no candidate entry (the
+      // score op would drop it). On an account under attack that is most of them, and
+      // each candidate is several objects with its evidence.
+      plan.iOnceBurst = sink.marked(u, fields.once('failure_burst'))
+      plan.iOnceRun = sink.marked(u, fields.once('brute_force'))
+      plan.iOnceSpread = sink.marked(u, fields.once('distributed_guessing'))
+      plan.iOnceStuffing = sink.marked(u, fields.once('stuffing_target'))
     }
   } else if (event.type === 'login.succeeded' && u !== null) {
-    if (ip !== undefined) plan.iFlag = push(plan, { op: 'marked', key: ip, field: fields.flagged })
-    plan.iBruteForce = push(plan, { op: 'marked', key: u, field: fields.once('brute_force') })
-    plan.iDevice = push(plan, {
-      op: 'remember',
-      key: u,
-      field: fields.devices,
-      value: userAgentFamily(event.userAgent),
-      max: RULES.DEVICE_MEMORY,
-      ttl: RULES.LONG_MEMORY,
-    })
+    if (ip !== undefined) plan.iFlag = sink.marked(ip, fields.flagged)
+    plan.iOnceFlagged = sink.marked(u, fields.once('success_from_flagged_ip'))
+    plan.iBruteForce = sink.marked(u, fields.once('brute_force'))
+    plan.iDevice = sink.remember(
+      u,
+      fields.devices,
+      userAgentFamily(event.userAgent),
+      RULES.DEVICE_MEMORY,
+      RULES.LONG_MEMORY,
+    )
     // A success under a login that failed before it was known to be this user:
     // bring that login's pseudonymous ledger over, so the brute force counts against the account.
     if (alias !== undefined) {
-      plan.iAliasLedger = push(plan, { op: 'read', key: alias, field: fields.ledger, since: retentionSince })
-      plan.iAliasBruteForce = push(plan, { op: 'marked', key: alias, field: fields.once('brute_force') })
-      plan.iAliasAlert = push(plan, { op: 'marked', key: alias, field: alertField })
+      plan.iAliasLedger = sink.read(alias, fields.ledger, retentionSince)
+      plan.iAliasBruteForce = sink.marked(alias, fields.once('brute_force'))
+      plan.iAliasAlert = sink.marked(alias, alertField)
     }
-    push(plan, { op: 'reset', key: u, field: fields.consecutive })
+    sink.reset(u, fields.consecutive)
   }
   return plan
 }
@@ -210,7 +201,17 @@ const scored = (
     facts === undefined
       ? { detection, points: value, at: plan.now }
       : { detection, points: value, at: plan.now, evidence: facts }
-  return once === undefined ? { entry } : { entry, once: { field: fields.once(detection), ttl: once } }
+  return once === undefined ? { entry } : { entry, once: onceSpec(detection, once) }
+}
+
+/** The once-mark of a detection and window, shared: a detection always comes with the same window. */
+const onceSpecs = new Map<Detection, { readonly field: string; readonly ttl: number }>()
+const onceSpec = (detection: Detection, ttl: number): { readonly field: string; readonly ttl: number } => {
+  const known = onceSpecs.get(detection)
+  if (known !== undefined && known.ttl === ttl) return known
+  const spec = { field: fields.once(detection), ttl }
+  onceSpecs.set(detection, spec)
+  return spec
 }
 
 const domainEntry = (plan: Plan, points: PointsTable): ScoredEntry | undefined => {
@@ -249,25 +250,34 @@ export const decide = (plan: Plan, r: readonly StoreResult[], points: PointsTabl
     const wasFlagged = r[plan.iFlag] === true
     if (day && day.count <= RULES.WRONG_PASSWORD_DAILY_CAP)
       add(entries, scored(plan, points, 'wrong_password', undefined, undefined))
-    if (burst && burst.count >= RULES.BURST_FAILURES) {
+    if (burst && burst.count >= RULES.BURST_FAILURES && r[plan.iOnceBurst] !== true) {
       add(entries, scored(plan, points, 'failure_burst', { failures15m: burst.count }, RULES.BURST_WINDOW))
     }
-    if (run && run.member >= RULES.BRUTE_FORCE_RUN) {
+    if (run && run.member >= RULES.BRUTE_FORCE_RUN && r[plan.iOnceRun] !== true) {
       add(entries, scored(plan, points, 'brute_force', { consecutive: run.member }, RULES.DAY))
     }
-    if (day && day.count >= RULES.DISTRIBUTED_FAILURES && day.distinct >= RULES.DISTRIBUTED_IPS) {
+    if (
+      day &&
+      day.count >= RULES.DISTRIBUTED_FAILURES &&
+      day.distinct >= RULES.DISTRIBUTED_IPS &&
+      r[plan.iOnceSpread] !== true
+    ) {
       add(
         entries,
         scored(plan, points, 'distributed_guessing', { failures24h: day.count, ips: day.distinct }, RULES.DAY),
       )
     }
-    if (wasFlagged || stuffingSource) add(entries, scored(plan, points, 'stuffing_target', undefined, RULES.DAY))
+    if ((wasFlagged || stuffingSource) && r[plan.iOnceStuffing] !== true) {
+      add(entries, scored(plan, points, 'stuffing_target', undefined, RULES.DAY))
+    }
     add(entries, domainEntry(plan, points))
     // The flag is recorded even when no user is known (a stuffing run on unknown logins).
     if (stuffingSource && !wasFlagged) flagIp = plan.ip
   } else if (event.type === 'login.succeeded' && event.userKey !== null) {
     const device = r[plan.iDevice] as RememberResult
-    if (r[plan.iFlag] === true) add(entries, scored(plan, points, 'success_from_flagged_ip', undefined, RULES.DAY))
+    if (r[plan.iFlag] === true && r[plan.iOnceFlagged] !== true) {
+      add(entries, scored(plan, points, 'success_from_flagged_ip', undefined, RULES.DAY))
+    }
     if (r[plan.iBruteForce] === true || r[plan.iAliasBruteForce] === true) {
       add(entries, scored(plan, points, 'success_after_brute_force', undefined, RULES.DAY))
     }

@@ -269,11 +269,20 @@ export class MemoryStore implements Store {
     }
   }
 
-  /** The same as `run`, without the promise (used by benchmarks and the engine's fast path). */
+  /** The same as `run`, without the promise. */
   runSync(ops: readonly StoreOp[], now: number): StoreResult[] {
     const results: StoreResult[] = new Array(ops.length)
     for (let i = 0; i < ops.length; i++) results[i] = this.#apply(ops[i] as StoreOp, now)
     return results
+  }
+
+  /**
+   * Runs one operation and answers at once (the risk engine's path: it runs a batch
+   * one operation at a time, which is the same as `run` since nothing else can run in
+   * between). The store never keeps `op`: a caller may reuse the object.
+   */
+  applySync(op: StoreOp, now: number): StoreResult {
+    return this.#apply(op, now)
   }
 
   /**

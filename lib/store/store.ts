@@ -50,7 +50,7 @@ export type StoreOp =
       readonly add: boolean
       readonly since: number
       readonly ttl: number
-      readonly member?: string
+      readonly member?: string | undefined
     }
   /** Forget a field (of any kind). */
   | { readonly op: 'reset'; readonly key: string; readonly field: string }

@@ -1,0 +1,294 @@
+/**
+ * The risk engine's two ways of running a batch give the same answers. With the
+ * memory store it runs each operation at once through reused operation objects
+ * (`DirectOps`); with any other store it builds `StoreOp` batches for `run()`
+ * (`OpList`), as the Redis store needs. One generated stream of events (attacks,
+ * typos, logins under a pseudonymous login key, new devices, disposable
+ * e-mails, IPv4 and IPv6, time moving by seconds to days) is scored by:
+ *
+ * - the engine on a MemoryStore (the direct path),
+ * - the engine on a MemoryStore seen only through `run()` (the batch path),
+ * - the engine on a real RedisStore (the batch path, one script per batch),
+ *
+ * and the alerts, the scores reported for enforcement, every user's risk and the
+ * counters must be identical. The stream is checked to reach every detection, so
+ * an equality of empty results cannot pass.
+ */
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import type { Redis } from 'ioredis'
+import { createDiagnostics } from '../lib/diagnostics.js'
+import type { AuthEvent } from '../lib/event.js'
+import { anonEmail, MemoryStore, RedisStore, type RiskAlert, type Store } from '../lib/index.js'
+import { DirectOps } from '../lib/risk/batch.js'
+import { createRiskEngine, type RiskEngine } from '../lib/risk/engine.js'
+import { DEFAULT_POINTS } from '../lib/risk/points.js'
+import { riskIncrease } from '../lib/risk/trigger.js'
+import { dropKeys, inspector, REDIS_URL, testPrefix } from './helpers/redis.js'
+
+const T0 = Date.UTC(2030, 2, 4, 8, 0, 0)
+const MINUTE = 60_000
+
+/** A small deterministic generator (mulberry32), so a failure can be replayed. */
+const random = (seed: number): (() => number) => {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = Math.imul(a ^ (a >>> 15), 1 | a)
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+const UAS = [
+  'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36',
+  'Mozilla/5.0 (X11; Linux x86_64; rv:131.0) Gecko/20100101 Firefox/131.0',
+  'Mozilla/5.0 (Macintosh; Intel Mac OS X 14_1) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15',
+  'curl/8.5.0',
+]
+const IPS = ['203.0.113.7', '203.0.113.8', '198.51.100.9', '192.0.2.1', '2001:db8:1:2::5', '2001:db8:1:2ff::6', null]
+const DOMAINS = ['example.com', 'mailinator.com', 'duck.com']
+
+/** Twelve users attacked and logging in over a few simulated days. */
+const stream = (seed: number, count: number): AuthEvent[] => {
+  const next = random(seed)
+  const pick = <T>(list: readonly T[]): T => list[Math.floor(next() * list.length)] as T
+  const events: AuthEvent[] = []
+  let now = T0
+  for (let i = 0; i < count; i++) {
+    // Mostly seconds apart (bursts, stuffing runs), sometimes hours or a day (windows end).
+    const r = next()
+    now += r < 0.9 ? Math.floor(next() * 6_000) : r < 0.995 ? Math.floor(next() * 60 * MINUTE) : 26 * 60 * MINUTE
+    const user = Math.floor(next() * 12)
+    const email = anonEmail(user, `user${user}@${DOMAINS[user % DOMAINS.length]}`)
+    const base = {
+      id: `e${i}`,
+      at: new Date(now).toISOString(),
+      source: 'passport' as const,
+      mode: 'advanced' as const,
+      strategy: 'local',
+      ip: pick(IPS),
+      userAgent: pick(UAS),
+    }
+    const kind = next()
+    if (kind < 0.02) {
+      // A brute-force run: eleven wrong passwords from one IP, then often the right one.
+      const ip = pick(IPS.slice(0, 4))
+      for (let k = 0; k < 11; k++) {
+        now += 3_000
+        events.push({
+          ...base,
+          id: `e${i}-${k}`,
+          at: new Date(now).toISOString(),
+          ip,
+          type: 'login.failed',
+          reason: 'invalid_credentials',
+          identity: { id: user, email },
+          userKey: `id:${user}`,
+          loginKey: `login:${user}`,
+        })
+      }
+      if (next() < 0.7) {
+        now += 3_000
+        events.push({
+          ...base,
+          id: `e${i}-ok`,
+          at: new Date(now).toISOString(),
+          ip,
+          type: 'login.succeeded',
+          identity: { id: user, email },
+          userKey: `id:${user}`,
+          loginKey: `login:${user}`,
+        })
+      }
+    } else if (kind < 0.55) {
+      // A failure is known by its login's key only, unless the app maps it to the user.
+      const known = next() < 0.5
+      events.push({
+        ...base,
+        type: 'login.failed',
+        reason: next() < 0.9 ? 'invalid_credentials' : 'missing_credentials',
+        identity: known ? { id: user, email } : {},
+        userKey: known ? `id:${user}` : `login:${user}`,
+        loginKey: `login:${user}`,
+      })
+    } else if (kind < 0.85) {
+      events.push({
+        ...base,
+        type: 'login.succeeded',
+        identity: { id: user, email },
+        userKey: `id:${user}`,
+        loginKey: `login:${user}`,
+      })
+    } else if (kind < 0.95) {
+      events.push({
+        ...base,
+        type: 'custom',
+        strategy: null,
+        source: 'sdk',
+        name: 'sql_injection',
+        severity: pick(['low', 'medium', 'high', 'critical'] as const),
+        identity: { id: user },
+        userKey: `id:${user}`,
+      })
+    } else {
+      events.push({ ...base, type: 'signup', identity: { id: user, email }, userKey: `id:${user}` })
+    }
+  }
+  return events
+}
+
+interface Outcome {
+  alerts: string[]
+  scores: string[]
+  risks: string[]
+  counters: Record<string, number>
+}
+
+/** Scores `events` in order on an engine over `store`; what it reported and every user's risk after. */
+const score = async (store: Store, events: readonly AuthEvent[]): Promise<Outcome> => {
+  const alerts: string[] = []
+  const scores: string[] = []
+  const diag = createDiagnostics({ warn: () => {}, error: (m) => assert.fail(`engine error: ${m}`) })
+  const engine: RiskEngine = createRiskEngine(
+    {
+      store,
+      points: DEFAULT_POINTS,
+      trigger: riskIncrease({ escalate: [30, 60] }),
+      halfLifeMs: 7 * 24 * 60 * MINUTE,
+      maxScore: 100,
+      clock: () => T0,
+      onAlert: (alert: RiskAlert) => alerts.push(JSON.stringify({ ...alert, id: '' })),
+      onScore: (userKey, value) => scores.push(`${userKey}=${value}`),
+    },
+    diag,
+  )
+  for (const event of events) await engine.process(event)
+  const risks: string[] = []
+  for (let user = 0; user < 12; user++) {
+    for (const key of [`id:${user}`, `login:${user}`]) risks.push(JSON.stringify(await engine.risk(key)))
+  }
+  const { counters } = diag.snapshot()
+  return { alerts, scores, risks, counters: { ...counters } }
+}
+
+/** The memory store seen only through the `Store` contract: the engine cannot take its direct path. */
+const runOnly = (inner: MemoryStore): Store => ({ run: (ops, now) => inner.run(ops, now), close: () => inner.close() })
+
+let admin: Redis
+before(async () => {
+  admin = await inspector()
+})
+after(async () => {
+  await admin?.quit()
+})
+
+describe('risk engine: the direct path and the batch path agree', () => {
+  for (const seed of [1, 2, 3]) {
+    it(`seed ${seed}: memory (direct), memory through run() and Redis give the same alerts, scores and risks`, async () => {
+      const events = stream(seed, 1_500)
+      const direct = await score(new MemoryStore(), events)
+      const batched = await score(runOnly(new MemoryStore()), events)
+      const prefix = testPrefix('engine-paths')
+      const redis = new RedisStore({ url: REDIS_URL, prefix })
+      let viaRedis: Outcome
+      try {
+        viaRedis = await score(redis, events)
+      } finally {
+        await redis.close()
+        await dropKeys(admin, prefix)
+      }
+
+      // The stream reaches every detection and alerts, so equal answers mean something.
+      const detections = new Set(
+        direct.risks.flatMap((r) =>
+          (JSON.parse(r) as { entries: { detection: string }[] }).entries.map((e) => e.detection),
+        ),
+      )
+      for (const d of Object.keys(DEFAULT_POINTS)) assert.ok(detections.has(d), `the stream never produced ${d}`)
+      assert.ok(direct.alerts.length >= 5, `only ${direct.alerts.length} alerts`)
+
+      assert.deepEqual(batched.alerts, direct.alerts)
+      assert.deepEqual(batched.scores, direct.scores)
+      assert.deepEqual(batched.risks, direct.risks)
+      assert.deepEqual(batched.counters, direct.counters)
+      assert.deepEqual(viaRedis.alerts, direct.alerts)
+      assert.deepEqual(viaRedis.scores, direct.scores)
+      assert.deepEqual(viaRedis.risks, direct.risks)
+      assert.deepEqual(viaRedis.counters, direct.counters)
+    })
+  }
+
+  it('a listener that scores another event from inside onAlert gets the same result on both paths', async () => {
+    const run = async (store: Store): Promise<string[]> => {
+      const diag = createDiagnostics({ warn: () => {}, error: (m) => assert.fail(m) })
+      const pending: Promise<void>[] = []
+      const engine = createRiskEngine(
+        {
+          store,
+          points: DEFAULT_POINTS,
+          trigger: riskIncrease(),
+          halfLifeMs: 7 * 24 * 60 * MINUTE,
+          maxScore: 100,
+          clock: () => T0,
+          // An alert for user N makes the app report an attack on user N + 100, at once.
+          onAlert: (alert) => {
+            const alerted = Number(alert.userKey.slice(3))
+            if (alerted >= 100) return // the echo's own alert echoes nothing
+            const id = alerted + 100
+            const echo = engine.process({
+              id: `echo-${alert.userKey}`,
+              type: 'custom',
+              at: new Date(T0 + 1).toISOString(),
+              source: 'sdk',
+              mode: 'advanced',
+              strategy: null,
+              name: 'echo',
+              severity: 'critical',
+              identity: { id },
+              userKey: `id:${id}`,
+              ip: null,
+              userAgent: null,
+            })
+            if (echo) pending.push(echo)
+          },
+        },
+        diag,
+      )
+      for (const event of stream(9, 400)) await engine.process(event)
+      await Promise.all(pending)
+      const risks: string[] = []
+      for (let user = 0; user < 12; user++) {
+        risks.push(JSON.stringify(await engine.risk(`id:${user}`)))
+        risks.push(JSON.stringify(await engine.risk(`id:${user + 100}`)))
+      }
+      return risks
+    }
+    const direct = await run(new MemoryStore())
+    const batched = await run(runOnly(new MemoryStore()))
+    assert.ok(
+      direct.some((r) => r.includes('"attack_critical"') && r.includes('id:1')),
+      'some echo was scored',
+    )
+    assert.deepEqual(direct, batched)
+  })
+
+  it('DirectOps is busy only between begin() and end(), and does not keep an answer past its batch', () => {
+    const store = new MemoryStore()
+    const ops = new DirectOps(store)
+    assert.equal(ops.busy, false)
+    ops.begin(T0)
+    assert.equal(ops.busy, true)
+    const i = ops.read('id:1', 'ledger', 0)
+    const j = ops.hit('ip:1', 'failures', true, T0 - MINUTE, MINUTE, 'a')
+    assert.deepEqual([i, j], [0, 1])
+    assert.deepEqual(ops.results[j], { count: 1, distinct: 1, member: 1 })
+    ops.end()
+    assert.equal(ops.busy, false)
+    assert.deepEqual(ops.results, [null, null])
+    // A new batch numbers its answers from 0 again.
+    assert.equal(ops.begin(T0).marked('ip:1', 'flagged'), 0)
+    ops.end()
+    void store.close()
+  })
+})
