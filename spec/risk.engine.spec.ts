@@ -273,6 +273,73 @@ describe('risk engine: the direct path and the batch path agree', () => {
     assert.deepEqual(direct, batched)
   })
 
+  it('an expired alert is raised again on an event whose only detection is one the user already holds', async () => {
+    // t=0 a critical attack alerts; an hour later a brute-force run (brute_force is marked
+    // for a day, the alert window is still closed); a day and a minute later one more wrong
+    // password: its wrong_password is over the daily cap and its brute_force mark is held,
+    // so nothing new is added, yet the risk rose by more than 10 in the last 24 hours and
+    // the alert window has closed: the team must be told again.
+    const at = (ms: number): string => new Date(T0 + ms).toISOString()
+    const base = {
+      source: 'passport' as const,
+      mode: 'advanced' as const,
+      strategy: 'local',
+      identity: { id: 1 },
+      userKey: 'id:1',
+      ip: '203.0.113.7',
+      userAgent: UAS[0] as string,
+    }
+    const events: AuthEvent[] = [
+      { ...base, id: 'c', type: 'custom', at: at(0), source: 'sdk', name: 'probe', severity: 'critical' },
+    ]
+    for (let k = 0; k < 10; k++) {
+      events.push({
+        ...base,
+        id: `f${k}`,
+        type: 'login.failed',
+        reason: 'invalid_credentials',
+        at: at(60 * MINUTE + k * 1_000),
+      })
+    }
+    events.push({
+      ...base,
+      id: 'late',
+      type: 'login.failed',
+      reason: 'invalid_credentials',
+      at: at(24 * 60 * MINUTE + MINUTE),
+    })
+
+    const alertsOn = async (store: Store): Promise<string[]> => {
+      const alerts: string[] = []
+      const diag = createDiagnostics({ warn: () => {}, error: (m) => assert.fail(m) })
+      const engine = createRiskEngine(
+        {
+          store,
+          points: DEFAULT_POINTS,
+          trigger: riskIncrease(),
+          halfLifeMs: 7 * 24 * 60 * MINUTE,
+          maxScore: 100,
+          clock: () => T0,
+          onAlert: (alert) => alerts.push(`${alert.userKey}@${alert.at}`),
+        },
+        diag,
+      )
+      for (const event of events) await engine.process(event)
+      return alerts
+    }
+    const expected = ['id:1@' + at(0), 'id:1@' + at(24 * 60 * MINUTE + MINUTE)]
+    assert.deepEqual(await alertsOn(new MemoryStore()), expected)
+    assert.deepEqual(await alertsOn(runOnly(new MemoryStore())), expected)
+    const prefix = testPrefix('engine-held')
+    const redis = new RedisStore({ url: REDIS_URL, prefix })
+    try {
+      assert.deepEqual(await alertsOn(redis), expected)
+    } finally {
+      await redis.close()
+      await dropKeys(admin, prefix)
+    }
+  })
+
   it('DirectOps is busy only between begin() and end(), and does not keep an answer past its batch', () => {
     const store = new MemoryStore()
     const ops = new DirectOps(store)

@@ -8,9 +8,12 @@ import type { ScoredEntry, StoreOp, StoreResult, Threshold } from '../store/stor
  *   atomic script per batch);
  * - `DirectOps` runs each operation at once on a synchronous store (the memory
  *   store), through a handful of operation objects it reuses and one results
- *   array. Running at once is the same as running the batch afterwards: nothing
- *   reads an answer before the batch is complete, and nothing else touches a
- *   synchronous store in between.
+ *   array. Running at once is the same as running the batch afterwards: no
+ *   operation of a batch depends on another's answer, the engine reads the
+ *   answers only once the batch is complete, and a synchronous store cannot be
+ *   reached by another event in between. Alert and score listeners run after
+ *   the batches; only code the engine calls while building one (an event's
+ *   getter, say) could re-enter it, and `busy` sends that to a fresh sink.
  *
  * Why two: with the memory store, the operation objects and result arrays of a
  * batch were half of what an event allocated, and at 100,000+ events a second
@@ -93,8 +96,9 @@ const NO_THRESHOLDS: readonly Threshold[] = []
 
 /**
  * Runs each operation at once on a synchronous store. One per engine, reused
- * for every batch (`begin` empties it); the store never keeps an operation
- * object, so refilling them is safe. Results are read before the next `begin`.
+ * for every batch (`begin` restarts the count of answers; `end` clears them);
+ * the store never keeps an operation object, so refilling them is safe.
+ * Results are read before the next `begin`.
  */
 export class DirectOps implements OpSink {
   /** The answers of the current batch, in call order (items past the batch's are stale). */

@@ -80,6 +80,12 @@ export interface Decision {
   readonly forget: readonly string[]
   /** The store key of an IP that this event showed to be a credential-stuffing source. */
   readonly flagIp: string | undefined
+  /**
+   * A scoring detection was skipped only because the user holds its once-mark. The score
+   * operation still runs then, with nothing to add: it re-claims an alert mark that has
+   * expired and refreshes the ledger's expiry, as it would had the entry been offered.
+   */
+  readonly held: boolean
 }
 
 /** Puts the event's facts batch into `sink` and answers where each fact's result will be. */
@@ -227,6 +233,10 @@ const add = (list: ScoredEntry[], entry: ScoredEntry | undefined): void => {
   if (entry !== undefined) list.push(entry)
 }
 
+/** Whether `detection` would score for this event, were its once-mark not held. */
+const scores = (plan: Plan, points: PointsTable, detection: Detection): boolean =>
+  points[detection] > 0 && plan.event.userKey !== null
+
 const NOTHING: readonly LedgerEntry[] = []
 const FORGET_ALIAS: readonly string[] = [fields.ledger, fields.consecutive]
 
@@ -237,6 +247,7 @@ export const decide = (plan: Plan, r: readonly StoreResult[], points: PointsTabl
   let merged = NOTHING
   let inheritAlert = false
   let forget: readonly string[] = NOTHING as unknown as readonly string[]
+  let held = false
 
   if (event.type === 'login.failed' && event.reason === 'invalid_credentials') {
     const day = r[plan.iDay] as HitResult | undefined
@@ -250,33 +261,37 @@ export const decide = (plan: Plan, r: readonly StoreResult[], points: PointsTabl
     const wasFlagged = r[plan.iFlag] === true
     if (day && day.count <= RULES.WRONG_PASSWORD_DAILY_CAP)
       add(entries, scored(plan, points, 'wrong_password', undefined, undefined))
-    if (burst && burst.count >= RULES.BURST_FAILURES && r[plan.iOnceBurst] !== true) {
-      add(entries, scored(plan, points, 'failure_burst', { failures15m: burst.count }, RULES.BURST_WINDOW))
+    if (burst && burst.count >= RULES.BURST_FAILURES) {
+      if (r[plan.iOnceBurst] !== true) {
+        add(entries, scored(plan, points, 'failure_burst', { failures15m: burst.count }, RULES.BURST_WINDOW))
+      } else held ||= scores(plan, points, 'failure_burst')
     }
-    if (run && run.member >= RULES.BRUTE_FORCE_RUN && r[plan.iOnceRun] !== true) {
-      add(entries, scored(plan, points, 'brute_force', { consecutive: run.member }, RULES.DAY))
+    if (run && run.member >= RULES.BRUTE_FORCE_RUN) {
+      if (r[plan.iOnceRun] !== true) {
+        add(entries, scored(plan, points, 'brute_force', { consecutive: run.member }, RULES.DAY))
+      } else held ||= scores(plan, points, 'brute_force')
     }
-    if (
-      day &&
-      day.count >= RULES.DISTRIBUTED_FAILURES &&
-      day.distinct >= RULES.DISTRIBUTED_IPS &&
-      r[plan.iOnceSpread] !== true
-    ) {
-      add(
-        entries,
-        scored(plan, points, 'distributed_guessing', { failures24h: day.count, ips: day.distinct }, RULES.DAY),
-      )
+    if (day && day.count >= RULES.DISTRIBUTED_FAILURES && day.distinct >= RULES.DISTRIBUTED_IPS) {
+      if (r[plan.iOnceSpread] !== true) {
+        add(
+          entries,
+          scored(plan, points, 'distributed_guessing', { failures24h: day.count, ips: day.distinct }, RULES.DAY),
+        )
+      } else held ||= scores(plan, points, 'distributed_guessing')
     }
-    if ((wasFlagged || stuffingSource) && r[plan.iOnceStuffing] !== true) {
-      add(entries, scored(plan, points, 'stuffing_target', undefined, RULES.DAY))
+    if (wasFlagged || stuffingSource) {
+      if (r[plan.iOnceStuffing] !== true) add(entries, scored(plan, points, 'stuffing_target', undefined, RULES.DAY))
+      else held ||= scores(plan, points, 'stuffing_target')
     }
     add(entries, domainEntry(plan, points))
     // The flag is recorded even when no user is known (a stuffing run on unknown logins).
     if (stuffingSource && !wasFlagged) flagIp = plan.ip
   } else if (event.type === 'login.succeeded' && event.userKey !== null) {
     const device = r[plan.iDevice] as RememberResult
-    if (r[plan.iFlag] === true && r[plan.iOnceFlagged] !== true) {
-      add(entries, scored(plan, points, 'success_from_flagged_ip', undefined, RULES.DAY))
+    if (r[plan.iFlag] === true) {
+      if (r[plan.iOnceFlagged] !== true)
+        add(entries, scored(plan, points, 'success_from_flagged_ip', undefined, RULES.DAY))
+      else held ||= scores(plan, points, 'success_from_flagged_ip')
     }
     if (r[plan.iBruteForce] === true || r[plan.iAliasBruteForce] === true) {
       add(entries, scored(plan, points, 'success_after_brute_force', undefined, RULES.DAY))
@@ -299,5 +314,5 @@ export const decide = (plan: Plan, r: readonly StoreResult[], points: PointsTabl
     add(entries, domainEntry(plan, points))
   }
   // login.error is an infrastructure problem, not something the user did: nothing to score.
-  return { entries, merged, inheritAlert, forget, flagIp }
+  return { entries, merged, inheritAlert, forget, flagIp, held }
 }

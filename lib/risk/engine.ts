@@ -117,7 +117,7 @@ export const createRiskEngine = (config: RiskEngineConfig, diag: Diagnostics): R
   const scoreInto = (sink: OpSink, plan: Plan, decision: Decision, now: number): number => {
     const u = plan.event.userKey
     let scoreAt = -1
-    if (u !== null && (decision.entries.length > 0 || decision.merged.length > 0)) {
+    if (u !== null && (decision.entries.length > 0 || decision.merged.length > 0 || decision.held)) {
       // A user inherits the alert already sent for the login it was attacked under.
       if (decision.inheritAlert && trigger) sink.claim(u, alertField, windowMs)
       const entries: ScoredEntry[] =
