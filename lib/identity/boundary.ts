@@ -165,7 +165,7 @@ export const createIdentityBoundary = (config: Config, diag: Diagnostics): Ident
 
   function buildEvent(raw: RawAttempt, loginKey: string | undefined, { identity, userKey }: Resolved): AuthEvent {
     if (raw.outcome === 'succeeded' && loginKey !== undefined && userKey !== null && userKey !== loginKey) {
-      links.set(loginKey, { userKey, identity })
+      links.set(loginKey, userKey, identity)
     }
     const type: AuthEventType = raw.kind === 'login' ? TYPE_OF_OUTCOME[raw.outcome ?? 'failed'] : raw.kind
     const event: Record<string, unknown> = {
