@@ -65,6 +65,15 @@ const v4LastDot = (ip: string): number => {
   return parts === 4 ? lastDot : -1
 }
 
+/**
+ * What alerts show of IPv4 clients, one string per /24 in use: ledger entries
+ * keep it as evidence, and an attack from one network reaches many users, whose
+ * entries then share one string instead of holding two objects each (the slice
+ * and the concatenation) that the collector copies with every new entry.
+ */
+const displays = new Map<string, string>()
+const DISPLAYS_MAX = 4_096
+
 /** An IPv4 client's facts; what alerts show is built only when an alert or evidence asks. */
 class V4Facts implements IpFacts {
   readonly key: string
@@ -75,7 +84,14 @@ class V4Facts implements IpFacts {
     this.key = `ip:${prefix}`
   }
   get display(): string {
-    return `${this.prefix.slice(0, this.lastDot)}.0/24`
+    const network = this.prefix.slice(0, this.lastDot)
+    let shown = displays.get(network)
+    if (shown === undefined) {
+      shown = `${network}.0/24`
+      if (displays.size >= DISPLAYS_MAX) displays.clear()
+      displays.set(network, shown)
+    }
+    return shown
   }
 }
 
