@@ -77,7 +77,12 @@ const serve = async (): Promise<void> => {
   process.on('message', (message: { type: string }) => {
     if (message.type === 'stats') {
       const cpu = process.cpuUsage()
-      process.send?.({ type: 'stats', cpuMicros: cpu.user + cpu.system, counters: hub.stats().counters })
+      process.send?.({
+        type: 'stats',
+        cpuMicros: cpu.user + cpu.system,
+        systemMicros: cpu.system,
+        counters: hub.stats().counters,
+      })
     } else if (message.type === 'close') {
       server.closeAllConnections()
       server.close(() => void hub.close().then(() => process.exit(0)))
@@ -89,9 +94,16 @@ const serve = async (): Promise<void> => {
 // ---------------------------------------------------------------------------------------------
 // Parent: events, signed batches, load, report.
 
+interface HubStats {
+  readonly cpuMicros: number
+  /** Of which in the kernel (sockets, memory mappings). */
+  readonly systemMicros: number
+  readonly counters: Record<string, number>
+}
+
 interface HubChild {
   readonly url: string
-  stats(): Promise<{ cpuMicros: number; counters: Record<string, number> }>
+  stats(): Promise<HubStats>
   close(): Promise<void>
 }
 
@@ -101,6 +113,8 @@ const startHub = async (key: string): Promise<HubChild> => {
     execArgv: [
       '--import',
       import.meta.resolve('tsx'),
+      // BENCH_HUB_FLAGS='--max-semi-space-size=64 ...': V8 flags for the hub process (collector experiments).
+      ...(process.env.BENCH_HUB_FLAGS ? process.env.BENCH_HUB_FLAGS.split(' ') : []),
       ...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []),
     ],
     env: { ...process.env, BENCH_HUB_KEY: key, NODE_ENV: 'production' },
@@ -121,7 +135,7 @@ const startHub = async (key: string): Promise<HubChild> => {
   return {
     url: `http://127.0.0.1:${port}/hub/v1/events`,
     stats: () => {
-      const answer = next<{ cpuMicros: number; counters: Record<string, number> }>('stats')
+      const answer = next<HubStats>('stats')
       child.send({ type: 'stats' })
       return answer
     },
@@ -304,10 +318,11 @@ const main = async (): Promise<void> => {
         const events = (after.counters['hub.accepted'] ?? 0) - (before.counters['hub.accepted'] ?? 0)
         if (events !== perRound * BATCH) throw new Error(`${events} events accepted, ${perRound * BATCH} sent`)
         const cpuSeconds = (after.cpuMicros - before.cpuMicros) / 1e6
+        const systemShare = (after.systemMicros - before.systemMicros) / (after.cpuMicros - before.cpuMicros)
         perCore.push(events / cpuSeconds)
         wall.push(events / seconds)
         process.stderr.write(
-          `  ${alg} round ${round + 1}/${rounds}: ${events} events, ${(events / cpuSeconds).toFixed(0)} events per CPU-second, ${(events / seconds).toFixed(0)} events/s wall\n`,
+          `  ${alg} round ${round + 1}/${rounds}: ${events} events, ${(events / cpuSeconds).toFixed(0)} events per CPU-second (${(100 * systemShare).toFixed(0)}% of it in the kernel), ${(events / seconds).toFixed(0)} events/s wall\n`,
         )
       }
 
