@@ -145,22 +145,41 @@ interface Outcome {
   counters: Record<string, number>
 }
 
+/** Diagnostics that fail the test on any engine error. */
+const quietDiagnostics = () => createDiagnostics({ warn: () => {}, error: (m) => assert.fail(`engine error: ${m}`) })
+
+/** An engine as the middleware builds one: default points, a week's half-life, the clock frozen at T0. */
+const engineOn = (
+  store: Store,
+  listeners: Pick<Parameters<typeof createRiskEngine>[0], 'onAlert' | 'onScore'>,
+  trigger = riskIncrease(),
+  diag = quietDiagnostics(),
+): RiskEngine =>
+  createRiskEngine(
+    {
+      store,
+      points: DEFAULT_POINTS,
+      trigger,
+      halfLifeMs: 7 * 24 * 60 * MINUTE,
+      maxScore: 100,
+      clock: () => T0,
+      ...listeners,
+    },
+    diag,
+  )
+
 /** Scores `events` in order on an engine over `store`; what it reported and every user's risk after. */
 const score = async (store: Store, events: readonly AuthEvent[]): Promise<Outcome> => {
   const alerts: string[] = []
   const scores: string[] = []
-  const diag = createDiagnostics({ warn: () => {}, error: (m) => assert.fail(`engine error: ${m}`) })
-  const engine: RiskEngine = createRiskEngine(
+  const diag = quietDiagnostics()
+  const engine = engineOn(
+    store,
     {
-      store,
-      points: DEFAULT_POINTS,
-      trigger: riskIncrease({ escalate: [30, 60] }),
-      halfLifeMs: 7 * 24 * 60 * MINUTE,
-      maxScore: 100,
-      clock: () => T0,
       onAlert: (alert: RiskAlert) => alerts.push(JSON.stringify({ ...alert, id: '' })),
       onScore: (userKey, value) => scores.push(`${userKey}=${value}`),
     },
+    riskIncrease({ escalate: [30, 60] }),
     diag,
   )
   for (const event of events) await engine.process(event)
@@ -221,40 +240,30 @@ describe('risk engine: the direct path and the batch path agree', () => {
 
   it('a listener that scores another event from inside onAlert gets the same result on both paths', async () => {
     const run = async (store: Store): Promise<string[]> => {
-      const diag = createDiagnostics({ warn: () => {}, error: (m) => assert.fail(m) })
       const pending: Promise<void>[] = []
-      const engine = createRiskEngine(
-        {
-          store,
-          points: DEFAULT_POINTS,
-          trigger: riskIncrease(),
-          halfLifeMs: 7 * 24 * 60 * MINUTE,
-          maxScore: 100,
-          clock: () => T0,
-          // An alert for user N makes the app report an attack on user N + 100, at once.
-          onAlert: (alert) => {
-            const alerted = Number(alert.userKey.slice(3))
-            if (alerted >= 100) return // the echo's own alert echoes nothing
-            const id = alerted + 100
-            const echo = engine.process({
-              id: `echo-${alert.userKey}`,
-              type: 'custom',
-              at: new Date(T0 + 1).toISOString(),
-              source: 'sdk',
-              mode: 'advanced',
-              strategy: null,
-              name: 'echo',
-              severity: 'critical',
-              identity: { id },
-              userKey: `id:${id}`,
-              ip: null,
-              userAgent: null,
-            })
-            if (echo) pending.push(echo)
-          },
+      const engine: RiskEngine = engineOn(store, {
+        // An alert for user N makes the app report an attack on user N + 100, at once.
+        onAlert: (alert) => {
+          const alerted = Number(alert.userKey.slice(3))
+          if (alerted >= 100) return // the echo's own alert echoes nothing
+          const id = alerted + 100
+          const echo = engine.process({
+            id: `echo-${alert.userKey}`,
+            type: 'custom',
+            at: new Date(T0 + 1).toISOString(),
+            source: 'sdk',
+            mode: 'advanced',
+            strategy: null,
+            name: 'echo',
+            severity: 'critical',
+            identity: { id },
+            userKey: `id:${id}`,
+            ip: null,
+            userAgent: null,
+          })
+          if (echo) pending.push(echo)
         },
-        diag,
-      )
+      })
       for (const event of stream(9, 400)) await engine.process(event)
       await Promise.all(pending)
       const risks: string[] = []
@@ -311,23 +320,11 @@ describe('risk engine: the direct path and the batch path agree', () => {
 
     const alertsOn = async (store: Store): Promise<string[]> => {
       const alerts: string[] = []
-      const diag = createDiagnostics({ warn: () => {}, error: (m) => assert.fail(m) })
-      const engine = createRiskEngine(
-        {
-          store,
-          points: DEFAULT_POINTS,
-          trigger: riskIncrease(),
-          halfLifeMs: 7 * 24 * 60 * MINUTE,
-          maxScore: 100,
-          clock: () => T0,
-          onAlert: (alert) => alerts.push(`${alert.userKey}@${alert.at}`),
-        },
-        diag,
-      )
+      const engine = engineOn(store, { onAlert: (alert) => alerts.push(`${alert.userKey}@${alert.at}`) })
       for (const event of events) await engine.process(event)
       return alerts
     }
-    const expected = ['id:1@' + at(0), 'id:1@' + at(24 * 60 * MINUTE + MINUTE)]
+    const expected = [`id:1@${at(0)}`, `id:1@${at(24 * 60 * MINUTE + MINUTE)}`]
     assert.deepEqual(await alertsOn(new MemoryStore()), expected)
     assert.deepEqual(await alertsOn(runOnly(new MemoryStore())), expected)
     const prefix = testPrefix('engine-held')
