@@ -1,3 +1,4 @@
+import { ClockHand } from '../clock-hand.js'
 import { type AuthEvent, eventTime, type Identity } from '../event.js'
 import type { RiskAlert } from '../risk/alert.js'
 
@@ -40,6 +41,13 @@ export interface ViewLimits {
   readonly alerts: number
 }
 
+/** A user seen again since eviction last passed over it is kept, once (see `ClockHand`). */
+const takeSecondChance = (view: UserView): boolean => {
+  const recent = view.recent
+  view.recent = false
+  return recent
+}
+
 const summary = (e: AuthEvent): EventSummary => {
   const s: { -readonly [K in keyof EventSummary]: EventSummary[K] } = {
     id: e.id,
@@ -69,12 +77,7 @@ const summary = (e: AuthEvent): EventSummary => {
  */
 export class HubViews {
   readonly #users = new Map<string, UserView>()
-  /**
-   * Walks the users in eviction order. Kept between evictions: a fresh `keys()` would
-   * start at the table's first slot and step over every slot freed by earlier deletes
-   * (V8 compacts a Map only when it grows), which made each eviction O(users).
-   */
-  #evictOrder: IterableIterator<[string, UserView]> | undefined
+  readonly #hand = new ClockHand(this.#users)
   readonly #alerts: RiskAlert[] = []
   readonly #limits: ViewLimits
 
@@ -133,28 +136,10 @@ export class HubViews {
     if (this.#users.size > this.#limits.users) this.#evict(view)
   }
 
-  /** Evicts one user: the first in order not seen again since eviction last passed over it (never `spare`). */
+  /** Evicts one user: the next in order not seen again since eviction last passed over it (never `spare`). */
   #evict(spare: UserView): void {
-    // Each user is passed over at most once before one is evicted: bounded even when all were seen again.
-    let budget = 2 * this.#users.size + 2
-    while (budget-- > 0) {
-      this.#evictOrder ??= this.#users.entries()
-      const next = this.#evictOrder.next()
-      if (next.done) {
-        this.#evictOrder = undefined
-        continue
-      }
-      const [key, view] = next.value
-      if (view === spare || view.recent) {
-        // Second chance: behind the newest (the same iterator reaches it again later).
-        view.recent = false
-        this.#users.delete(key)
-        this.#users.set(key, view)
-        continue
-      }
-      this.#users.delete(key)
-      return
-    }
+    const victim = this.#hand.victim(spare, takeSecondChance)
+    if (victim !== undefined) this.#users.delete(victim[0])
   }
 
   #push(view: UserView, event: EventSummary): void {

@@ -1,3 +1,4 @@
+import { ClockHand } from '../clock-hand.js'
 import type { Identity } from '../event.js'
 
 export interface LinkedUser {
@@ -8,6 +9,13 @@ export interface LinkedUser {
 /** A link and its second chance (see `LoginLinks`). */
 interface Link extends LinkedUser {
   used: boolean
+}
+
+/** A link used since eviction last passed over it is kept, once (see `ClockHand`). */
+const takeSecondChance = (link: Link): boolean => {
+  const used = link.used
+  link.used = false
+  return used
 }
 
 /** Whether two flat identities hold the same fields and values. */
@@ -38,6 +46,7 @@ const sameIdentity = (a: Identity, b: Identity): boolean => {
 export class LoginLinks {
   readonly #max: number
   readonly #links = new Map<string, Link>()
+  readonly #hand = new ClockHand(this.#links)
 
   constructor(max = 50_000) {
     this.#max = max
@@ -56,26 +65,15 @@ export class LoginLinks {
       return
     }
     // A new key goes to the end of the Map; a replaced one keeps its place, so it counts as used.
-    this.#links.set(loginKey, { userKey, identity, used: link !== undefined })
-    if (this.#links.size > this.#max) this.#evict(loginKey)
+    const made: Link = { userKey, identity, used: link !== undefined }
+    this.#links.set(loginKey, made)
+    if (this.#links.size > this.#max) this.#evict(made)
   }
 
-  /** Forgets one link: the first in the Map's order not used since it was last passed over (never `spare`). */
-  #evict(spare: string): void {
-    // Each link is passed over at most once, and `spare` goes behind those that were:
-    // the loop ends within twice the Map's size even when every link was used.
-    let budget = 2 * this.#links.size
-    for (const [key, link] of this.#links) {
-      if (budget-- <= 0) return
-      if (key === spare || link.used) {
-        link.used = false
-        this.#links.delete(key)
-        this.#links.set(key, link)
-        continue
-      }
-      this.#links.delete(key)
-      return
-    }
+  /** Forgets one link: the next in the Map's order not used since it was last passed over (never `spare`). */
+  #evict(spare: Link): void {
+    const victim = this.#hand.victim(spare, takeSecondChance)
+    if (victim !== undefined) this.#links.delete(victim[0])
   }
 
   get size(): number {

@@ -1,3 +1,4 @@
+import { ClockHand } from '../clock-hand.js'
 import { SqreenAuthError } from '../errors.js'
 import {
   DISTINCT_CAP,
@@ -112,6 +113,13 @@ class Owner {
     public expires: number,
     public slots: Slot[],
   ) {}
+}
+
+/** A key written again since eviction last passed over it is kept, once (see `ClockHand`). */
+const takeSecondChance = (owner: Owner): boolean => {
+  const rewritten = owner.rewritten
+  owner.rewritten = false
+  return rewritten
 }
 
 /** Appends a slot without the spare capacity `push` reserves (an owner has a handful). */
@@ -230,6 +238,7 @@ const positiveInteger = (options: MemoryStoreOptions, name: keyof MemoryStoreOpt
  */
 export class MemoryStore implements Store {
   readonly #owners = new Map<string, Owner>()
+  readonly #hand = new ClockHand(this.#owners)
   readonly #maxKeys: number
   readonly #sweepBatch: number
   #sweepCursor: IterableIterator<[string, Owner]> | undefined
@@ -313,6 +322,7 @@ export class MemoryStore implements Store {
     if (this.#timer) clearInterval(this.#timer)
     this.#timer = undefined
     this.#owners.clear()
+    this.#hand.reset()
     this.#bodies.clear()
     this.#sweepCursor = undefined
     this.#forgetLookup()
@@ -388,24 +398,12 @@ export class MemoryStore implements Store {
     return created
   }
 
-  /** Evicts one key: the first in the Map's order not written since it was last passed over (never `spare`). */
+  /** Evicts one key: the next in the Map's order not written since it was last passed over (never `spare`). */
   #evict(spare: Owner): void {
-    // Each key is passed over at most once, and `spare` is moved behind the keys that
-    // were: the loop ends within twice the Map's size even when every key was rewritten.
-    let budget = 2 * this.#owners.size
-    for (const [key, owner] of this.#owners) {
-      if (budget-- <= 0) return
-      if (owner === spare || owner.rewritten) {
-        // Second chance: behind the newest, to be looked at again after every other key.
-        owner.rewritten = false
-        this.#owners.delete(key)
-        this.#owners.set(key, owner)
-        continue
-      }
-      this.#delete(key, owner)
-      this.#evicted++
-      return
-    }
+    const victim = this.#hand.victim(spare, takeSecondChance)
+    if (victim === undefined) return
+    this.#delete(victim[0], victim[1])
+    this.#evicted++
   }
 
   /** Sets a mark if absent; the owner it is now under, or `undefined` when it was already set. */

@@ -1,0 +1,119 @@
+/**
+ * ClockHand: the second-chance eviction order shared by the memory store, the
+ * login links and the hub's views, and the cost of an eviction once a Map has
+ * been churning (the reason the hand keeps its iterator).
+ */
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
+import { ClockHand } from '../lib/clock-hand.js'
+import { MemoryStore } from '../lib/index.js'
+
+interface Entry {
+  used: boolean
+}
+
+const takeSecondChance = (entry: Entry): boolean => {
+  const used = entry.used
+  entry.used = false
+  return used
+}
+
+/** A Map of `n` unused entries, keys 0..n-1, with its hand. */
+const filled = (n: number): { map: Map<number, Entry>; hand: ClockHand<number, Entry> } => {
+  const map = new Map<number, Entry>()
+  for (let i = 0; i < n; i++) map.set(i, { used: false })
+  return { map, hand: new ClockHand(map) }
+}
+
+describe('ClockHand', () => {
+  it('picks the oldest entry not used since, moving used ones behind the newest once', () => {
+    const { map, hand } = filled(4)
+    ;(map.get(0) as Entry).used = true
+    ;(map.get(1) as Entry).used = true
+    const spare = { used: false }
+    map.set(4, spare)
+    assert.equal(hand.victim(spare, takeSecondChance)?.[0], 2)
+    map.delete(2)
+    assert.deepEqual([...map.keys()], [3, 4, 0, 1], 'the used entries went behind the newest, flags cleared')
+    assert.equal((map.get(0) as Entry).used, false)
+    assert.equal(hand.victim(spare, takeSecondChance)?.[0], 3)
+    map.delete(3)
+    // The hand goes on from where it stopped: past 4 (spare, moved behind), then 0.
+    assert.equal(hand.victim(spare, takeSecondChance)?.[0], 0)
+  })
+
+  it('never picks the spare entry, and ends when every entry had a second chance', () => {
+    const { map, hand } = filled(100)
+    for (const entry of map.values()) entry.used = true
+    const spare = map.get(0) as Entry
+    const victim = hand.victim(spare, takeSecondChance)
+    assert.equal(victim?.[0], 1, 'after one full pass, the first entry passed that is not the spare')
+    const alone = new Map([['only', { used: true }]])
+    assert.equal(new ClockHand(alone).victim(alone.get('only') as Entry, takeSecondChance), undefined)
+  })
+
+  it('starts again after the Map was cleared', () => {
+    const { map, hand } = filled(3)
+    assert.equal(hand.victim({ used: false }, takeSecondChance)?.[0], 0)
+    map.clear()
+    hand.reset()
+    map.set(7, { used: false })
+    assert.equal(hand.victim({ used: false }, takeSecondChance)?.[0], 7)
+  })
+
+  it('evicts in about the same time from a churned Map of 200,000 entries as from one of 2,000', () => {
+    // Insert one, evict one, as a cache at its bound does. A fresh iterator per eviction
+    // steps over every slot freed by earlier deletes, so its cost grows with the Map
+    // (about 100 times here); the kept hand's does not.
+    const perEviction = (n: number): number => {
+      const { map, hand } = filled(n)
+      const spare = { used: false }
+      let next = n
+      const churn = (count: number): void => {
+        for (let i = 0; i < count; i++) {
+          map.set(next++, { used: false })
+          const victim = hand.victim(spare, takeSecondChance)
+          if (victim !== undefined) map.delete(victim[0])
+        }
+      }
+      churn(n / 2) // holes in the table, as a while at the bound leaves
+      let best = Number.POSITIVE_INFINITY
+      for (let round = 0; round < 3; round++) {
+        const start = process.hrtime.bigint()
+        churn(5_000)
+        best = Math.min(best, Number(process.hrtime.bigint() - start) / 5_000)
+      }
+      return best
+    }
+    perEviction(2_000) // warm-up
+    const small = perEviction(2_000)
+    const large = perEviction(200_000)
+    assert.ok(large < 10 * small, `${large.toFixed(0)} ns per eviction at 200,000 against ${small.toFixed(0)} at 2,000`)
+  })
+
+  it('keeps the memory store at its key bound cheap when every key is new', async () => {
+    // Every event a new key (a stuffing run over unknown logins) once the store is full.
+    const timeAt = async (maxKeys: number): Promise<number> => {
+      const store = new MemoryStore({ maxKeys })
+      const claim = (i: number) => ({ op: 'claim' as const, key: `login:${i}`, field: 'f', ttl: 60_000 })
+      for (let i = 0; i < maxKeys + maxKeys / 2; i++) store.runSync([claim(i)], 1_000)
+      let best = Number.POSITIVE_INFINITY
+      let i = 10 * maxKeys
+      for (let round = 0; round < 3; round++) {
+        const start = process.hrtime.bigint()
+        for (let k = 0; k < 5_000; k++) store.runSync([claim(i++)], 1_000)
+        best = Math.min(best, Number(process.hrtime.bigint() - start) / 5_000)
+      }
+      assert.equal(store.size, maxKeys)
+      await store.close()
+      return best
+    }
+    await timeAt(2_000)
+    const small = await timeAt(2_000)
+    const large = await timeAt(200_000)
+    assert.ok(
+      large < 10 * small,
+      `${large.toFixed(0)} ns per new key at 200,000 keys against ${small.toFixed(0)} at 2,000`,
+    )
+  })
+})
