@@ -65,7 +65,7 @@ describe('ClockHand', () => {
     // Insert one, evict one, as a cache at its bound does. A fresh iterator per eviction
     // steps over every slot freed by earlier deletes, so its cost grows with the Map
     // (about 100 times here); the kept hand's does not.
-    const perEviction = (n: number): number => {
+    const churner = (n: number): (() => number) => {
       const { map, hand } = filled(n)
       const spare = { used: false }
       let next = n
@@ -77,43 +77,57 @@ describe('ClockHand', () => {
         }
       }
       churn(n / 2) // holes in the table, as a while at the bound leaves
-      let best = Number.POSITIVE_INFINITY
-      for (let round = 0; round < 3; round++) {
+      return () => {
         const start = process.hrtime.bigint()
-        churn(5_000)
-        best = Math.min(best, Number(process.hrtime.bigint() - start) / 5_000)
+        churn(2_000)
+        return Number(process.hrtime.bigint() - start) / 2_000
       }
-      return best
     }
-    perEviction(2_000) // warm-up
-    const small = perEviction(2_000)
-    const large = perEviction(200_000)
+    const [small, large] = bestOfAlternating(churner(2_000), churner(200_000))
     assert.ok(large < 10 * small, `${large.toFixed(0)} ns per eviction at 200,000 against ${small.toFixed(0)} at 2,000`)
   })
 
   it('keeps the memory store at its key bound cheap when every key is new', async () => {
     // Every event a new key (a stuffing run over unknown logins) once the store is full.
-    const timeAt = async (maxKeys: number): Promise<number> => {
+    // Before the hand was kept: about 20 us per new key at 200,000 keys, 1.4 us at 2,000.
+    const stores: MemoryStore[] = []
+    const atBound = (maxKeys: number): (() => number) => {
       const store = new MemoryStore({ maxKeys })
-      const claim = (i: number) => ({ op: 'claim' as const, key: `login:${i}`, field: 'f', ttl: 60_000 })
-      for (let i = 0; i < maxKeys + maxKeys / 2; i++) store.runSync([claim(i)], 1_000)
-      let best = Number.POSITIVE_INFINITY
-      let i = 10 * maxKeys
-      for (let round = 0; round < 3; round++) {
-        const start = process.hrtime.bigint()
-        for (let k = 0; k < 5_000; k++) store.runSync([claim(i++)], 1_000)
-        best = Math.min(best, Number(process.hrtime.bigint() - start) / 5_000)
-      }
+      stores.push(store)
+      const claim = (i: number) => [{ op: 'claim' as const, key: `login:${i}`, field: 'f', ttl: 60_000 }]
+      let i = 0
+      while (i < maxKeys * 1.5) store.runSync(claim(i++), 1_000)
       assert.equal(store.size, maxKeys)
-      await store.close()
-      return best
+      return () => {
+        const start = process.hrtime.bigint()
+        for (let k = 0; k < 2_000; k++) store.runSync(claim(i++), 1_000)
+        return Number(process.hrtime.bigint() - start) / 2_000
+      }
     }
-    await timeAt(2_000)
-    const small = await timeAt(2_000)
-    const large = await timeAt(200_000)
-    assert.ok(
-      large < 10 * small,
-      `${large.toFixed(0)} ns per new key at 200,000 keys against ${small.toFixed(0)} at 2,000`,
-    )
+    try {
+      const [small, large] = bestOfAlternating(atBound(2_000), atBound(400_000))
+      assert.ok(
+        large < 10 * small,
+        `${large.toFixed(0)} ns per new key at 400,000 keys against ${small.toFixed(0)} at 2,000`,
+      )
+    } finally {
+      for (const store of stores) await store.close()
+    }
   })
 })
+
+/**
+ * The best of several alternating timings of two measures: another spec file runs beside
+ * this one, and a slow moment should not fall on one side only.
+ */
+const bestOfAlternating = (a: () => number, b: () => number): [number, number] => {
+  a()
+  b()
+  let bestA = Number.POSITIVE_INFINITY
+  let bestB = Number.POSITIVE_INFINITY
+  for (let round = 0; round < 6; round++) {
+    bestA = Math.min(bestA, a())
+    bestB = Math.min(bestB, b())
+  }
+  return [bestA, bestB]
+}
