@@ -10,7 +10,17 @@ export type {
   StrategyAttempt,
   UserContextMode,
 } from './event.js'
-export type { HubJwtOptions, HubLimits, HubOptions, ScorePoint, SqreenHub, UserDetail, UserRow } from './hub/index.js'
+export type {
+  EventSummary,
+  HubJwtOptions,
+  HubLimits,
+  HubOptions,
+  Principal,
+  ScorePoint,
+  SqreenHub,
+  UserDetail,
+  UserRow,
+} from './hub/index.js'
 export { sqreenHub } from './hub/index.js'
 export { anonEmail } from './identity/anon-email.js'
 export { type SqreenAuth, sqreenAuth } from './middleware.js'
