@@ -21,6 +21,7 @@ import { cpus, loadavg } from 'node:os'
 import { parseArgs } from 'node:util'
 import { type ServerProcess, startServer } from './lib/child.js'
 import { type LoadRequest, type Measurement, measure } from './lib/load.js'
+import { pin } from './lib/pin.js'
 import { LOGIN_BAD, LOGIN_OK, type ServerMode, type ServerTarget } from './lib/protocol.js'
 import { interleave, max, median, min, pct } from './lib/stats.js'
 
@@ -179,23 +180,6 @@ const gitCommit = (): string | undefined => {
   } catch {
     return undefined
   }
-}
-
-/**
- * Pins every thread of the servers to the last CPU and every thread of this process to
- * the others (Linux taskset); a description of what was done, for the report.
- */
-const pin = (serverPids: readonly number[]): string => {
-  const last = cpus().length - 1
-  if (last < 1) return 'no (one CPU)'
-  const others = last === 1 ? '0' : `0-${last - 1}`
-  try {
-    for (const pid of serverPids) execFileSync('taskset', ['-a', '-cp', String(last), String(pid)], { stdio: 'ignore' })
-    execFileSync('taskset', ['-a', '-cp', others, String(process.pid)], { stdio: 'ignore' })
-  } catch (err) {
-    throw new Error(`--pin: taskset failed (${(err as Error).message}); run without --pin`)
-  }
-  return `servers on CPU ${last}, load generator on CPU ${others}`
 }
 
 const main = async (): Promise<void> => {

@@ -8,6 +8,7 @@
  *
  *   npm run build && node --import tsx bench/hub.ts            # full: 5 rounds of 60 batches per algorithm
  *   npm run build && node --import tsx bench/hub.ts --smoke    # seconds, proves it runs
+ *   ... --pin    # the hub (all its threads) on the last CPU, this process on the others (taskset)
  *
  * Method: the hub runs alone in a child process (the build in dist/, as users install
  * it); this process pre-signs every batch (signing is the forwarder's cost, not the
@@ -31,6 +32,7 @@ import { parseArgs } from 'node:util'
 import { FlattenedSign } from 'jose'
 import type { AuthEvent } from '../lib/event.js'
 import { BATCH_CONTENT_TYPE, BATCH_SIGNATURE_HEADER } from '../lib/transport/wire.js'
+import { pin } from './lib/pin.js'
 import { median } from './lib/stats.js'
 
 const { values: args } = parseArgs({
@@ -39,6 +41,7 @@ const { values: args } = parseArgs({
     serve: { type: 'boolean', default: false },
     rounds: { type: 'string' },
     batches: { type: 'string' },
+    pin: { type: 'boolean', default: process.env.BENCH_PIN === '1' },
   },
 })
 
@@ -102,6 +105,7 @@ interface HubStats {
 }
 
 interface HubChild {
+  readonly pid: number
   readonly url: string
   stats(): Promise<HubStats>
   close(): Promise<void>
@@ -133,6 +137,7 @@ const startHub = async (key: string): Promise<HubChild> => {
     })
   const { port } = await next<{ port: number }>('ready')
   return {
+    pid: child.pid as number,
     url: `http://127.0.0.1:${port}/hub/v1/events`,
     stats: () => {
       const answer = next<HubStats>('stats')
@@ -299,9 +304,11 @@ const main = async (): Promise<void> => {
     },
   ]
   const results: AlgResult[] = []
+  let pinned = 'no'
   let seed = 1
   for (const { alg, hubKey, signKey, verifyKey } of algs) {
     const hub = await startHub(hubKey)
+    if (args.pin === true) pinned = pin([hub.pid])
     try {
       const batchesOf = (count: number): AuthEvent[][] => Array.from({ length: count }, () => makeEvents(BATCH, seed++))
       // Warm-up (JIT, the users' first entries), not recorded.
@@ -410,9 +417,18 @@ const main = async (): Promise<void> => {
     )
   }
   console.log(
-    `\n${smoke ? 'smoke' : 'full'} mode: ${rounds} round(s) of ${perRound} batches x ${BATCH} events per algorithm; Node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}`,
+    `\n${smoke ? 'smoke' : 'full'} mode: ${rounds} round(s) of ${perRound} batches x ${BATCH} events per algorithm; Node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}; pinned: ${pinned}`,
   )
-  const out = { benchmark: 'hub', smoke, rounds, batchesPerRound: perRound, batchSize: BATCH, results, target: 50_000 }
+  const out = {
+    benchmark: 'hub',
+    smoke,
+    pinned,
+    rounds,
+    batchesPerRound: perRound,
+    batchSize: BATCH,
+    results,
+    target: 50_000,
+  }
   console.log(JSON.stringify(out))
   mkdirSync(new URL('./results/', import.meta.url), { recursive: true })
   writeFileSync(new URL('./results/hub.json', import.meta.url), `${JSON.stringify(out, null, 2)}\n`)
