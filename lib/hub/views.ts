@@ -26,6 +26,11 @@ export interface UserView {
   other: number
   /** Most recent last, at most `eventsPerUser`. */
   events: EventSummary[]
+  /**
+   * The time of the newest of `events` (epoch ms). Order is decided by time, not by the
+   * text of `at`: forwarders may write the same instant as `...Z` or with an offset.
+   */
+  newest: number
   /** Last known risk (from `engine.risk`), refreshed when read after new events or when stale. */
   score: number
   rise24h: number
@@ -104,6 +109,7 @@ export class HubViews {
         failed: 0,
         other: 0,
         events: [],
+        newest: Number.NEGATIVE_INFINITY,
         score: 0,
         rise24h: 0,
         refreshedAt: 0,
@@ -119,7 +125,7 @@ export class HubViews {
     view.firstSeen = Math.min(view.firstSeen, at)
     view.lastSeen = Math.max(view.lastSeen, at)
     view.dirty = true
-    this.#push(view, summary(event))
+    this.#push(view, summary(event), at)
     // The engine merges the failures recorded under an attempted login into the user
     // who then logs in with it; the timeline follows, so the brute force shows there.
     if (event.type === 'login.succeeded' && event.loginKey !== undefined && event.loginKey !== key) {
@@ -142,21 +148,28 @@ export class HubViews {
     if (victim !== undefined) this.#users.delete(victim[0])
   }
 
-  #push(view: UserView, event: EventSummary): void {
-    const { events } = view
-    if (events.length === 0 || (events[events.length - 1] as EventSummary).at <= event.at) events.push(event)
-    else this.#merge(view, [event])
+  #push(view: UserView, event: EventSummary, at: number): void {
+    if (at < view.newest) {
+      this.#merge(view, [event])
+      return
+    }
+    view.events.push(event)
+    view.newest = at
     if (view.events.length > this.#limits.eventsPerUser) {
       view.events.splice(0, view.events.length - this.#limits.eventsPerUser)
     }
   }
 
-  /** Adds events that may be older than the view's, keeping its timeline in time order. */
+  /** Adds events that may be older than the view's, keeping its timeline in time order (stable), newest kept. */
   #merge(view: UserView, events: readonly EventSummary[]): void {
-    view.events = [...view.events, ...events].sort((a, b) => eventTime(a.at) - eventTime(b.at))
-    if (view.events.length > this.#limits.eventsPerUser) {
-      view.events.splice(0, view.events.length - this.#limits.eventsPerUser)
-    }
+    const all = [...view.events, ...events]
+    // Each time parsed once, not twice per comparison.
+    const times = all.map((e) => eventTime(e.at))
+    const order = all.map((_, i) => i).sort((a, b) => (times[a] as number) - (times[b] as number) || a - b)
+    const kept = order.slice(Math.max(0, order.length - this.#limits.eventsPerUser))
+    view.events = kept.map((i) => all[i] as EventSummary)
+    const last = kept[kept.length - 1]
+    view.newest = last === undefined ? Number.NEGATIVE_INFINITY : (times[last] as number)
   }
 
   alert(alert: RiskAlert): void {
