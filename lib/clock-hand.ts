@@ -48,7 +48,11 @@ export class ClockHand<K, V> {
     return undefined
   }
 
-  /** Starts again from the oldest entry (after the Map was cleared). */
+  /**
+   * Lets go of the iterator, to start again from the oldest entry. Not needed for
+   * correctness after `Map.clear()` (an iterator goes on from the first entry added
+   * since); a store's `close()` calls it so nothing of the old table is kept.
+   */
   reset(): void {
     this.#hand = undefined
   }

@@ -52,13 +52,16 @@ describe('ClockHand', () => {
     assert.equal(new ClockHand(alone).victim(alone.get('only') as Entry, takeSecondChance), undefined)
   })
 
-  it('starts again after the Map was cleared', () => {
-    const { map, hand } = filled(3)
-    assert.equal(hand.victim({ used: false }, takeSecondChance)?.[0], 0)
-    map.clear()
-    hand.reset()
-    map.set(7, { used: false })
-    assert.equal(hand.victim({ used: false }, takeSecondChance)?.[0], 7)
+  it('after the Map was cleared, picks among the entries added since, with or without reset()', () => {
+    for (const reset of [false, true]) {
+      const { map, hand } = filled(3)
+      assert.equal(hand.victim({ used: false }, takeSecondChance)?.[0], 0)
+      map.clear()
+      if (reset) hand.reset()
+      map.set(7, { used: true })
+      map.set(8, { used: false })
+      assert.equal(hand.victim({ used: false }, takeSecondChance)?.[0], 8, `reset: ${reset}`)
+    }
   })
 
   it('evicts in about the same time from a churned Map of 200,000 entries as from one of 2,000', () => {

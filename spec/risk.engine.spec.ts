@@ -282,58 +282,107 @@ describe('risk engine: the direct path and the batch path agree', () => {
     assert.deepEqual(direct, batched)
   })
 
-  it('an expired alert is raised again on an event whose only detection is one the user already holds', async () => {
-    // t=0 a critical attack alerts; an hour later a brute-force run (brute_force is marked
-    // for a day, the alert window is still closed); a day and a minute later one more wrong
-    // password: its wrong_password is over the daily cap and its brute_force mark is held,
-    // so nothing new is added, yet the risk rose by more than 10 in the last 24 hours and
-    // the alert window has closed: the team must be told again.
+  describe('an expired alert is raised again by an event whose only detection is one the user already holds', () => {
+    // In each case: at t=0 a critical attack alerts (the alert window closes for 24 h); later
+    // a detection fires and marks the user for its window, adding enough points for another
+    // alert that the closed window holds back; a day and a minute after the first alert, one
+    // more event whose only candidate is that detection, its mark still held (and a wrong
+    // password over the daily cap). Nothing new is added, yet the risk rose by more than 10
+    // in the last 24 hours and the window has closed: the team must be told again.
+    const HOUR = 60 * MINUTE
+    const LATE = 24 * HOUR + MINUTE
     const at = (ms: number): string => new Date(T0 + ms).toISOString()
-    const base = {
-      source: 'passport' as const,
-      mode: 'advanced' as const,
-      strategy: 'local',
-      identity: { id: 1 },
-      userKey: 'id:1',
-      ip: '203.0.113.7',
-      userAgent: UAS[0] as string,
-    }
-    const events: AuthEvent[] = [
-      { ...base, id: 'c', type: 'custom', at: at(0), source: 'sdk', name: 'probe', severity: 'critical' },
-    ]
-    for (let k = 0; k < 10; k++) {
-      events.push({
-        ...base,
-        id: `f${k}`,
-        type: 'login.failed',
-        reason: 'invalid_credentials',
-        at: at(60 * MINUTE + k * 1_000),
-      })
-    }
-    events.push({
-      ...base,
-      id: 'late',
-      type: 'login.failed',
-      reason: 'invalid_credentials',
-      at: at(24 * 60 * MINUTE + MINUTE),
-    })
+    const X = '203.0.113.7'
+    let n = 0
+    const ev = (type: AuthEvent['type'], ms: number, more: Partial<AuthEvent> = {}): AuthEvent =>
+      ({
+        id: `h${n++}`,
+        type,
+        at: at(ms),
+        source: 'passport',
+        mode: 'advanced',
+        strategy: 'local',
+        identity: { id: 1 },
+        userKey: 'id:1',
+        ip: X,
+        userAgent: UAS[0] as string,
+        ...(type === 'login.failed' ? { reason: 'invalid_credentials' as const } : {}),
+        ...more,
+      }) as AuthEvent
+    const alerted = ev('custom', 0, { source: 'sdk', strategy: null, name: 'probe', severity: 'critical' })
+    /** Five logins (not user 1's) failing from X within a minute: X becomes a stuffing source. */
+    const flagX = (ms: number): AuthEvent[] =>
+      ['a', 'b', 'c', 'd', 'e'].map((login, k) =>
+        ev('login.failed', ms + k * 1_000, {
+          identity: { login },
+          userKey: `login:${login}`,
+          loginKey: `login:${login}`,
+        }),
+      )
+    const failures = (count: number, ms: number, ips: readonly string[] = [X]): AuthEvent[] =>
+      Array.from({ length: count }, (_, k) => ev('login.failed', ms + k * 1_000, { ip: ips[k % ips.length] as string }))
 
-    const alertsOn = async (store: Store): Promise<string[]> => {
+    const cases: Record<string, AuthEvent[]> = {
+      // 10 failures from one IP: brute_force (marked 24 h).
+      brute_force: [alerted, ...failures(10, HOUR), ev('login.failed', LATE)],
+      // 6 failures within a minute just before: failure_burst (marked 15 min), 9 points; a
+      // medium attack earlier in the day brings the day's rise to 14.
+      failure_burst: [
+        alerted,
+        ev('custom', HOUR, { source: 'sdk', strategy: null, name: 'probe', severity: 'medium' }),
+        ...failures(6, LATE - 11 * MINUTE),
+        ev('login.failed', LATE),
+      ],
+      // 20 failures from 3 IPs (under 10 from each): distributed_guessing (marked 24 h).
+      distributed_guessing: [
+        alerted,
+        ...failures(20, HOUR, [X, '198.51.100.9', '192.0.2.1']),
+        ev('login.failed', LATE, { ip: '198.51.100.9' }),
+      ],
+      // X flagged, then 6 failures of user 1 from it: stuffing_target (marked 24 h).
+      stuffing_target: [alerted, ...flagX(HOUR), ...failures(6, HOUR + MINUTE), ev('login.failed', LATE)],
+      // X flagged, then user 1 logs in from it: success_from_flagged_ip (marked 24 h), and
+      // again from the same browser a day later.
+      success_from_flagged_ip: [
+        alerted,
+        ...flagX(HOUR),
+        ev('login.succeeded', HOUR + MINUTE),
+        ev('login.succeeded', LATE),
+      ],
+    }
+
+    const alertsOn = async (store: Store, events: readonly AuthEvent[]): Promise<string[]> => {
       const alerts: string[] = []
-      const engine = engineOn(store, { onAlert: (alert) => alerts.push(`${alert.userKey}@${alert.at}`) })
+      const engine = engineOn(store, {
+        onAlert: (alert) => alerts.push(`${alert.userKey}@${alert.at}`),
+      })
       for (const event of events) await engine.process(event)
       return alerts
     }
-    const expected = [`id:1@${at(0)}`, `id:1@${at(24 * 60 * MINUTE + MINUTE)}`]
-    assert.deepEqual(await alertsOn(new MemoryStore()), expected)
-    assert.deepEqual(await alertsOn(runOnly(new MemoryStore())), expected)
-    const prefix = testPrefix('engine-held')
-    const redis = new RedisStore({ url: REDIS_URL, prefix })
-    try {
-      assert.deepEqual(await alertsOn(redis), expected)
-    } finally {
-      await redis.close()
-      await dropKeys(admin, prefix)
+    const expected = [`id:1@${at(0)}`, `id:1@${at(LATE)}`]
+    for (const [detection, events] of Object.entries(cases)) {
+      it(`${detection}`, async () => {
+        // The detection fired once, before the late event, and the late event added nothing.
+        const memory = new MemoryStore()
+        const engine = engineOn(memory, { onAlert: () => {} })
+        for (const event of events.slice(0, -1)) await engine.process(event)
+        const before = await engine.risk('id:1')
+        assert.equal(before.entries.filter((e) => e.detection === detection).length, 1, `${detection} fired once`)
+        await engine.process(events[events.length - 1] as AuthEvent)
+        assert.equal((await engine.risk('id:1')).entries.length, before.entries.length, 'the late event added nothing')
+        await memory.close()
+
+        assert.deepEqual(await alertsOn(new MemoryStore(), events), expected)
+        assert.deepEqual(await alertsOn(runOnly(new MemoryStore()), events), expected)
+        const prefix = testPrefix('engine-held')
+        const redis = new RedisStore({ url: REDIS_URL, prefix })
+        try {
+          assert.deepEqual(await alertsOn(redis, events), expected)
+        } finally {
+          await redis.close()
+          await dropKeys(admin, prefix)
+        }
+      })
     }
   })
 

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict'
 import { isIPv4 } from 'node:net'
 import { describe, it } from 'node:test'
 import fc from 'fast-check'
-import { displayIp, ipFacts, ipKey } from '../lib/risk/ip.js'
+import { displayCacheSize, displayIp, ipFacts, ipKey } from '../lib/risk/ip.js'
 
 const octet = fc.oneof(
   fc.integer({ min: 0, max: 255 }).map(String),
@@ -25,8 +25,10 @@ describe('IP facts', () => {
       for (let n = 0; n < 10_000; n++) {
         const network = `10.${n >> 8}.${n & 255}`
         assert.equal(displayIp(`${network}.${1 + (n % 250)}`), `${network}.0/24`)
+        assert.ok(displayCacheSize() <= 4_096, `${displayCacheSize()} display strings cached`)
       }
     }
+    assert.ok(displayCacheSize() > 0, 'the strings are cached')
   })
 
   it('recognises exactly the IPv4 addresses node:net does', () => {

@@ -74,6 +74,9 @@ const v4LastDot = (ip: string): number => {
 const displays = new Map<string, string>()
 const DISPLAYS_MAX = 4_096
 
+/** How many display strings are cached (for tests: the cache stays within its bound). */
+export const displayCacheSize = (): number => displays.size
+
 /** An IPv4 client's facts; what alerts show is built only when an alert or evidence asks. */
 class V4Facts implements IpFacts {
   readonly key: string
