@@ -33,24 +33,56 @@ export interface Recorder {
   extra(req: Request, raw: Omit<RawAttempt, 'at' | 'req' | 'ip' | 'userAgent' | 'source'>): void
 }
 
+/*
+ * No object or array *literal* below ever holds the request, directly or through what it
+ * holds: the contexts, attempts and raw attempts are class instances, and lists are
+ * linked through them. V8 may pretenure a literal's allocation site (allocate its objects
+ * straight in the old generation) once most of them outlive one young collection, and a
+ * pretenured object that points at a request keeps that request, and everything it reaches,
+ * alive through every young collection until the next full one. Measured (issue 2): with the
+ * attempts held in an `attempts: []` literal, 19.2 KB of each login request survived a young
+ * collection without sqreen-auth and 23 KB with it; as linked lists, 19.3 KB (see
+ * bench/README, "What a login costs the collector").
+ */
+
 /**
  * Everything observed during one request. It is flushed once the application
  * has ended its response (see `check`), so events never delay the response and
  * a chain of strategies yields one logical outcome.
  */
-interface RequestContext {
-  readonly req: Request
-  /**
-   * The client IP, read when the request is first observed: events are assembled
-   * after the response, when the connection may be closed and its address gone.
-   */
-  readonly ip: string | null
-  readonly attempts: AttemptRecord[]
-  manual: ManualLogin | undefined
-  /** Sign-up and custom events; most requests have none, so the array is made on first use. */
-  extras: RawAttempt[] | undefined
-  flushed: boolean
-  scheduled: boolean
+class RequestContext {
+  /** The request's attempts, in order: a list linked through `AttemptRecord.next`. */
+  first: AttemptRecord | undefined = undefined
+  last: AttemptRecord | undefined = undefined
+  manual: ManualLogin | undefined = undefined
+  /** Sign-up and custom events, in order (linked through `ExtraAttempt.next`); most requests have none. */
+  firstExtra: ExtraAttempt | undefined = undefined
+  lastExtra: ExtraAttempt | undefined = undefined
+  flushed = false
+  scheduled = false
+  /** The next context due for a check on the same turn of the event loop (see `schedule`). */
+  nextDue: RequestContext | undefined = undefined
+
+  constructor(
+    readonly req: Request,
+    /**
+     * The client IP, read when the request is first observed: events are assembled
+     * after the response, when the connection may be closed and its address gone.
+     */
+    readonly ip: string | null,
+  ) {}
+
+  add(record: AttemptRecord): void {
+    if (this.last === undefined) this.first = record
+    else this.last.next = record
+    this.last = record
+  }
+
+  addExtra(extra: ExtraAttempt): void {
+    if (this.lastExtra === undefined) this.firstExtra = extra
+    else this.lastExtra.next = extra
+    this.lastExtra = extra
+  }
 }
 
 /** How long events wait for the application to end its response, at most. */
@@ -79,6 +111,8 @@ class AttemptRecord implements Tracker {
   reason: FailureReason | undefined = undefined
   user: unknown = undefined
   error: { name: string; code?: string } | undefined = undefined
+  /** The request's next attempt (a chain of strategies). */
+  next: AttemptRecord | undefined = undefined
 
   constructor(
     readonly env: AttemptEnv,
@@ -140,7 +174,39 @@ const errorFacts = (err: unknown): { name: string; code?: string } => {
   return { name: typeof err }
 }
 
-/** A raw login attempt; every field is always set (one object shape, cheap to build and read). */
+/**
+ * A raw attempt: a class, not a literal, because it holds the request (see the note at the
+ * top). Every field is always set: one object shape, cheap to build and read.
+ */
+class Attempt implements RawAttempt {
+  constructor(
+    readonly kind: RawAttempt['kind'],
+    readonly source: RawAttempt['source'],
+    readonly at: number,
+    readonly req: Request,
+    readonly ip: string | null,
+    readonly userAgent: string | null,
+    readonly status: number | undefined,
+    readonly outcome: RawAttempt['outcome'],
+    readonly strategy: string | null | undefined,
+    readonly reason: FailureReason | undefined,
+    readonly user: unknown,
+    readonly identity: Readonly<Record<string, unknown>> | undefined,
+    readonly login: string | undefined,
+    readonly attempts: readonly StrategyAttempt[] | undefined,
+    readonly error: { readonly name: string; readonly code?: string } | undefined,
+    readonly name: string | undefined,
+    readonly severity: RawAttempt['severity'],
+    readonly properties: Readonly<Record<string, unknown>> | undefined,
+  ) {}
+}
+
+/** A sign-up or custom event waiting for its request's response to end. */
+class ExtraAttempt extends Attempt {
+  next: ExtraAttempt | undefined = undefined
+}
+
+/** A raw login attempt. */
 const rawLogin = (
   ctx: RequestContext,
   at: number,
@@ -155,14 +221,14 @@ const rawLogin = (
   error: { name: string; code?: string } | undefined,
 ): RawAttempt => {
   const { req } = ctx
-  return {
-    kind: 'login',
+  return new Attempt(
+    'login',
     source,
     at,
     req,
-    ip: ctx.ip,
-    userAgent: userAgent(req),
-    status: req.res?.statusCode,
+    ctx.ip,
+    userAgent(req),
+    req.res?.statusCode,
     outcome,
     strategy,
     reason,
@@ -171,22 +237,24 @@ const rawLogin = (
     login,
     attempts,
     error,
-    name: undefined,
-    severity: undefined,
-    properties: undefined,
-  }
+    undefined,
+    undefined,
+    undefined,
+  )
 }
 
 /** The request's final logical login outcome: the last strategy that acted decides. */
 const loginOutcome = (ctx: RequestContext, at: number): RawAttempt | undefined => {
-  const { attempts, manual } = ctx
+  const { manual } = ctx
   let last: AttemptRecord | undefined
   let refused: AttemptRecord | undefined
   let firstLogin: string | undefined
-  const summary: StrategyAttempt[] = new Array(attempts.length)
-  for (let i = 0; i < attempts.length; i++) {
-    const a = attempts[i] as AttemptRecord
-    summary[i] =
+  let count = 0
+  for (let a = ctx.first; a !== undefined; a = a.next) count++
+  const summary: StrategyAttempt[] = new Array(count)
+  let i = 0
+  for (let a = ctx.first; a !== undefined; a = a.next) {
+    summary[i++] =
       a.reason === undefined
         ? { strategy: a.strategy, outcome: a.outcome }
         : { strategy: a.strategy, outcome: a.outcome, reason: a.reason }
@@ -288,7 +356,7 @@ export const createRecorder = (
     try {
       const login = loginOutcome(ctx, config.clock())
       if (login) submit(login)
-      if (ctx.extras !== undefined) for (const extra of ctx.extras) submit(extra)
+      for (let extra = ctx.firstExtra; extra !== undefined; extra = extra.next) submit(extra)
     } catch (err) {
       diag.error('capture_failed', 'could not assemble the events of a request', err)
     }
@@ -318,37 +386,38 @@ export const createRecorder = (
    * load several responses end in the same turn, and one immediate per login was a
    * measurable part of the capture cost.
    */
-  let due: RequestContext[] = []
+  let firstDue: RequestContext | undefined
+  let lastDue: RequestContext | undefined
   const checkDue = (): void => {
-    const batch = due
-    due = []
-    for (let i = 0; i < batch.length; i++) {
+    let ctx = firstDue
+    firstDue = undefined
+    lastDue = undefined
+    while (ctx !== undefined) {
+      const next = ctx.nextDue
+      ctx.nextDue = undefined
       try {
-        check(batch[i] as RequestContext, 0)
+        check(ctx, 0)
       } catch (err) {
         diag.error('capture_failed', 'could not check whether a response had ended', err)
       }
+      ctx = next
     }
   }
 
   const schedule = (ctx: RequestContext): void => {
     if (ctx.scheduled || ctx.flushed) return
     ctx.scheduled = true
-    if (due.push(ctx) === 1) setImmediate(checkDue)
+    if (lastDue === undefined) {
+      firstDue = ctx
+      setImmediate(checkDue)
+    } else lastDue.nextDue = ctx
+    lastDue = ctx
   }
 
   const contextOf = (req: Request): RequestContext => {
     const existing = contexts.get(req)
     if (existing && !existing.flushed) return existing
-    const ctx: RequestContext = {
-      req,
-      ip: clientIp(req),
-      attempts: [],
-      manual: undefined,
-      extras: undefined,
-      flushed: false,
-      scheduled: false,
-    }
+    const ctx = new RequestContext(req, clientIp(req))
     contexts.set(req, ctx)
     return ctx
   }
@@ -368,7 +437,7 @@ export const createRecorder = (
     const login = readLogin(req, strategy, strategyName, config.login, loginOptionThrew)
     const ctx = contextOf(req)
     const record = new AttemptRecord(env, ctx, req, strategyName, login)
-    ctx.attempts.push(record)
+    ctx.add(record)
     return record
   }
 
@@ -382,15 +451,28 @@ export const createRecorder = (
     extra(req, raw) {
       const ctx = contextOf(req)
       schedule(ctx)
-      ctx.extras ??= []
-      ctx.extras.push({
-        ...raw,
-        source: 'sdk',
-        at: config.clock(),
-        req,
-        ip: ctx.ip,
-        userAgent: userAgent(req),
-      })
+      ctx.addExtra(
+        new ExtraAttempt(
+          raw.kind,
+          'sdk',
+          config.clock(),
+          req,
+          ctx.ip,
+          userAgent(req),
+          raw.status,
+          raw.outcome,
+          raw.strategy,
+          raw.reason,
+          raw.user,
+          raw.identity,
+          raw.login,
+          raw.attempts,
+          raw.error,
+          raw.name,
+          raw.severity,
+          raw.properties,
+        ),
+      )
     },
   }
 }
