@@ -148,6 +148,8 @@ interface Sample extends Measurement {
   cpuPerRequest: number
   /** Garbage-collection pauses of the server's main thread per response, in microseconds. */
   gcPerRequest: number
+  /** Bytes per response that survived a young-generation collection (copied or promoted). */
+  survivedPerRequest: number
 }
 
 // Server CPU per request is read alongside throughput because it hardly depends on
@@ -167,6 +169,7 @@ const run = async (server: ServerProcess, route: Route, seconds: number): Promis
     ...m,
     cpuPerRequest: (after.cpuMicros - before.cpuMicros) / responses,
     gcPerRequest: ((after.gcMillis - before.gcMillis) * 1000) / responses,
+    survivedPerRequest: (after.survivedBytes - before.survivedBytes) / responses,
   }
 }
 
@@ -238,7 +241,8 @@ const main = async (): Promise<void> => {
           process.stderr.write(
             `  round ${i + 1}/${config.rounds} ${route.label.padEnd(42)} ${NAMES[mode].padEnd(11)} ` +
               `${m.rps.toFixed(0).padStart(7)} req/s  p50 ${m.p50} ms  p99 ${m.p99} ms  ` +
-              `${m.cpuPerRequest.toFixed(0)} µs CPU/req (GC ${m.gcPerRequest.toFixed(0)})\n`,
+              `${m.cpuPerRequest.toFixed(0)} µs CPU/req (GC ${m.gcPerRequest.toFixed(0)}, ` +
+              `${(m.survivedPerRequest / 1000).toFixed(1)} KB/req survived young GC)\n`,
           )
         }
       }
@@ -302,6 +306,10 @@ const main = async (): Promise<void> => {
         baseline: median(b.map((m) => m.gcPerRequest)),
         candidate: median(c.map((m) => m.gcPerRequest)),
       }
+      const survived = {
+        baseline: median(b.map((m) => m.survivedPerRequest)),
+        candidate: median(c.map((m) => m.survivedPerRequest)),
+      }
       return {
         route: route.name,
         label: route.label,
@@ -313,6 +321,7 @@ const main = async (): Promise<void> => {
         baselineSpread,
         cpuMicrosPerRequest: { ...cpu, ratio: cpu.candidate / cpu.baseline },
         gcMicrosPerRequest: gc,
+        youngSurvivorBytesPerRequest: survived,
         latencyMs: {
           baseline: { p50: median(b.map((m) => m.p50)), p99: median(b.map((m) => m.p99)) },
           candidate: { p50: median(c.map((m) => m.p50)), p99: median(c.map((m) => m.p99)) },
@@ -322,8 +331,8 @@ const main = async (): Promise<void> => {
     const loadAfter = loadavg()
 
     const lines = [
-      `| route | baseline req/s | sqreen-auth req/s | ratio (loss) | target | paired ratios min / median / max | baseline spread | p50 / p99 ms baseline | p50 / p99 ms sqreen-auth | server CPU µs/req baseline / sqreen-auth (ratio) | of which GC pauses µs/req |`,
-      '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+      `| route | baseline req/s | sqreen-auth req/s | ratio (loss) | target | paired ratios min / median / max | baseline spread | p50 / p99 ms baseline | p50 / p99 ms sqreen-auth | server CPU µs/req baseline / sqreen-auth (ratio) | of which GC pauses µs/req | young-GC survivors KB/req |`,
+      '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
       ...summary.map((s) =>
         [
           '',
@@ -339,6 +348,7 @@ const main = async (): Promise<void> => {
           `${s.cpuMicrosPerRequest.baseline.toFixed(0)} / ${s.cpuMicrosPerRequest.candidate.toFixed(0)} ` +
             `(${s.cpuMicrosPerRequest.ratio.toFixed(3)})`,
           `${s.gcMicrosPerRequest.baseline.toFixed(0)} / ${s.gcMicrosPerRequest.candidate.toFixed(0)}`,
+          `${(s.youngSurvivorBytesPerRequest.baseline / 1000).toFixed(1)} / ${(s.youngSurvivorBytesPerRequest.candidate / 1000).toFixed(1)}`,
           '',
         ]
           .join(' | ')

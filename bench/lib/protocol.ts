@@ -15,6 +15,8 @@ export interface ServerStats {
   readonly cpuMicros: number
   /** Garbage-collection pauses of the server's main thread so far (PerformanceObserver 'gc'), ms. */
   readonly gcMillis: number
+  /** Bytes that survived the server's young-generation collections so far (copied or promoted). */
+  readonly survivedBytes: number
 }
 
 export type ParentMessage = { type: 'stats' } | { type: 'close' }
