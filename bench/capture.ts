@@ -15,6 +15,14 @@
 // --pin (BENCH_PIN=1): the servers (all their threads) on the last CPU and this process (the load
 //   generator) on the others, with taskset, so the client's work and the server's do not take
 //   turns on the same core; the hub with --forward shares the client's CPUs.
+// --concurrent (BENCH_CONCURRENT=1, implies --pin): each round loads every server at the same
+//   time, all of them on the one CPU, so each gets the share of it the scheduler gives a busy
+//   process and the ratio of their throughputs is the inverse ratio of their costs, measured
+//   under the same machine conditions (the rounds of a sequential run are seconds apart, and
+//   this machine's speed drifts by tens of percent over a minute). The headline ratio is then
+//   the median of the per-round ratios.
+// --aa (BENCH_AA=1): the "candidate" server runs without sqreen-auth: an A/A run, whose ratio
+//   is the method's own error (it should be 1.000 within its spread).
 import { type ChildProcess, execFileSync, fork } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg } from 'node:os'
@@ -36,8 +44,14 @@ const { values: args } = parseArgs({
     scoring: { type: 'string', default: process.env.BENCH_SCORING ?? 'on' },
     forward: { type: 'boolean', default: process.env.BENCH_FORWARD === '1' },
     pin: { type: 'boolean', default: process.env.BENCH_PIN === '1' },
+    concurrent: { type: 'boolean', default: process.env.BENCH_CONCURRENT === '1' },
+    aa: { type: 'boolean', default: process.env.BENCH_AA === '1' },
   },
 })
+const concurrent = args.concurrent === true
+const aa = args.aa === true
+// The server children inherit it.
+if (aa) process.env.BENCH_AA = '1'
 const forwarding = args.forward === true
 if (args.scoring !== 'on' && args.scoring !== 'off')
   throw new Error(`--scoring must be on or off, got "${args.scoring}"`)
@@ -63,6 +77,8 @@ const config = {
   warmupSeconds: positive('warmup', args.warmup, smoke ? 1 : 3),
   connections: positive('connections', args.connections, 10),
   target,
+  method: concurrent ? 'concurrent' : 'sequential',
+  aa,
 } as const
 
 interface Route {
@@ -196,7 +212,7 @@ const main = async (): Promise<void> => {
     process.env.BENCH_FORWARD_KEY = HUB_SECRET
   }
   for (const mode of MODES) servers[mode] = await startServer(mode, config.target)
-  const pinned = args.pin === true ? pin(MODES.map((mode) => servers[mode].pid)) : 'no'
+  const pinned = args.pin === true || concurrent ? pin(MODES.map((mode) => servers[mode].pid)) : 'no'
   try {
     for (const mode of MODES) await sanityCheck(servers[mode])
     process.stderr.write(
@@ -231,19 +247,25 @@ const main = async (): Promise<void> => {
     const orders = forwarding
       ? rotate(MODES, config.rounds)
       : interleave<ServerMode>('baseline', 'candidate', config.rounds)
+    const record = (round: number, route: Route, mode: ServerMode, m: Sample): void => {
+      checkRun(m, `round ${round + 1} ${NAMES[mode]} ${route.label}`)
+      countLogins(mode, route, m)
+      samples[route.name][mode].push(m)
+      process.stderr.write(
+        `  round ${round + 1}/${config.rounds} ${route.label.padEnd(42)} ${NAMES[mode].padEnd(11)} ` +
+          `${m.rps.toFixed(0).padStart(7)} req/s  p50 ${m.p50} ms  p99 ${m.p99} ms  ` +
+          `${m.cpuPerRequest.toFixed(0)} µs CPU/req (GC ${m.gcPerRequest.toFixed(0)}, ` +
+          `${(m.survivedPerRequest / 1000).toFixed(1)} KB/req survived young GC)\n`,
+      )
+    }
     for (const [i, order] of orders.entries()) {
       for (const route of routes) {
-        for (const mode of order) {
-          const m = await run(servers[mode], route, config.durationSeconds)
-          checkRun(m, `round ${i + 1} ${NAMES[mode]} ${route.label}`)
-          countLogins(mode, route, m)
-          samples[route.name][mode].push(m)
-          process.stderr.write(
-            `  round ${i + 1}/${config.rounds} ${route.label.padEnd(42)} ${NAMES[mode].padEnd(11)} ` +
-              `${m.rps.toFixed(0).padStart(7)} req/s  p50 ${m.p50} ms  p99 ${m.p99} ms  ` +
-              `${m.cpuPerRequest.toFixed(0)} µs CPU/req (GC ${m.gcPerRequest.toFixed(0)}, ` +
-              `${(m.survivedPerRequest / 1000).toFixed(1)} KB/req survived young GC)\n`,
-          )
+        if (concurrent) {
+          // Every server at once, started in this round's order.
+          const ms = await Promise.all(order.map((mode) => run(servers[mode], route, config.durationSeconds)))
+          for (const [j, mode] of order.entries()) record(i, route, mode, ms[j] as Sample)
+        } else {
+          for (const mode of order) record(i, route, mode, await run(servers[mode], route, config.durationSeconds))
         }
       }
     }
@@ -253,7 +275,7 @@ const main = async (): Promise<void> => {
     // counted responses is expected: autocannon drops in-flight requests when it stops.
     const { events } = await servers.candidate.stats()
     const captured = { ok: events['login.succeeded'] ?? 0, failed: events['login.failed'] ?? 0 }
-    for (const kind of ['ok', 'failed'] as const) {
+    for (const kind of aa ? [] : (['ok', 'failed'] as const)) {
       const slack = config.connections * (config.rounds + 1)
       if (captured[kind] < loginResponses[kind] || captured[kind] > loginResponses[kind] + slack) {
         problems.push(
@@ -293,9 +315,10 @@ const main = async (): Promise<void> => {
       const b = samples[route.name].baseline
       const c = samples[route.name].candidate
       const rps = { baseline: median(b.map((m) => m.rps)), candidate: median(c.map((m) => m.rps)) }
-      const ratio = rps.candidate / rps.baseline
       // Same-round pairs: how much the ratio itself moves from one round to the next.
       const paired = b.map((m, i) => (c[i] as Sample).rps / m.rps)
+      // Run at the same moment, a round's two numbers share the machine's state: their ratio is the measure.
+      const ratio = concurrent ? median(paired) : rps.candidate / rps.baseline
       // Spread of the baseline alone: the noise floor the ratio has to be read against.
       const baselineSpread = (max(b.map((m) => m.rps)) - min(b.map((m) => m.rps))) / rps.baseline
       const cpu = {
@@ -319,7 +342,12 @@ const main = async (): Promise<void> => {
         meetsTarget: ratio >= 1 - route.budget,
         pairedRatios: paired,
         baselineSpread,
-        cpuMicrosPerRequest: { ...cpu, ratio: cpu.candidate / cpu.baseline },
+        cpuMicrosPerRequest: {
+          ...cpu,
+          ratio: concurrent
+            ? median(b.map((m, i) => (c[i] as Sample).cpuPerRequest / m.cpuPerRequest))
+            : cpu.candidate / cpu.baseline,
+        },
         gcMicrosPerRequest: gc,
         youngSurvivorBytesPerRequest: survived,
         latencyMs: {
@@ -391,7 +419,12 @@ const main = async (): Promise<void> => {
     const cpuModel = cpus()[0]?.model ?? 'unknown cpu'
     process.stdout.write(
       `\n${lines.join('\n')}\n\n` +
-        `${config.mode} mode, median of ${config.rounds} interleaved round(s) of ${config.durationSeconds} s, ` +
+        `${config.mode} mode, ${
+          concurrent
+            ? `${config.rounds} concurrent round(s) (every server loaded at once, one CPU; ratios are medians of the rounds' ratios)`
+            : `median of ${config.rounds} interleaved round(s)`
+        } of ${config.durationSeconds} s, ` +
+        (aa ? 'A/A run (the "sqreen-auth" server runs without it: the ratio is the method\'s error), ' : '') +
         `${config.connections} connections, sqreen-auth from ${config.target === 'dist' ? 'dist/ (tsc build)' : 'lib/ (tsx)'}; Node ${process.version}, ${cpus().length} x ${cpuModel}; ` +
         `load average ${loadBefore[0]?.toFixed(2)} before, ${loadAfter[0]?.toFixed(2)} after; pinned: ${pinned}. ` +
         `Login mix: half succeed (200), half fail (401); sqreen-auth delivered ` +

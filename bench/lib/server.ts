@@ -68,8 +68,9 @@ const forward =
   mode === 'forward'
     ? { forward: { url: process.env.BENCH_FORWARD_URL ?? '', key: process.env.BENCH_FORWARD_KEY ?? '' } }
     : {}
+// BENCH_AA=1 (bench/capture.ts --aa): every server is the baseline, to measure the method's own error.
 const sqreen =
-  mode === 'baseline'
+  mode === 'baseline' || process.env.BENCH_AA === '1'
     ? undefined
     : sqreenAuth({ passport: auth, scoring, onEvent: (e) => bump(events, e.type), ...forward })
 if (sqreen) app.use(sqreen)
