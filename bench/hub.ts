@@ -42,8 +42,12 @@ const { values: args } = parseArgs({
     rounds: { type: 'string' },
     batches: { type: 'string' },
     pin: { type: 'boolean', default: process.env.BENCH_PIN === '1' },
+    mix: { type: 'string', default: process.env.BENCH_HUB_MIX ?? 'attack' },
   },
 })
+if (args.mix !== 'attack' && args.mix !== 'everyday')
+  throw new Error(`--mix must be attack or everyday, got "${args.mix}"`)
+const everyday = args.mix === 'everyday'
 
 const BATCH = 500
 const TOKEN = 'bench-hub-token-0123456789abcdefghijklmnop'
@@ -160,7 +164,14 @@ const UAS = [
   'Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0',
 ]
 
-/** The engine benchmark's mix, as AuthEvents a forwarder would send. */
+/**
+ * The events of a batch, as a forwarder would send them. `attack` (the default): 60% wrong
+ * passwords under the attempted login, 30% successes (most of them merging that login's
+ * failures into the user), 10% attacks reported by the app, from 5,000 shared IPs.
+ * `--mix everyday`: each user from a home IP, 80% successes, 15% typos (linked to the user,
+ * as the middleware does once the login has succeeded before), 3% failures from a few
+ * scanning IPs, 2% attacks reported by the app.
+ */
 const makeEvents = (n: number, seed: number): AuthEvent[] => {
   let x = seed
   const rand = (): number => {
@@ -171,8 +182,12 @@ const makeEvents = (n: number, seed: number): AuthEvent[] => {
   return Array.from({ length: n }, (): AuthEvent => {
     const user = Math.floor(rand() * USERS)
     const ipN = Math.floor(rand() * IPS)
-    const ip = `10.${(ipN >> 8) & 255}.${ipN & 255}.${1 + (user % 250)}`
     const r = rand()
+    const ip = everyday
+      ? r >= 0.95 && r < 0.98
+        ? `203.0.113.${ipN % 32}`
+        : `10.${(user >> 16) & 255}.${(user >> 8) & 255}.${user & 255}`
+      : `10.${(ipN >> 8) & 255}.${ipN & 255}.${1 + (user % 250)}`
     const common = {
       id: randomUUID(),
       at,
@@ -180,7 +195,26 @@ const makeEvents = (n: number, seed: number): AuthEvent[] => {
       ip,
       userAgent: UAS[user % UAS.length] as string,
     }
-    if (r < 0.6) {
+    if (everyday && r < 0.98) {
+      const ok = r < 0.8
+      return {
+        ...common,
+        type: ok ? 'login.succeeded' : 'login.failed',
+        source: 'passport',
+        strategy: 'local',
+        ...(ok ? {} : { reason: 'invalid_credentials' as const }),
+        identity: { id: user, email: `user${user}@example.com` },
+        userKey: `id:${user}`,
+        loginKey: `login:user${user}@example.com`,
+        status: ok ? 200 : 401,
+        attempts: [
+          ok
+            ? { strategy: 'local', outcome: 'succeeded' }
+            : { strategy: 'local', outcome: 'failed', reason: 'invalid_credentials' },
+        ],
+      }
+    }
+    if (!everyday && r < 0.6) {
       return {
         ...common,
         type: 'login.failed',
@@ -194,7 +228,7 @@ const makeEvents = (n: number, seed: number): AuthEvent[] => {
         attempts: [{ strategy: 'local', outcome: 'failed', reason: 'invalid_credentials' }],
       }
     }
-    if (r < 0.9) {
+    if (!everyday && r < 0.9) {
       return {
         ...common,
         type: 'login.succeeded',
@@ -417,10 +451,11 @@ const main = async (): Promise<void> => {
     )
   }
   console.log(
-    `\n${smoke ? 'smoke' : 'full'} mode: ${rounds} round(s) of ${perRound} batches x ${BATCH} events per algorithm; Node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}; pinned: ${pinned}`,
+    `\n${smoke ? 'smoke' : 'full'} mode, ${args.mix} mix: ${rounds} round(s) of ${perRound} batches x ${BATCH} events per algorithm; Node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}; pinned: ${pinned}`,
   )
   const out = {
     benchmark: 'hub',
+    mix: args.mix,
     smoke,
     pinned,
     rounds,
