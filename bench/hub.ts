@@ -178,8 +178,10 @@ const makeEvents = (n: number, seed: number): AuthEvent[] => {
     x = (x * 1103515245 + 12345) % 2147483648
     return x / 2147483648
   }
-  const at = new Date().toISOString()
-  return Array.from({ length: n }, (): AuthEvent => {
+  // One millisecond apart, each its own string, as a forwarder's batch under load.
+  const base = Date.now() - n
+  return Array.from({ length: n }, (_, i): AuthEvent => {
+    const at = new Date(base + i).toISOString()
     const user = Math.floor(rand() * USERS)
     const ipN = Math.floor(rand() * IPS)
     const r = rand()

@@ -63,6 +63,12 @@ export interface AuthEvent {
   readonly properties?: Readonly<Record<string, string | number | boolean>>
 }
 
+/** Whether an identity (or any record) has a field of its own: `Object.keys(o).length > 0` without the array. */
+export const hasFields = (o: object): boolean => {
+  for (const key in o) if (Object.hasOwn(o, key)) return true
+  return false
+}
+
 /** Where `toISOString()` writes digits: `YYYY-MM-DDTHH:MM:SS.sssZ`. */
 const ISO_DIGITS = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 22]
 
@@ -82,6 +88,20 @@ const num = (s: string, i: number, length: number): number => {
  * goes to `Date.parse`.
  */
 export const eventTime = (at: string): number => {
+  // The hub reads each event's time three times (the schema check, its views, the risk
+  // engine), each time from the same string: the last answer is kept. A pure function
+  // of the text, so equal text from another string gives the same answer.
+  if (at === lastText) return lastTime
+  const time = parseEventTime(at)
+  lastText = at
+  lastTime = time
+  return time
+}
+
+let lastText: string | undefined
+let lastTime = Number.NaN
+
+const parseEventTime = (at: string): number => {
   if (
     at.length !== 24 ||
     at.charCodeAt(4) !== 45 ||

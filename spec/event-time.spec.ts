@@ -45,4 +45,23 @@ describe('eventTime', () => {
       assert.ok(Object.is(eventTime(s), Date.parse(s)), s)
     }
   })
+
+  it('keeps its last answer only for the same text (the hub reads each time three times)', () => {
+    // Sequences of times read one, two or three times in a row, equal text in new strings
+    // included: each answer must be its own text's, never the one before it.
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.oneof(iso, nearMiss), fc.integer({ min: 1, max: 3 })), { maxLength: 20 }),
+        (reads) => {
+          for (const [s, times] of reads) {
+            for (let k = 0; k < times; k++) {
+              const copy = k === 1 ? [...s].join('') : s
+              assert.ok(Object.is(eventTime(copy), Date.parse(s)), `${JSON.stringify(s)} read ${k + 1} times`)
+            }
+          }
+        },
+      ),
+      { numRuns: 2_000 },
+    )
+  })
 })

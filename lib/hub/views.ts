@@ -1,5 +1,5 @@
 import { ClockHand } from '../clock-hand.js'
-import { type AuthEvent, eventTime, type Identity } from '../event.js'
+import { type AuthEvent, eventTime, hasFields, type Identity } from '../event.js'
 import type { RiskAlert } from '../risk/alert.js'
 
 /** What the hub keeps of an event for people: enough for a timeline, nothing more. */
@@ -121,7 +121,7 @@ export class HubViews {
     if (event.type === 'login.succeeded') view.succeeded++
     else if (event.type === 'login.failed') view.failed++
     else view.other++
-    if (Object.keys(event.identity).length > 0) view.identity = event.identity
+    if (hasFields(event.identity)) view.identity = event.identity
     view.firstSeen = Math.min(view.firstSeen, at)
     view.lastSeen = Math.max(view.lastSeen, at)
     view.dirty = true

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { RawAttempt } from '../capture/raw.js'
 import type { Diagnostics } from '../diagnostics.js'
-import type { AuthEvent, AuthEventType, Identity } from '../event.js'
+import { type AuthEvent, type AuthEventType, hasFields, type Identity } from '../event.js'
 import type { Config, IdentifyResult } from '../options.js'
 import { automaticIdentity } from './automatic.js'
 import { createIdentityGuard, type IdentitySource } from './guard.js'
@@ -28,12 +28,6 @@ const TYPE_OF_OUTCOME = {
   failed: 'login.failed',
   error: 'login.error',
 } as const satisfies Record<NonNullable<RawAttempt['outcome']>, AuthEventType>
-
-/** `Object.keys(o).length > 0` without building the array. */
-const hasKeys = (o: object): boolean => {
-  for (const key in o) if (Object.hasOwn(o, key)) return true
-  return false
-}
 
 const isThenable = (value: unknown): value is PromiseLike<unknown> =>
   value !== null && typeof value === 'object' && typeof (value as { then?: unknown }).then === 'function'
@@ -113,7 +107,7 @@ export const createIdentityBoundary = (config: Config, diag: Diagnostics): Ident
     if (!identifyLogin) return loginIdentity(login, loginKey)
     const mapped = callUser(identifyLogin, [login, raw.req], 'identifyLogin')
     const pick = (identity: Identity): Resolved =>
-      hasKeys(identity) ? resolved(identity) : loginIdentity(login, loginKey)
+      hasFields(identity) ? resolved(identity) : loginIdentity(login, loginKey)
     return isThenable(mapped) ? mapped.then(pick) : pick(mapped)
   }
 
@@ -125,7 +119,7 @@ export const createIdentityBoundary = (config: Config, diag: Diagnostics): Ident
     raw.login !== undefined && loginKey !== undefined ? identityOfLogin(raw, raw.login, loginKey) : resolved({})
 
   const pickUser = (raw: RawAttempt, loginKey: string | undefined, identity: Identity): Resolved | Promise<Resolved> =>
-    raw.kind === 'custom' || hasKeys(identity) ? resolved(identity) : fallback(raw, loginKey)
+    raw.kind === 'custom' || hasFields(identity) ? resolved(identity) : fallback(raw, loginKey)
 
   // Plain functions taking their inputs (no closures per event): this runs for every login.
   const resolveIdentity = (raw: RawAttempt, loginKey: string | undefined): Resolved | Promise<Resolved> => {
