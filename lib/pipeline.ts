@@ -109,11 +109,35 @@ export const createPipeline = (
         else waiting.finally(settle)
         return
       }
-      event
-        .then(deliver, (err: unknown) =>
-          diag.error('boundary_failed', 'an event could not cross the identity boundary', err),
+      // An identify() / identifyLogin() that never settles must not hold its slot (or
+      // close()) forever: past the same bound as a listener, its event is dropped.
+      let timedOut = false
+      const timer = setTimeout(() => {
+        timedOut = true
+        diag.count('identity_timeouts')
+        diag.warn(
+          'identity_timeout',
+          `identify() or identifyLogin() did not settle within ${listenerTimeoutMs} ms; the event was dropped.`,
         )
-        .finally(settle)
+        settle()
+      }, listenerTimeoutMs)
+      timer.unref()
+      event
+        .then(
+          (resolved) => {
+            if (timedOut) return undefined
+            clearTimeout(timer)
+            return deliver(resolved)
+          },
+          (err: unknown) => {
+            if (timedOut) return
+            clearTimeout(timer)
+            diag.error('boundary_failed', 'an event could not cross the identity boundary', err)
+          },
+        )
+        .finally(() => {
+          if (!timedOut) settle()
+        })
     },
     drain() {
       return pending === 0 ? Promise.resolve() : new Promise((resolve) => idle.push(resolve))

@@ -20,6 +20,7 @@ import {
   SmtpReceiver,
   serve,
   USERS,
+  WebhookReceiver,
   waitUntil,
 } from './helpers/receivers.js'
 
@@ -120,6 +121,34 @@ describe('e-mail alerts', () => {
       }
     }
     assert.notEqual(mails[0]?.subject, mails[1]?.subject, 'two users, two pseudonyms')
+  })
+
+  it('a transport that never answers is bounded by delivery.timeout: webhooks keep flowing, each mail is dropped and counted', async () => {
+    const secret = 'email-spec-webhook-secret-0123456789'
+    const webhook = await WebhookReceiver.start(secret)
+    // A ready-made transport object (the application's own) whose sendMail never settles.
+    const hung = { sendMail: () => new Promise<never>(() => {}) }
+    const h = alertApp(variant, {
+      email: { transport: hung, from: FROM, to: TO },
+      webhook: { url: webhook.url, secret },
+      delivery: { timeout: 200, retries: 0, baseDelay: 10, maxDelay: 50 },
+    })
+    const app = await serve(h.app)
+    try {
+      // More alerts than the queue has workers: without the bound, hung mails take them all.
+      for (let i = 0; i < 8; i++) await attack(app.url, `u-hung-${i}`)
+      await waitUntil(() => webhook.verified.length === 8, '8 webhooks while the mails hang', 5000)
+      await waitUntil(() => h.sqreen.stats().counters['deliveries_failed.email'] === 8, '8 mails dropped', 5000)
+      assert.equal(h.sqreen.stats().counters['deliveries.email'], undefined)
+      assert.ok(
+        h.logger.lines.some((l) => l.includes('delivery_failed.email') && l.includes('no answer within 200 ms')),
+        h.logger.lines.join('\n'),
+      )
+    } finally {
+      await h.sqreen.close()
+      await app.close()
+      await webhook.close()
+    }
   })
 
   it('SMTP down: the delivery is retried `retries` times, then dropped and counted; logins stay fast', async () => {

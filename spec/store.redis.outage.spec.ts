@@ -162,13 +162,28 @@ describe('RedisStore: outages', () => {
       await waitUntil(() => h.sqreen.stats().counters.store_errors === 20, '20 store errors', 2000)
       assert.equal(linesWith(logger, 'redis_unavailable').length, 1, logger.lines.join('\n'))
       assert.match(linesWith(logger, 'redis_unavailable')[0]!, /could not connect/)
+      // risk() fails open as well: an empty snapshot that says it is one, the error counted and logged once.
+      for (let i = 0; i < 2; i++) {
+        assert.deepEqual(await h.sqreen.risk('id:u-late'), {
+          userKey: 'id:u-late',
+          score: 0,
+          rise24h: 0,
+          entries: [],
+          unavailable: true,
+        })
+      }
+      assert.equal(h.sqreen.stats().counters.store_errors, 22)
+      assert.equal(h.sqreen.stats().problems.risk_read_failed, 2)
+      assert.equal(linesWith(logger, 'risk_read_failed').length, 1, logger.lines.join('\n'))
 
       await redis.start()
       await waitUntil(() => store.stats().state === 'up', 'the connection once the server is up', 5000)
       await attack(app.url, 'u-late')
       await waitUntil(() => h.sqreen.stats().counters.alerts === 1, 'an alert')
-      assert.equal((await h.sqreen.risk('id:u-late')).entries.length, 1)
-      assert.equal(h.sqreen.stats().counters.store_errors, 20)
+      const recovered = await h.sqreen.risk('id:u-late')
+      assert.equal(recovered.entries.length, 1)
+      assert.equal(recovered.unavailable, undefined)
+      assert.equal(h.sqreen.stats().counters.store_errors, 22)
     } finally {
       await app.close()
       await redis.stop()

@@ -76,7 +76,10 @@ export const classifyMailError = (err: unknown): SendResult => {
   return { ok: false, retry: true, reason }
 }
 
-export const emailChannel = (options: EmailOptions): Channel => {
+/** What a send that outlived its bound answers (its promise is left to settle on its own). */
+const TIMED_OUT = Symbol('timed out')
+
+export const emailChannel = (options: EmailOptions, timeoutMs: number): Channel => {
   const { transport } = options
   const mailer =
     typeof transport === 'object' && typeof (transport as { sendMail?: unknown }).sendMail === 'function'
@@ -90,11 +93,25 @@ export const emailChannel = (options: EmailOptions): Channel => {
   return {
     name: 'email',
     async send(alert): Promise<SendResult> {
+      // `delivery.timeout` bounds every attempt, as for Slack and webhooks: a transport the
+      // application built (or one stuck below nodemailer's socket timeouts) that never
+      // answers would otherwise hold one of the queue's few workers, shared by all channels.
+      let timer: NodeJS.Timeout | undefined
       try {
-        await mailer.sendMail(emailMessage(alert, options))
+        const sent = Promise.resolve(mailer.sendMail(emailMessage(alert, options)))
+        const late = new Promise<typeof TIMED_OUT>((resolve) => {
+          timer = setTimeout(resolve, timeoutMs, TIMED_OUT)
+          timer.unref()
+        })
+        if ((await Promise.race([sent, late])) === TIMED_OUT) {
+          sent.catch(() => {})
+          return { ok: false, retry: true, reason: `no answer within ${timeoutMs} ms` }
+        }
         return { ok: true }
       } catch (err) {
         return classifyMailError(err)
+      } finally {
+        clearTimeout(timer)
       }
     },
     close() {

@@ -235,8 +235,19 @@ export const createRiskEngine = (config: RiskEngineConfig, diag: Diagnostics): R
     },
     async risk(userKey) {
       const now = config.clock()
-      const [entries] = await store.run(readLedger(userKey, now), now)
-      return snapshot(userKey, (entries as readonly LedgerEntry[]) ?? [], now, maths)
+      try {
+        const [entries] = await store.run(readLedger(userKey, now), now)
+        return snapshot(userKey, (entries as readonly LedgerEntry[]) ?? [], now, maths)
+      } catch (err) {
+        // Fail open here too: an application asking in a route must not get a store's error.
+        diag.count('store_errors')
+        diag.error(
+          'risk_read_failed',
+          "a user's risk could not be read (store unavailable?); an empty snapshot marked unavailable was returned",
+          err,
+        )
+        return { ...snapshot(userKey, [], now, maths), unavailable: true }
+      }
     },
   }
 }

@@ -9,6 +9,11 @@ export interface RiskSnapshot {
   readonly rise24h: number
   /** Entries still on the ledger, oldest first. */
   readonly entries: readonly LedgerEntry[]
+  /**
+   * Set when the store could not be read (a Redis outage, say): the snapshot is empty
+   * because nothing could be read, not because the user has no record.
+   */
+  readonly unavailable?: true
 }
 
 export interface LedgerMaths {
