@@ -1,9 +1,10 @@
 import { createRequire } from 'node:module'
 import type { Request } from 'express'
-import { SqreenAuthError } from './errors.js'
+import { didYouMean, SqreenAuthError } from './errors.js'
 import type { AuthEvent, Identity, UserContextMode } from './event.js'
 import type { EmailOptions } from './notify/email.js'
 import type { FetchLike } from './notify/http.js'
+import { webhookKey } from './notify/webhook.js'
 import type { RiskAlert } from './risk/alert.js'
 import { DEFAULT_POINTS, DETECTIONS, type Detection } from './risk/points.js'
 import { parseDuration, type RiskTrigger, riskIncrease } from './risk/trigger.js'
@@ -72,7 +73,11 @@ export interface Options {
   onEvent: ((event: AuthEvent) => unknown) | undefined
   /** Where warnings and errors go, each kind logged once. Defaults to `console`. */
   logger: Logger
-  /** Attempts waiting for the identity boundary (e.g. a slow `identifyLogin`) before new ones are dropped and counted. Defaults to `10000`. */
+  /**
+   * Events in flight (waiting for the identity boundary, e.g. a slow `identifyLogin`, or for
+   * their listeners and store writes to settle) before new ones are dropped and counted.
+   * Defaults to `10000`.
+   */
   maxPending: number
   /**
    * Score users in this process. Set `false` when a Security Hub scores centrally
@@ -97,7 +102,7 @@ export interface Options {
   email: EmailOptions | undefined
   /** A signed POST per alert (Standard Webhooks): `{ url, secret }`. Defaults to none. */
   webhook: { url: string; secret: string | Buffer } | undefined
-  /** The fetch used for Slack and webhooks. Defaults to node-fetch. */
+  /** The fetch used for Slack, webhooks and forwarding to a hub. Defaults to node-fetch. */
   fetch: FetchLike | undefined
   /**
    * Delivery tuning (ms): per-attempt `timeout`, `retries` after the first try, backoff
@@ -199,36 +204,6 @@ const KNOWN_KEYS = [
 
 const MIN_SECRET_BYTES = 16
 
-const distance = (a: string, b: string): number => {
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i)
-  for (let i = 1; i <= a.length; i++) {
-    let prev = row[0] as number
-    row[0] = i
-    for (let j = 1; j <= b.length; j++) {
-      const tmp = row[j] as number
-      row[j] = Math.min((row[j] as number) + 1, (row[j - 1] as number) + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1))
-      prev = tmp
-    }
-  }
-  return row[b.length] as number
-}
-
-/** " Did you mean "x"?" when a close candidate exists, else "". */
-export const didYouMean = (given: string, candidates: readonly string[]): string => {
-  let best: string | undefined
-  let bestDistance = Number.POSITIVE_INFINITY
-  for (const candidate of candidates) {
-    const d = distance(given.toLowerCase(), candidate.toLowerCase())
-    if (d < bestDistance) {
-      best = candidate
-      bestDistance = d
-    }
-  }
-  return best !== undefined && bestDistance <= Math.max(2, Math.floor(best.length / 3))
-    ? ` Did you mean "${best}"?`
-    : ''
-}
-
 const typeError = (name: string, expected: string, value: unknown): SqreenAuthError =>
   new SqreenAuthError(
     'ERR_SQREEN_OPTION_TYPE',
@@ -316,6 +291,12 @@ const positiveNumber = (name: string, value: unknown, fallback: number, allowZer
   return value
 }
 
+/** A count (retries, a queue's length) is a whole number: 1.5 retries would silently mean 2. */
+const wholeNumber = (name: string, value: number): number => {
+  if (!Number.isInteger(value)) throw typeError(name, 'a whole number', value)
+  return value
+}
+
 const httpUrl = (name: string, value: unknown): string => {
   let url: URL | undefined
   try {
@@ -371,7 +352,7 @@ const resolvePoints = (value: unknown): Readonly<Record<Detection, number>> => {
     if (override === false) table[detection] = 0
     else table[detection] = positiveNumber(`points.${detection}`, override, 0, true)
   }
-  return table as Readonly<Record<Detection, number>>
+  return Object.freeze(table) as Readonly<Record<Detection, number>>
 }
 
 const resolveTrigger = (value: unknown): RiskTrigger | undefined => {
@@ -385,10 +366,10 @@ const resolveTrigger = (value: unknown): RiskTrigger | undefined => {
 
 const resolveSlack = (value: unknown): Config['slack'] => {
   if (value === undefined) return undefined
-  if (typeof value === 'string') return { webhookUrl: httpUrl('slack', value) }
+  if (typeof value === 'string') return Object.freeze({ webhookUrl: httpUrl('slack', value) })
   if (!isObject(value)) throw typeError('slack', 'an incoming-webhook URL or { webhookUrl }', value)
   checkKeys('slack', value, ['webhookUrl'])
-  return { webhookUrl: httpUrl('slack.webhookUrl', value.webhookUrl) }
+  return Object.freeze({ webhookUrl: httpUrl('slack.webhookUrl', value.webhookUrl) })
 }
 
 const resolveEmail = (value: unknown): EmailOptions | undefined => {
@@ -424,14 +405,19 @@ const resolveWebhook = (value: unknown): Config['webhook'] => {
   if (!isObject(value)) throw typeError('webhook', 'an object { url, secret }', value)
   checkKeys('webhook', value, ['url', 'secret'])
   const secret = value.secret
-  const bytes = typeof secret === 'string' ? Buffer.byteLength(secret) : Buffer.isBuffer(secret) ? secret.length : 0
+  // The key itself: a "whsec_..." secret is base64, and what it decodes to is what signs.
+  const bytes = typeof secret === 'string' || Buffer.isBuffer(secret) ? webhookKey(secret).length : 0
   if (bytes < MIN_SECRET_BYTES) {
     throw new SqreenAuthError(
       'ERR_SQREEN_SECRET',
-      `"webhook.secret" must be a string or Buffer of at least ${MIN_SECRET_BYTES} bytes (a Standard Webhooks "whsec_..." secret works); receivers check it with verifyWebhook().`,
+      `"webhook.secret" must be a string or Buffer of at least ${MIN_SECRET_BYTES} bytes (a Standard Webhooks "whsec_..." secret works when its base64 decodes to that many); receivers check it with verifyWebhook().`,
     )
   }
-  return { url: httpUrl('webhook.url', value.url), secret: secret as string | Buffer }
+  // A Buffer is copied, as \`secret\` is: a later change to the caller's does not change the key.
+  return Object.freeze({
+    url: httpUrl('webhook.url', value.url),
+    secret: Buffer.isBuffer(secret) ? Buffer.from(secret) : (secret as string),
+  })
 }
 
 const resolveDelivery = (value: unknown): Config['delivery'] => {
@@ -440,10 +426,10 @@ const resolveDelivery = (value: unknown): Config['delivery'] => {
   checkKeys('delivery', d, ['timeout', 'retries', 'baseDelay', 'maxDelay', 'maxQueued', 'closeTimeout'])
   return Object.freeze({
     timeoutMs: positiveNumber('delivery.timeout', d.timeout, 5_000),
-    retries: positiveNumber('delivery.retries', d.retries, 4, true),
+    retries: wholeNumber('delivery.retries', positiveNumber('delivery.retries', d.retries, 4, true)),
     baseDelayMs: positiveNumber('delivery.baseDelay', d.baseDelay, 1_000, true),
     maxDelayMs: positiveNumber('delivery.maxDelay', d.maxDelay, 60_000, true),
-    maxQueued: positiveNumber('delivery.maxQueued', d.maxQueued, 1_000),
+    maxQueued: wholeNumber('delivery.maxQueued', positiveNumber('delivery.maxQueued', d.maxQueued, 1_000)),
     closeTimeoutMs: positiveNumber('delivery.closeTimeout', d.closeTimeout, 5_000, true),
   })
 }
@@ -461,7 +447,7 @@ const resolveBlock = (value: unknown): Config['block'] => {
   }
   if (value.above === undefined)
     throw typeError('block.above', 'a number (the standing score above which users are refused)', undefined)
-  return { above: positiveNumber('block.above', value.above, 0, true), scope }
+  return Object.freeze({ above: positiveNumber('block.above', value.above, 0, true), scope })
 }
 
 const FORWARD_KEYS = [
@@ -551,7 +537,8 @@ export const resolveOptions = (input: unknown = {}): Config => {
     }
   }
 
-  const mode = options.mode ?? 'automatic'
+  // Only a missing mode is the default: null is a mistake, said as one.
+  const mode = options.mode === undefined ? 'automatic' : options.mode
   if (mode !== 'automatic' && mode !== 'advanced') {
     throw new SqreenAuthError(
       'ERR_SQREEN_MODE',

@@ -5,7 +5,17 @@ import { afterEach, beforeEach, describe, it } from 'node:test'
 import passportSingleton from 'passport'
 import { Strategy as LocalStrategy } from 'passport-local'
 import request from 'supertest'
-import { anonEmail, type Options, SqreenAuthError, type SqreenAuthErrorCode, sqreenAuth } from '../lib/index.js'
+import {
+  anonEmail,
+  MemoryStore,
+  type Options,
+  riskIncrease,
+  SqreenAuthError,
+  type SqreenAuthErrorCode,
+  sqreenAuth,
+  verifyWebhook,
+} from '../lib/index.js'
+import { resolveOptions } from '../lib/options.js'
 import { harness, MemoryLogger, type Variant, variants } from './helpers/apps.js'
 
 const SECRET = 'options-spec-secret-0123456789abcdef'
@@ -182,6 +192,119 @@ const CASES: readonly Case[] = [
     code: 'ERR_SQREEN_ANON_EMAIL',
     says: ['valid domain'],
   },
+  // Nested options: an unknown key (with its hint), a wrong type, a bad URL or address.
+  ...(
+    [
+      ['points', { wrong_pasword: 1 }, 'points.wrong_pasword', 'wrong_password'],
+      ['delivery', { timout: 1 }, 'delivery.timout', 'timeout'],
+      ['email', { transport: 'smtp://127.0.0.1', form: 'a@example.com', to: ['b@example.com'] }, 'email.form', 'from'],
+      ['webhook', { url: 'https://hooks.example/x', secrte: SECRET }, 'webhook.secrte', 'secret'],
+      ['slack', { webhookURL: 'https://hooks.slack.com/x' }, 'slack.webhookURL', 'webhookUrl'],
+      ['block', { abvoe: 50 }, 'block.abvoe', 'above'],
+    ] as const
+  ).map(
+    ([key, value, shown, hint]): Case => ({
+      title: `unknown key "${shown}"`,
+      run: setupWith(base({ [key]: value })),
+      code: 'ERR_SQREEN_UNKNOWN_OPTION',
+      says: [`"${shown}"`, `Did you mean "${hint}"?`],
+    }),
+  ),
+  ...(
+    [
+      ['scoring', 'yes', '"scoring" must be true or false'],
+      ['halfLife', -1, '"halfLife" must be a positive number'],
+      ['maxScore', 0, '"maxScore" must be a positive number'],
+      ['onAlert', 'x', '"onAlert" must be a function'],
+      ['fetch', 1, '"fetch" must be a function'],
+      ['clock', 1, '"clock" must be a function'],
+      ['store', {}, '"store" must implement the Store contract'],
+      ['delivery', { timeout: -1 }, '"delivery.timeout" must be a positive number'],
+      ['delivery', { retries: 1.5 }, '"delivery.retries" must be a whole number'],
+      ['block', { above: 'x' }, '"block.above" must be a number'],
+      ['block', { above: 50, scope: 'some' }, '"block.scope" must be "login" or "all"'],
+    ] as const
+  ).map(
+    ([key, value, says]): Case => ({
+      title: `${key}: ${show(value)}`,
+      run: setupWith(base({ [key]: value })),
+      code: 'ERR_SQREEN_OPTION_TYPE',
+      says: [says],
+    }),
+  ),
+  {
+    title: 'mode: null (only a missing mode is the default)',
+    run: setupWith(base({ mode: null })),
+    code: 'ERR_SQREEN_MODE',
+    says: ['"mode" must be "automatic" or "advanced"'],
+  },
+  {
+    title: 'email without "from"',
+    run: setupWith(base({ email: { transport: 'smtp://127.0.0.1', to: ['b@example.com'] } })),
+    code: 'ERR_SQREEN_EMAIL',
+    says: ['"email.from"'],
+  },
+  {
+    title: 'webhook.url that is not http(s)',
+    run: setupWith(base({ webhook: { url: 'ftp://hooks.example/', secret: SECRET } })),
+    code: 'ERR_SQREEN_URL',
+    says: ['"webhook.url" must be an http(s) URL'],
+  },
+  {
+    title: 'slack.webhookUrl that is no URL',
+    run: setupWith(base({ slack: { webhookUrl: 'nope' } })),
+    code: 'ERR_SQREEN_URL',
+    says: ['"slack.webhookUrl" must be an http(s) URL'],
+  },
+  {
+    title: 'a "whsec_" webhook secret whose base64 decodes to nothing',
+    run: setupWith(base({ webhook: { url: 'https://hooks.example/x', secret: `whsec_${'!'.repeat(20)}` } })),
+    code: 'ERR_SQREEN_SECRET',
+    says: ['"webhook.secret"', 'at least 16 bytes', 'decodes'],
+  },
+  {
+    title: 'a webhook secret shorter than 16 bytes',
+    run: setupWith(base({ webhook: { url: 'https://hooks.example/x', secret: 'short' } })),
+    code: 'ERR_SQREEN_SECRET',
+    says: ['"webhook.secret"'],
+  },
+  // Options of the public helpers and stores.
+  {
+    title: 'riskIncrease() with an unknown key',
+    run: () => riskIncrease({ point: 5 } as never),
+    code: 'ERR_SQREEN_UNKNOWN_OPTION',
+    says: ['riskIncrease()', '"point"', 'Did you mean "points"?'],
+  },
+  {
+    title: 'riskIncrease(null)',
+    run: () => riskIncrease(null as never),
+    code: 'ERR_SQREEN_OPTION_TYPE',
+    says: ['riskIncrease() takes an options object', 'got null'],
+  },
+  {
+    title: 'riskIncrease() with "escalate" not an array',
+    run: () => riskIncrease({ escalate: 30 } as never),
+    code: 'ERR_SQREEN_OPTION_TYPE',
+    says: ['"escalate" must be an array'],
+  },
+  {
+    title: 'new MemoryStore() with an unknown key',
+    run: () => new MemoryStore({ maxkeys: 1 } as never),
+    code: 'ERR_SQREEN_UNKNOWN_OPTION',
+    says: ['MemoryStore', '"maxkeys"', 'Did you mean "maxKeys"?'],
+  },
+  {
+    title: 'new MemoryStore(null)',
+    run: () => new MemoryStore(null as never),
+    code: 'ERR_SQREEN_OPTION_TYPE',
+    says: ['MemoryStore takes an options object', 'got null'],
+  },
+  {
+    title: 'verifyWebhook() without a secret',
+    run: () => verifyWebhook({}, '{}', undefined as never),
+    code: 'ERR_SQREEN_SECRET',
+    says: ['verifyWebhook() needs the webhook secret'],
+  },
   // The forward option (spec/transport.forward.spec.ts covers its other refusals).
   {
     title: 'forward without a key',
@@ -240,6 +363,31 @@ describe('options: every setup error has a stable code and a helpful message', (
 })
 
 describe('options: resolution', () => {
+  it('resolves into a frozen configuration, nested parts included, holding its own copy of a webhook secret Buffer', () => {
+    const webhookSecret = Buffer.from('webhook-secret-0123456789abcdef')
+    const config = resolveOptions({
+      passport: freshPassport(),
+      logger: quiet,
+      points: { brute_force: 30 },
+      slack: { webhookUrl: 'https://hooks.slack.com/services/T/B/x' },
+      webhook: { url: 'https://hooks.example/x', secret: webhookSecret },
+      block: { above: 60 },
+      delivery: { retries: 2 },
+    })
+    for (const [name, part] of Object.entries({
+      config,
+      points: config.points,
+      slack: config.slack,
+      webhook: config.webhook,
+      block: config.block,
+      delivery: config.delivery,
+    })) {
+      assert.ok(Object.isFrozen(part), `${name} is frozen`)
+    }
+    webhookSecret.fill(0)
+    assert.equal(String(config.webhook?.secret), 'webhook-secret-0123456789abcdef')
+  })
+
   it("never mutates the caller's object (a frozen one is accepted)", async () => {
     const logger = new MemoryLogger()
     const onEvent = (): void => {}

@@ -130,6 +130,30 @@ for (const variant of variants) {
       await h.sqreen.close()
     })
 
+    it('trackEvent with an unknown option (a typo) still records the event, and says so once, counted each time', async () => {
+      const h = harness(variant, ({ app, sqreen }) => {
+        app.post('/typo', (req, res) => {
+          sqreen.trackEvent(req, 'sql_injection', { severty: 'high', identity: { id: 'typo-1' } } as never)
+          res.status(204).end()
+        })
+      })
+      await request(h.app).post('/typo').expect(204)
+      await request(h.app).post('/typo').expect(204)
+      const events = await h.log.waitFor(2)
+      assert.deepEqual(
+        events.map((e) => [e.type, e.name, e.severity, e.identity]),
+        [
+          ['custom', 'sql_injection', 'low', { id: 'typo-1' }],
+          ['custom', 'sql_injection', 'low', { id: 'typo-1' }],
+        ],
+      )
+      assert.equal(h.sqreen.stats().counters.sdk_bad_arguments, 2)
+      const warned = h.logger.lines.filter((l) => l.startsWith('warn ') && l.includes('"severty"'))
+      assert.equal(warned.length, 1, h.logger.lines.join('\n'))
+      assert.match(warned[0] ?? '', /Did you mean "severity"\?/)
+      await h.sqreen.close()
+    })
+
     it('drops e-mail-valued properties in advanced mode, keeping anonEmail values', async () => {
       const h = setup(variant, {
         mode: 'advanced',

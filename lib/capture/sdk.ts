@@ -1,5 +1,6 @@
 import type { Request } from 'express'
 import type { Diagnostics } from '../diagnostics.js'
+import { didYouMean } from '../errors.js'
 import type { Severity } from '../event.js'
 import type { Recorder } from './recorder.js'
 import { requestUser } from './request-facts.js'
@@ -24,6 +25,7 @@ export interface Sdk {
 }
 
 const EVENT_NAME = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/
+const TRACK_EVENT_OPTIONS: readonly string[] = ['severity', 'properties', 'identity']
 
 const isRequest = (req: unknown): req is Request =>
   req !== null && typeof req === 'object' && typeof (req as { headers?: unknown }).headers === 'object'
@@ -74,6 +76,16 @@ export const createSdk = (recorder: Recorder, diag: Diagnostics): Sdk => {
         }
         if (!isRecord(options)) return bad('trackEvent', 'options that are not an object')
         const opts: TrackEventOptions = options
+        for (const key of Object.keys(opts)) {
+          if (TRACK_EVENT_OPTIONS.includes(key)) continue
+          // A typo such as "severty" must not pass silently for the default: said, counted, and the
+          // event still recorded with the options that are known.
+          diag.count('sdk_bad_arguments')
+          diag.warn(
+            `sdk_bad_arguments.trackEvent.unknown_option.${key.replace(/[^A-Za-z]+/g, '_').slice(0, 32)}`,
+            `trackEvent() was called with an unknown option "${key.slice(0, 32)}".${didYouMean(key, TRACK_EVENT_OPTIONS)} It was ignored; the event was recorded without it.`,
+          )
+        }
         const severity: unknown = opts.severity ?? 'low'
         if (!SEVERITIES.includes(severity as Severity))
           return bad('trackEvent', `an unknown severity (use ${SEVERITIES.join(', ')})`)

@@ -1,10 +1,9 @@
 import type { KeyObject } from 'node:crypto'
-import { SqreenAuthError } from '../errors.js'
+import { didYouMean, SqreenAuthError } from '../errors.js'
 import type { EmailOptions } from '../notify/email.js'
 import type { FetchLike } from '../notify/http.js'
 import {
   checkKeys,
-  didYouMean,
   isObject,
   type Logger,
   positiveNumber,

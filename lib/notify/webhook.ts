@@ -51,6 +51,13 @@ export const verifyWebhook = (
   const fail = (why: string): never => {
     throw new SqreenAuthError('ERR_SQREEN_WEBHOOK_SIGNATURE', `Webhook rejected: ${why}.`)
   }
+  // The receiver's own mistake, not the sender's: said as such, before any header is read.
+  if (!((typeof secret === 'string' || Buffer.isBuffer(secret)) && webhookKey(secret).length > 0)) {
+    throw new SqreenAuthError(
+      'ERR_SQREEN_SECRET',
+      'verifyWebhook() needs the webhook secret (the string or Buffer given as "webhook.secret"); it got none or an empty key.',
+    )
+  }
   const id = header(headers, 'webhook-id') ?? fail('missing webhook-id header')
   const timestampText = header(headers, 'webhook-timestamp') ?? fail('missing webhook-timestamp header')
   const signatures = header(headers, 'webhook-signature') ?? fail('missing webhook-signature header')

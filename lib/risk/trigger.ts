@@ -1,4 +1,4 @@
-import { SqreenAuthError } from '../errors.js'
+import { checkOptions, SqreenAuthError } from '../errors.js'
 
 /** A resolved "user risk increase" trigger. */
 export interface RiskTrigger {
@@ -39,12 +39,20 @@ export const parseDuration = (value: number | string, name: string): number => {
  * than 10 points in the last 24h". It fires once when a user crosses it and not
  * again for that user within the window, except at the escalation levels.
  */
-export const riskIncrease = (options: RiskIncreaseOptions = {}): RiskTrigger => {
+export const riskIncrease = (options?: RiskIncreaseOptions): RiskTrigger => {
+  checkOptions('riskIncrease()', options, ['points', 'within', 'escalate'])
+  options ??= {}
   const points = options.points ?? 10
   if (typeof points !== 'number' || !Number.isFinite(points) || points < 0) {
     throw new SqreenAuthError(
       'ERR_SQREEN_OPTION_TYPE',
       `riskIncrease(): "points" must be a non-negative number, got ${String(points)}.`,
+    )
+  }
+  if (options.escalate !== undefined && !Array.isArray(options.escalate)) {
+    throw new SqreenAuthError(
+      'ERR_SQREEN_OPTION_TYPE',
+      `riskIncrease(): "escalate" must be an array of levels, got ${typeof options.escalate}.`,
     )
   }
   const escalate = [...(options.escalate ?? [])].sort((a, b) => a - b)

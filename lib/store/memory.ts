@@ -1,5 +1,5 @@
 import { ClockHand } from '../clock-hand.js'
-import { SqreenAuthError } from '../errors.js'
+import { checkOptions, SqreenAuthError } from '../errors.js'
 import {
   DISTINCT_CAP,
   type HitResult,
@@ -253,7 +253,9 @@ export class MemoryStore implements Store {
   /** Scratch for counting distinct members (at most `DISTINCT_CAP`), reused by every hit. */
   readonly #seen: number[] = []
 
-  constructor(options: MemoryStoreOptions = {}) {
+  constructor(options?: MemoryStoreOptions) {
+    checkOptions('MemoryStore', options, ['maxKeys', 'sweepInterval', 'sweepBatch'])
+    options ??= {}
     this.#maxKeys = positiveInteger(options, 'maxKeys', 1_000_000)
     this.#sweepBatch = positiveInteger(options, 'sweepBatch', 20_000)
     this.#timer = setInterval(() => this.sweep(Date.now()), positiveInteger(options, 'sweepInterval', 60_000))

@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto'
 import { createRequire } from 'node:module'
 import type { Redis, RedisOptions } from 'ioredis'
 import { describeError } from '../diagnostics.js'
-import { SqreenAuthError } from '../errors.js'
-import { didYouMean, type Logger } from '../options.js'
+import { didYouMean, SqreenAuthError } from '../errors.js'
+import type { Logger } from '../options.js'
 import { BATCH_SCRIPT } from './redis.lua.js'
 import type {
   HitResult,
