@@ -21,6 +21,8 @@ export type SqreenAuthErrorCode =
   | 'ERR_SQREEN_HUB_KEY'
   | 'ERR_SQREEN_HUB_AUTH'
   | 'ERR_SQREEN_HUB_EXPRESS'
+  /** Not thrown into the application: the rejection of a Redis store batch while Redis is unreachable. */
+  | 'ERR_SQREEN_REDIS_UNAVAILABLE'
 
 export class SqreenAuthError extends Error {
   readonly code: SqreenAuthErrorCode

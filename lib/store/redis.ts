@@ -119,11 +119,9 @@ const memberHash = (member: string): number => {
 }
 
 /** The error a batch fails with while the server cannot be reached (the engine counts it, logins go on). */
-export class RedisStoreUnavailableError extends Error {
-  readonly code = 'ERR_SQREEN_REDIS_UNAVAILABLE'
-
+export class RedisStoreUnavailableError extends SqreenAuthError {
   constructor(message: string) {
-    super(message)
+    super('ERR_SQREEN_REDIS_UNAVAILABLE', message)
     this.name = 'RedisStoreUnavailableError'
   }
 }
