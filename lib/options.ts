@@ -397,7 +397,11 @@ const resolveEmail = (value: unknown): EmailOptions | undefined => {
   }
   if (subjectPrefix !== undefined && typeof subjectPrefix !== 'string')
     throw typeError('email.subjectPrefix', 'a string', subjectPrefix)
-  return Object.freeze({ ...(value as unknown as EmailOptions) })
+  // The recipients are copied: a later change to the caller's list does not change who is told.
+  return Object.freeze({
+    ...(value as unknown as EmailOptions),
+    to: typeof to === 'string' ? to : Object.freeze([...(to as string[])]),
+  })
 }
 
 const resolveWebhook = (value: unknown): Config['webhook'] => {

@@ -27,6 +27,13 @@ export const createPipeline = (
   listenerTimeoutMs = 10_000,
 ): Pipeline => {
   let pending = 0
+  /**
+   * Identity lookups given up on (past the bound) that have not settled yet. They no longer
+   * hold `drain()` or `close()`, but they still hold their request in memory, so they keep
+   * counting against `maxPending` until they settle: a lookup that hangs for ever still
+   * leads to events being dropped and counted, never to unbounded memory.
+   */
+  let abandoned = 0
 
   // A listener that never settles must not hold a slot (or close()) forever.
   const bounded = (work: Promise<unknown>): Promise<unknown> =>
@@ -85,7 +92,7 @@ export const createPipeline = (
 
   return {
     submit(raw) {
-      if (pending >= maxPending) {
+      if (pending + abandoned >= maxPending) {
         diag.count('dropped')
         diag.warn(
           'pipeline_full',
@@ -114,6 +121,7 @@ export const createPipeline = (
       let timedOut = false
       const timer = setTimeout(() => {
         timedOut = true
+        abandoned++
         diag.count('identity_timeouts')
         diag.warn(
           'identity_timeout',
@@ -136,7 +144,8 @@ export const createPipeline = (
           },
         )
         .finally(() => {
-          if (!timedOut) settle()
+          if (timedOut) abandoned--
+          else settle()
         })
     },
     drain() {

@@ -12,7 +12,7 @@ import { generateKeyPairSync } from 'node:crypto'
 import { describe, it } from 'node:test'
 import { SignJWT } from 'jose'
 import request from 'supertest'
-import { type HubOptions, SqreenAuthError, sqreenHub } from '../lib/index.js'
+import { type HubOptions, RedisStore, SqreenAuthError, sqreenHub } from '../lib/index.js'
 import { BATCH_CONTENT_TYPE, BATCH_SIGNATURE_HEADER } from '../lib/transport/wire.js'
 import { MemoryLogger, variants } from './helpers/apps.js'
 import {
@@ -25,6 +25,8 @@ import {
   signBatch,
   startHub,
 } from './helpers/hub.js'
+import { waitUntil } from './helpers/receivers.js'
+import { RedisServer } from './helpers/redis.js'
 
 const key = new TextEncoder().encode(HS_SECRET)
 const BEARER = { Authorization: `Bearer ${HUB_TOKEN}` }
@@ -198,6 +200,39 @@ describe('hub API', () => {
       assert.equal(stats.headers['cache-control'], 'no-store')
     } finally {
       await hub.close()
+    }
+  })
+
+  it('while its Redis store is down, reads that need it answer 503 (no zero score cached, no user reported missing), then recover', async () => {
+    const redis = await RedisServer.start()
+    const store = new RedisStore({ url: redis.url, logger: new MemoryLogger(), maxReconnectDelay: 100 })
+    const hub = await startHub({ store })
+    try {
+      await seed(hub)
+      const before = await request(hub.app).get('/hub/v1/users').set(BEARER).expect(200)
+      assert.equal(before.body.users[0]?.userKey, 'login:victim')
+      await redis.stop()
+      await waitUntil(() => store.stats().state === 'down', 'the store to notice the outage', 5000)
+      // A new event for the victim makes its cached numbers due for a refresh.
+      const more = sampleEvent({ userKey: 'login:victim', loginKey: 'login:victim' })
+      assert.equal((await postBatch(hub.ingestUrl, await signBatch([more], { key }))).status, 200)
+      await request(hub.app).get('/hub/v1/users').set(BEARER).expect(503, { error: 'store_unavailable' })
+      await request(hub.app).get('/hub/v1/users/login%3Avictim').set(BEARER).expect(503, { error: 'store_unavailable' })
+      assert.ok(hub.counter('store_errors') >= 2)
+      await redis.start()
+      await waitUntil(() => store.stats().state === 'up', 'the store to reconnect', 5000)
+      // The restarted server kept nothing (no persistence here): the victim's numbers are now
+      // read again, whatever they are, instead of a zero cached during the outage.
+      const after = await request(hub.app).get('/hub/v1/users').set(BEARER).expect(200)
+      const risk = await hub.hub.risk('login:victim')
+      assert.equal(risk.unavailable, undefined)
+      const victim = after.body.users.find((u: { userKey: string }) => u.userKey === 'login:victim')
+      assert.equal(victim?.score ?? 0, risk.score, JSON.stringify(after.body.users))
+      await request(hub.app).get('/hub/v1/users/login%3Avictim').set(BEARER).expect(200)
+    } finally {
+      await hub.close()
+      await store.close()
+      await redis.stop()
     }
   })
 

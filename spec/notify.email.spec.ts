@@ -151,6 +151,37 @@ describe('e-mail alerts', () => {
     }
   })
 
+  it('a send given up on is never sent again (it may still go out), and its late outcome is counted', async () => {
+    let calls = 0
+    // The application's own transport, slower than delivery.timeout but working.
+    const slow = {
+      sendMail: () => {
+        calls++
+        return new Promise((resolve) => setTimeout(resolve, 300))
+      },
+    }
+    const h = alertApp(variant, {
+      email: { transport: slow, from: FROM, to: TO },
+      delivery: { timeout: 100, retries: 2, baseDelay: 10, maxDelay: 50 },
+    })
+    const app = await serve(h.app)
+    try {
+      await attack(app.url, 'u-slow')
+      await waitUntil(() => h.sqreen.stats().counters['deliveries_late.email'] === 1, 'the late outcome', 3000)
+      const { counters } = h.sqreen.stats()
+      assert.equal(calls, 1, 'one send, no retry of a mail that may have gone out')
+      assert.equal(counters['deliveries_failed.email'], 1)
+      assert.equal(counters['deliveries_retried.email'], undefined)
+      assert.ok(
+        h.logger.lines.some((l) => l.includes('outcome unknown')),
+        h.logger.lines.join('\n'),
+      )
+    } finally {
+      await h.sqreen.close()
+      await app.close()
+    }
+  })
+
   it('SMTP down: the delivery is retried `retries` times, then dropped and counted; logins stay fast', async () => {
     const down = await SmtpReceiver.start()
     await down.down()

@@ -354,7 +354,9 @@ describe('options: every setup error has a stable code and a helpful message', (
 describe('options: resolution', () => {
   it('resolves into a frozen configuration, nested parts included, holding its own copy of a webhook secret Buffer', () => {
     const webhookSecret = Buffer.from('webhook-secret-0123456789abcdef')
+    const to = ['soc@example.com']
     const config = resolveOptions({
+      email: { transport: 'smtp://127.0.0.1:2525', from: 'alerts@example.com', to },
       passport: freshPassport(),
       logger: quiet,
       points: { brute_force: 30 },
@@ -370,9 +372,13 @@ describe('options: resolution', () => {
       webhook: config.webhook,
       block: config.block,
       delivery: config.delivery,
+      email: config.email,
+      'email.to': config.email?.to,
     })) {
       assert.ok(Object.isFrozen(part), `${name} is frozen`)
     }
+    to.push('attacker@example.com')
+    assert.deepEqual(config.email?.to, ['soc@example.com'])
     webhookSecret.fill(0)
     assert.equal(String(config.webhook?.secret), 'webhook-secret-0123456789abcdef')
   })

@@ -134,23 +134,30 @@ for (const variant of variants) {
       const h = harness(variant, ({ app, sqreen }) => {
         app.post('/typo', (req, res) => {
           sqreen.trackEvent(req, 'sql_injection', { severty: 'high', identity: { id: 'typo-1' } } as never)
+          // Options built from request data: the key is free text, never written to the log.
+          sqreen.trackEvent(req, 'probe', { [String(req.query.k)]: 1, identity: { id: 'typo-2' } } as never)
           res.status(204).end()
         })
       })
-      await request(h.app).post('/typo').expect(204)
-      await request(h.app).post('/typo').expect(204)
-      const events = await h.log.waitFor(2)
+      await request(h.app).post('/typo?k=<b>secret answer</b>').expect(204)
+      await request(h.app).post('/typo?k=other text').expect(204)
+      const events = await h.log.waitFor(4)
       assert.deepEqual(
         events.map((e) => [e.type, e.name, e.severity, e.identity]),
         [
           ['custom', 'sql_injection', 'low', { id: 'typo-1' }],
+          ['custom', 'probe', 'low', { id: 'typo-2' }],
           ['custom', 'sql_injection', 'low', { id: 'typo-1' }],
+          ['custom', 'probe', 'low', { id: 'typo-2' }],
         ],
       )
-      assert.equal(h.sqreen.stats().counters.sdk_bad_arguments, 2)
-      const warned = h.logger.lines.filter((l) => l.startsWith('warn ') && l.includes('"severty"'))
+      // Counted per call, logged once for the kind, whatever the keys.
+      assert.equal(h.sqreen.stats().counters.sdk_bad_arguments, 4)
+      const warned = h.logger.lines.filter((l) => l.startsWith('warn ') && l.includes('unknown option'))
       assert.equal(warned.length, 1, h.logger.lines.join('\n'))
-      assert.match(warned[0] ?? '', /Did you mean "severity"\?/)
+      assert.match(warned[0] ?? '', /"severty"\. Did you mean "severity"\?/)
+      assert.ok(!h.logger.lines.join('\n').includes('secret answer'))
+      assert.ok(!h.logger.lines.join('\n').includes('other text'))
       await h.sqreen.close()
     })
 

@@ -76,14 +76,19 @@ export const createSdk = (recorder: Recorder, diag: Diagnostics): Sdk => {
         }
         if (!isRecord(options)) return bad('trackEvent', 'options that are not an object')
         const opts: TrackEventOptions = options
-        for (const key of Object.keys(opts)) {
-          if (TRACK_EVENT_OPTIONS.includes(key)) continue
-          // A typo such as "severty" must not pass silently for the default: said, counted, and the
-          // event still recorded with the options that are known.
+        // A typo such as "severty" must not pass silently for the default: said once (one kind,
+        // whatever the key: options built from request data must not grow the log or the
+        // problem map), counted per call, and the event still recorded with the known options.
+        const unknown = Object.keys(opts).find((key) => !TRACK_EVENT_OPTIONS.includes(key))
+        if (unknown !== undefined) {
           diag.count('sdk_bad_arguments')
+          // The key is shown only when it looks like a developer's option name, never free text.
+          const shown = /^[A-Za-z]{1,32}$/.test(unknown)
+            ? ` "${unknown}".${didYouMean(unknown, TRACK_EVENT_OPTIONS)}`
+            : '.'
           diag.warn(
-            `sdk_bad_arguments.trackEvent.unknown_option.${key.replace(/[^A-Za-z]+/g, '_').slice(0, 32)}`,
-            `trackEvent() was called with an unknown option "${key.slice(0, 32)}".${didYouMean(key, TRACK_EVENT_OPTIONS)} It was ignored; the event was recorded without it.`,
+            'sdk_bad_arguments.trackEvent.unknown_option',
+            `trackEvent() was called with an unknown option${shown} It was ignored; the event was recorded without it (options: ${TRACK_EVENT_OPTIONS.join(', ')}).`,
           )
         }
         const severity: unknown = opts.severity ?? 'low'

@@ -1,6 +1,7 @@
 import type { Identity } from '../event.js'
 import type { RiskAlert } from '../risk/alert.js'
 import type { createRiskEngine } from '../risk/engine.js'
+import type { RiskSnapshot } from '../risk/ledger.js'
 import type { EventSummary, HubViews, UserView } from './views.js'
 
 /** Only `createRiskEngine`'s public surface is used: its internals and the Store's entry types are not a contract. */
@@ -98,8 +99,25 @@ export interface Queries {
   histories(userKeys: readonly string[]): Promise<Map<string, ScorePoint[]>>
 }
 
+/**
+ * The store could not be read (`engine.risk()` answered `unavailable`): for the hub an error
+ * (503), not a user without a record, so no score is cached and no user reported missing.
+ */
+export class StoreUnavailableError extends Error {
+  constructor() {
+    super('the store could not be read')
+    this.name = 'StoreUnavailableError'
+  }
+}
+
 export const createQueries = (engine: RiskEngine, views: HubViews, config: QueryConfig): Queries => {
   let refreshing: Promise<void> | undefined
+
+  const riskOf = async (userKey: string): Promise<RiskSnapshot> => {
+    const risk = await engine.risk(userKey)
+    if (risk.unavailable) throw new StoreUnavailableError()
+    return risk
+  }
 
   /** Re-reads the risk of users with new events (or stale numbers). One refresh at a time, shared. */
   const refreshDue = async (): Promise<void> => {
@@ -107,8 +125,8 @@ export const createQueries = (engine: RiskEngine, views: HubViews, config: Query
     const due: UserView[] = []
     for (const v of views.users()) if (v.dirty || now - v.refreshedAt > STALE_MS) due.push(v)
     for (const v of due) {
+      const risk = await riskOf(v.userKey)
       v.dirty = false
-      const risk = await engine.risk(v.userKey)
       v.score = risk.score
       v.rise24h = risk.rise24h
       v.refreshedAt = now
@@ -137,7 +155,7 @@ export const createQueries = (engine: RiskEngine, views: HubViews, config: Query
     },
     async user(userKey) {
       const view = views.user(userKey)
-      const risk = await engine.risk(userKey)
+      const risk = await riskOf(userKey)
       if (view === undefined && risk.entries.length === 0) return undefined
       const now = config.clock()
       const base: UserRow = view
@@ -175,7 +193,7 @@ export const createQueries = (engine: RiskEngine, views: HubViews, config: Query
     async histories(userKeys) {
       const now = config.clock()
       const out = new Map<string, ScorePoint[]>()
-      for (const key of userKeys) out.set(key, history((await engine.risk(key)).entries, now, config))
+      for (const key of userKeys) out.set(key, history((await riskOf(key)).entries, now, config))
       return out
     },
   }

@@ -13,7 +13,7 @@ import { createAuth, type Principal, SESSION_COOKIE } from './auth.js'
 import { BATCH_CONTENT_TYPE, BATCH_SIGNATURE_HEADER, createIngest } from './ingest.js'
 import { type HubOptions, resolveHubOptions } from './options.js'
 import { loginPage, notFoundPage, overviewPage, type PageContext, userPage } from './pages.js'
-import { createQueries } from './queries.js'
+import { createQueries, StoreUnavailableError } from './queries.js'
 import { HubViews } from './views.js'
 
 export interface SqreenHub extends Router {
@@ -144,6 +144,11 @@ export const sqreenHub = (options: Partial<HubOptions>): SqreenHub => {
     (handler: (req: Request, res: Response, next: NextFunction) => Promise<void>) =>
     (req: Request, res: Response, next: NextFunction): void => {
       handler(req, res, next).catch((err: unknown) => {
+        if (err instanceof StoreUnavailableError) {
+          // Counted and logged by the engine (store_errors, risk_read_failed).
+          if (!res.headersSent) json(res, 503, { error: 'store_unavailable' })
+          return
+        }
         diag.error('hub_handler_failed', 'a hub request failed', err)
         if (!res.headersSent) json(res, 500, { error: 'internal' })
       })

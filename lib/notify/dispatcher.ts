@@ -46,7 +46,13 @@ export const createDispatcher = (config: DispatcherConfig, diag: Diagnostics): D
   const fetchFn = config.fetch ? async () => config.fetch as FetchLike : nodeFetch
   const channels: Channel[] = []
   if (config.slack) channels.push(slackChannel(config.slack.webhookUrl, fetchFn, delivery.timeoutMs))
-  if (config.email) channels.push(emailChannel(config.email, delivery.timeoutMs))
+  if (config.email) {
+    channels.push(
+      emailChannel(config.email, delivery.timeoutMs, (delivered) =>
+        diag.count(delivered ? 'deliveries_late.email' : 'deliveries_late_failed.email'),
+      ),
+    )
+  }
   if (config.webhook) {
     channels.push(webhookChannel(config.webhook.url, config.webhook.secret, fetchFn, delivery.timeoutMs, config.clock))
   }

@@ -79,7 +79,15 @@ export const classifyMailError = (err: unknown): SendResult => {
 /** What a send that outlived its bound answers (its promise is left to settle on its own). */
 const TIMED_OUT = Symbol('timed out')
 
-export const emailChannel = (options: EmailOptions, timeoutMs: number): Channel => {
+/**
+ * `onLate` hears how a send given up on ended (`true`: the mail went out after all), so
+ * it can be counted: an e-mail cannot be recalled, so it is never sent again.
+ */
+export const emailChannel = (
+  options: EmailOptions,
+  timeoutMs: number,
+  onLate: (delivered: boolean) => void = () => {},
+): Channel => {
   const { transport } = options
   const mailer =
     typeof transport === 'object' && typeof (transport as { sendMail?: unknown }).sendMail === 'function'
@@ -93,19 +101,32 @@ export const emailChannel = (options: EmailOptions, timeoutMs: number): Channel 
   return {
     name: 'email',
     async send(alert): Promise<SendResult> {
-      // `delivery.timeout` bounds every attempt, as for Slack and webhooks: a transport the
-      // application built (or one stuck below nodemailer's socket timeouts) that never
-      // answers would otherwise hold one of the queue's few workers, shared by all channels.
+      const sent = async (): Promise<unknown> => mailer.sendMail(emailMessage(alert, options))
+      // A transport built here is bounded by nodemailer's own socket timeouts (EMAIL_TIMEOUTS).
+      // One the application built may never answer, and would hold one of the queue's few
+      // workers, shared by every channel: it gets `delivery.timeout`, and a send given up on
+      // is not retried, since it may still go out (an SMTP send cannot be taken back).
+      if (ownsTransport) {
+        try {
+          await sent()
+          return { ok: true }
+        } catch (err) {
+          return classifyMailError(err)
+        }
+      }
       let timer: NodeJS.Timeout | undefined
       try {
-        const sent = Promise.resolve(mailer.sendMail(emailMessage(alert, options)))
+        const sending = sent()
         const late = new Promise<typeof TIMED_OUT>((resolve) => {
           timer = setTimeout(resolve, timeoutMs, TIMED_OUT)
           timer.unref()
         })
-        if ((await Promise.race([sent, late])) === TIMED_OUT) {
-          sent.catch(() => {})
-          return { ok: false, retry: true, reason: `no answer within ${timeoutMs} ms` }
+        if ((await Promise.race([sending, late])) === TIMED_OUT) {
+          sending.then(
+            () => onLate(true),
+            () => onLate(false),
+          )
+          return { ok: false, retry: false, reason: `no answer within ${timeoutMs} ms (outcome unknown, not retried)` }
         }
         return { ok: true }
       } catch (err) {

@@ -49,10 +49,14 @@ export const riskIncrease = (options?: RiskIncreaseOptions): RiskTrigger => {
       `riskIncrease(): "points" must be a non-negative number, got ${String(points)}.`,
     )
   }
-  if (options.escalate !== undefined && !Array.isArray(options.escalate)) {
+  const levels: unknown = options.escalate
+  if (
+    levels !== undefined &&
+    (levels === null || typeof (levels as { [Symbol.iterator]?: unknown })[Symbol.iterator] !== 'function')
+  ) {
     throw new SqreenAuthError(
       'ERR_SQREEN_OPTION_TYPE',
-      `riskIncrease(): "escalate" must be an array of levels, got ${typeof options.escalate}.`,
+      `riskIncrease(): "escalate" must be an array (or another iterable) of levels, got ${levels === null ? 'null' : typeof levels}.`,
     )
   }
   const escalate = [...(options.escalate ?? [])].sort((a, b) => a - b)
