@@ -4,26 +4,56 @@ import type { Request, Response } from 'express'
  * Users whose standing score is above the configured level, as last computed
  * by this process's risk engine. Kept in memory so the request path can ask
  * "is this user blocked?" without waiting for the store.
+ *
+ * A standing score only decays between events (every entry loses half its
+ * points each half-life), so the score computed at `at` is, at a later `now`,
+ * `score * 2^-((now - at) / halfLife)` until the next event scores. Each entry
+ * therefore keeps the moment its user falls back to the level: a user who
+ * stops being attacked is let in again when the score has decayed, not when
+ * this process restarts (a refused login is not scored, so no later score
+ * would ever lift the block).
  */
 export class BlockList {
   readonly #above: number
-  readonly #scores = new Map<string, number>()
+  readonly #halfLifeMs: number
+  readonly #clock: () => number
+  /** userKey -> epoch ms at which the user's decaying score is back to `above`. */
+  readonly #until = new Map<string, number>()
+  #sweepAt = 1_024
 
-  constructor(above: number) {
+  constructor(above: number, halfLifeMs: number, clock: () => number) {
     this.#above = above
+    this.#halfLifeMs = halfLifeMs
+    this.#clock = clock
   }
 
   update(userKey: string, score: number): void {
-    if (score > this.#above) this.#scores.set(userKey, score)
-    else this.#scores.delete(userKey)
+    if (!(score > this.#above)) {
+      this.#until.delete(userKey)
+      return
+    }
+    const now = this.#clock()
+    // `above` may be 0: scores are rounded to hundredths, so "nothing" is below 0.005.
+    const until = now + this.#halfLifeMs * Math.log2(score / Math.max(this.#above, 0.005))
+    this.#until.set(userKey, until)
+    // Users whose block ran out are forgotten as the list grows, so it stays the size of
+    // the users actually blocked rather than of every user ever blocked.
+    if (this.#until.size >= this.#sweepAt) {
+      for (const [key, end] of this.#until) if (end <= now) this.#until.delete(key)
+      this.#sweepAt = Math.max(1_024, this.#until.size * 2)
+    }
   }
 
   has(userKey: string): boolean {
-    return this.#scores.has(userKey)
+    const until = this.#until.get(userKey)
+    if (until === undefined) return false
+    if (until > this.#clock()) return true
+    this.#until.delete(userKey)
+    return false
   }
 
   get size(): number {
-    return this.#scores.size
+    return this.#until.size
   }
 }
 

@@ -43,7 +43,7 @@ export const sqreenAuth = (options: Partial<Options> = {}): SqreenAuth => {
   const diag = createDiagnostics(config.logger)
   const store = config.store ?? new MemoryStore()
   const dispatcher = createDispatcher(config, diag)
-  const blocklist = config.block ? new BlockList(config.block.above) : undefined
+  const blocklist = config.block ? new BlockList(config.block.above, config.halfLifeMs, config.clock) : undefined
   const engine = createRiskEngine(
     {
       ...scoringSettings(config),

@@ -162,6 +162,26 @@ for (const variant of variants) {
       }
     })
 
+    it('a block ends when the standing score has decayed to the level, with no new event and no restart', async () => {
+      // 40 points, half-life 1 h: above 30 until log2(40/30) h = 24.9 min later.
+      let now = Date.parse('2026-12-04T12:00:00Z')
+      const a = build(variant, { block: { above: 30 }, trigger: false, halfLife: '1h', clock: () => now })
+      try {
+        await raise(a, jane, ['critical', 'critical'])
+        await waitUntil(() => a.sqreen.isBlocked(asRequest(jane)), 'jane to be blocked')
+        now += 20 * 60_000
+        assert.equal((await a.sqreen.risk('id:1')).score > 30, true, 'still above the level after 20 min')
+        assert.equal(a.sqreen.isBlocked(asRequest(jane)), true)
+        assert.equal((await logIn(a, jane)).status, 403, 'the refused login scores nothing')
+        now += 10 * 60_000
+        assert.equal((await a.sqreen.risk('id:1')).score <= 30, true, 'decayed to the level after 30 min')
+        assert.equal(a.sqreen.isBlocked(asRequest(jane)), false)
+        assert.equal((await logIn(a, jane)).status, 200, 'jane logs in again')
+      } finally {
+        await a.sqreen.close()
+      }
+    })
+
     it('isBlocked(req) is true for a blocked user only', async () => {
       const a = build(variant, { block: { above: 30 } })
       try {
