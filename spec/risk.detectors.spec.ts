@@ -185,6 +185,40 @@ for (const variant of variants) {
       }
     })
 
+    it("a login's failures before its first success join the user's: daily cap, burst window and once-marks carry over", async () => {
+      const r = await rig(variant)
+      try {
+        // Five typos under the login (5 x wrong_password + failure_burst = 9 points), then the
+        // right password: the login is now known to be alice (id:7) and its ledger is hers.
+        await times(5, async () => {
+          await r.login('alice', WRONG)
+          r.advance(MINUTE)
+        })
+        await r.login('alice', PASSWORD)
+        r.advance(MINUTE)
+        // Two more typos the same day: the 6th and 7th failures of her day, in the same burst.
+        await times(2, async () => {
+          await r.login('alice', WRONG)
+          r.advance(MINUTE)
+        })
+        const alice = await r.risk('id:7')
+        assert.deepEqual(
+          alice.entries.map((e) => e.detection),
+          [...Array(5).fill('wrong_password'), 'failure_burst'],
+          'no wrong_password past the cap, no second burst',
+        )
+        assert.equal(alice.rise24h, 9)
+        assert.deepEqual(r.alerts, [], 'a rise of 9 raises no alert (without the carry-over: 11)')
+        assert.deepEqual((await r.risk('login:alice')).entries, [])
+        // The window moved with its times: a day after the first typos, the cap has room again.
+        r.advance(DAY)
+        await r.login('alice', WRONG)
+        assert.equal(of(await r.risk('id:7'), 'wrong_password').length, 6)
+      } finally {
+        await r.close()
+      }
+    })
+
     it('missing credentials (an empty password) are not wrong passwords and add nothing', async () => {
       const r = await rig(variant)
       try {

@@ -242,6 +242,97 @@ export const storeContract = (
       })
     })
 
+    describe('move', () => {
+      const move = (key: string, to: string, now: number, field = 'hits') =>
+        one<null>({ op: 'move', key, field, to }, now)
+
+      it('merges a window into the same field of another key in time order, members with it, and empties the source', async () => {
+        await hit(k('from'), T0, { member: 'a' })
+        await hit(k('to'), T0 + SECOND, { member: 'b' })
+        await hit(k('from'), T0 + 2 * SECOND, { member: 'a' })
+        await hit(k('to'), T0 + 3 * SECOND)
+        assert.equal(await move(k('from'), k('to'), T0 + 4 * SECOND), null)
+        assert.deepEqual(await hit(k('to'), T0 + 4 * SECOND, { add: false, since: T0 - 1, member: 'a' }), {
+          count: 4,
+          distinct: 3,
+          member: 2,
+        })
+        // Time order kept: the window after T0 + 1.5 s holds one of each side's hits.
+        assert.equal((await hit(k('to'), T0 + 4 * SECOND, { add: false, since: T0 + 1500 })).count, 2)
+        assert.deepEqual(await hit(k('from'), T0 + 4 * SECOND, { add: false, since: T0 - 1, member: 'a' }), {
+          count: 0,
+          distinct: 0,
+          member: 0,
+        })
+        // The merged window grows as before.
+        assert.equal((await hit(k('to'), T0 + 5 * SECOND, { since: T0 - 1 })).count, 5)
+      })
+
+      it('a window moved to a key without one arrives whole, and keeps the later expiry when merged', async () => {
+        await hit(k('from'), T0, { ttl: HOUR, member: 'x' })
+        await move(k('from'), k('to'), T0 + 1)
+        assert.deepEqual(await hit(k('to'), T0 + 2, { add: false, since: T0 - 1, member: 'x' }), {
+          count: 1,
+          distinct: 1,
+          member: 1,
+        })
+        // Source: a fresh 1 h window at T0 + 50 min; target: expires T0 + 1 h. Merged, it lives to T0 + 1 h 50.
+        await hit(k('from2'), T0 + 50 * MINUTE, { ttl: HOUR })
+        await move(k('from2'), k('to'), T0 + 50 * MINUTE)
+        assert.equal((await hit(k('to'), T0 + 90 * MINUTE, { add: false, since: T0 - 1, ttl: HOUR })).count, 2)
+        assert.equal((await hit(k('to'), T0 + 111 * MINUTE, { add: false, since: T0 - 1, ttl: HOUR })).count, 0)
+      })
+
+      it(`a merged window keeps its most recent WINDOW_CAP (${WINDOW_CAP}) hits`, async () => {
+        const n = WINDOW_CAP - 8
+        for (let i = 0; i < n; i++) await hit(k('from'), T0 + 2 * i)
+        for (let i = 0; i < n; i++) await hit(k('to'), T0 + 2 * i + 1)
+        await move(k('from'), k('to'), T0 + 2 * n)
+        assert.equal((await hit(k('to'), T0 + 2 * n, { add: false, since: T0 - 1 })).count, WINDOW_CAP)
+        // The oldest dropped: the window from the 2 (n - 64)th ms holds the newest 128 exactly.
+        assert.equal((await hit(k('to'), T0 + 2 * n, { add: false, since: T0 + 2 * (n - 64) - 1 })).count, 128)
+        assert.equal((await hit(k('to'), T0 + 2 * n, { add: false, since: T0 + 2 * (n - 10) - 1 })).count, 20)
+      })
+
+      it('a mark moves with the later of the two expiries, and the source no longer holds it', async () => {
+        await claim(k('from'), T0, 10 * MINUTE)
+        await move(k('from'), k('to'), T0 + 1, 'mark')
+        assert.equal(await marked(k('from'), T0 + 2), false)
+        assert.equal(await marked(k('to'), T0 + 9 * MINUTE), true)
+        assert.equal(await marked(k('to'), T0 + 10 * MINUTE + 1), false)
+        // The target's own mark lasts longer than the one moved in: it stays.
+        await claim(k('long'), T0, HOUR)
+        await claim(k('short'), T0, MINUTE)
+        await move(k('short'), k('long'), T0 + 1, 'mark')
+        assert.equal(await marked(k('long'), T0 + 30 * MINUTE), true)
+        assert.equal(await claim(k('long'), T0 + 30 * MINUTE, HOUR), false)
+        // And the other way: the target's mark is extended to the moved one's expiry.
+        await claim(k('short2'), T0, MINUTE)
+        await claim(k('long2'), T0, HOUR)
+        await move(k('long2'), k('short2'), T0 + 1, 'mark')
+        assert.equal(await marked(k('short2'), T0 + 30 * MINUTE), true)
+        assert.equal(await marked(k('short2'), T0 + HOUR + 1), false)
+      })
+
+      it('moving what is not there, or has expired, changes nothing', async () => {
+        await hit(k('to'), T0)
+        await hit(k('old'), T0, { ttl: MINUTE })
+        assert.deepEqual(
+          await run(
+            [
+              { op: 'move', key: k('never-written'), field: 'hits', to: k('to') },
+              { op: 'move', key: k('old'), field: 'hits', to: k('to') },
+              { op: 'move', key: k('to'), field: 'hits', to: k('to') },
+            ],
+            T0 + 2 * MINUTE,
+          ),
+          [null, null, null],
+        )
+        assert.equal((await hit(k('to'), T0 + 2 * MINUTE, { add: false, since: T0 - 1 })).count, 1)
+        assert.equal(await marked(k('to'), T0 + 2 * MINUTE), false)
+      })
+    })
+
     describe('claim and marked', () => {
       it('claim is true exactly once per ttl window, then again after it expires', async () => {
         assert.equal(await marked(k('c'), T0), false)

@@ -216,7 +216,7 @@ describe('RedisStore (Redis-only behaviour)', () => {
         const opFor = (): StoreOp => {
           const key = keys[rand(keys.length)] as string
           const field = fields[rand(fields.length)] as string
-          switch (rand(7)) {
+          switch (rand(8)) {
             case 0:
             case 1:
               return {
@@ -256,6 +256,14 @@ describe('RedisStore (Redis-only behaviour)', () => {
                   { level: 3, field: 'alert:3', ttl: 10 * 60_000 },
                   { level: 6, field: 'alert:6', ttl: 10 * 60_000 },
                 ],
+              }
+            case 6:
+              // A window or a mark (same field names on both sides), or a kind that does not move.
+              return {
+                op: 'move',
+                key,
+                field: [field, `mark${rand(3)}`, 'recent'][rand(3)] as string,
+                to: keys[rand(keys.length)] as string,
               }
             default:
               return rand(4) === 0

@@ -23,6 +23,7 @@ import type { ScoredEntry, StoreOp, StoreResult, Threshold } from '../store/stor
 export interface OpSink {
   hit(key: string, field: string, add: boolean, since: number, ttl: number, member?: string): number
   reset(key: string, field: string): number
+  move(key: string, field: string, to: string): number
   claim(key: string, field: string, ttl: number): number
   marked(key: string, field: string): number
   remember(key: string, field: string, value: string, max: number, ttl: number): number
@@ -56,6 +57,9 @@ export class OpList implements OpSink {
   }
   reset(key: string, field: string): number {
     return this.#push({ op: 'reset', key, field })
+  }
+  move(key: string, field: string, to: string): number {
+    return this.#push({ op: 'move', key, field, to })
   }
   claim(key: string, field: string, ttl: number): number {
     return this.#push({ op: 'claim', key, field, ttl })
@@ -110,6 +114,7 @@ export class DirectOps implements OpSink {
   #now = 0
   readonly #hit: OpOf<'hit'> = { op: 'hit', key: '', field: '', add: false, since: 0, ttl: 0, member: undefined }
   readonly #reset: OpOf<'reset'> = { op: 'reset', key: '', field: '' }
+  readonly #move: OpOf<'move'> = { op: 'move', key: '', field: '', to: '' }
   readonly #claim: OpOf<'claim'> = { op: 'claim', key: '', field: '', ttl: 0 }
   readonly #marked: OpOf<'marked'> = { op: 'marked', key: '', field: '' }
   readonly #remember: OpOf<'remember'> = { op: 'remember', key: '', field: '', value: '', max: 0, ttl: 0 }
@@ -163,6 +168,13 @@ export class DirectOps implements OpSink {
     const op = this.#reset
     op.key = key
     op.field = field
+    return this.#run(op)
+  }
+  move(key: string, field: string, to: string): number {
+    const op = this.#move
+    op.key = key
+    op.field = field
+    op.to = to
     return this.#run(op)
   }
   claim(key: string, field: string, ttl: number): number {

@@ -78,6 +78,8 @@ export interface Decision {
   readonly inheritAlert: boolean
   /** Fields of the alias (the login's key) to forget once merged. */
   readonly forget: readonly string[]
+  /** Fields of the alias to move to the user (`move`): its failure window and once-marks. */
+  readonly carry: readonly string[]
   /** The store key of an IP that this event showed to be a credential-stuffing source. */
   readonly flagIp: string | undefined
   /**
@@ -238,7 +240,28 @@ const scores = (plan: Plan, points: PointsTable, detection: Detection): boolean 
   points[detection] > 0 && plan.event.userKey !== null
 
 const NOTHING: readonly LedgerEntry[] = []
+/**
+ * A login's ledger is merged into the user's and its run of consecutive failures ends
+ * with the success, like the user's own. Its failure window and once-marks join the
+ * user's: the failures typed before the login was known to be this user's still count
+ * towards the daily cap, the burst and the spread, and a detection that already fired
+ * for the login does not fire again for the user within its window (five typos, a
+ * success and two more typos are seven failures of one day, not two).
+ */
 const FORGET_ALIAS: readonly string[] = [fields.ledger, fields.consecutive]
+const CARRY_ALIAS: readonly string[] = [
+  fields.failures,
+  ...(
+    [
+      'failure_burst',
+      'brute_force',
+      'distributed_guessing',
+      'stuffing_target',
+      'disposable_email',
+      'relay_email',
+    ] as const
+  ).map(fields.once),
+]
 
 export const decide = (plan: Plan, r: readonly StoreResult[], points: PointsTable): Decision => {
   const { event } = plan
@@ -247,6 +270,7 @@ export const decide = (plan: Plan, r: readonly StoreResult[], points: PointsTabl
   let merged = NOTHING
   let inheritAlert = false
   let forget: readonly string[] = NOTHING as unknown as readonly string[]
+  let carry = forget
   let held = false
 
   if (event.type === 'login.failed' && event.reason === 'invalid_credentials') {
@@ -305,6 +329,10 @@ export const decide = (plan: Plan, r: readonly StoreResult[], points: PointsTabl
       merged = (r[plan.iAliasLedger] as readonly LedgerEntry[] | undefined) ?? NOTHING
       inheritAlert = r[plan.iAliasAlert] === true
       forget = FORGET_ALIAS
+      // Most successes come from logins that never failed: nothing to move (seven operations
+      // saved on nearly every success). A login that failed has ledger entries, since its first
+      // failure scores, unless wrong_password is switched off, when only its window stays behind.
+      if (merged.length > 0 || r[plan.iAliasBruteForce] === true) carry = CARRY_ALIAS
     }
   } else if (event.type === 'custom') {
     const severity = event.severity ?? 'low'
@@ -314,5 +342,5 @@ export const decide = (plan: Plan, r: readonly StoreResult[], points: PointsTabl
     add(entries, domainEntry(plan, points))
   }
   // login.error is an infrastructure problem, not something the user did: nothing to score.
-  return { entries, merged, inheritAlert, forget, flagIp, held }
+  return { entries, merged, inheritAlert, forget, carry, flagIp, held }
 }

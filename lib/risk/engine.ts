@@ -112,7 +112,7 @@ export const createRiskEngine = (config: RiskEngineConfig, diag: Diagnostics): R
 
   /**
    * The second batch: append the user's entries and claim any threshold crossed, flag an
-   * IP, forget a merged login. Answers the index of the score's result (-1 without one).
+   * IP, forget a merged login and move its failures and marks to the user. Answers the index of the score's result (-1 without one).
    */
   const scoreInto = (sink: OpSink, plan: Plan, decision: Decision, now: number): number => {
     const u = plan.event.userKey
@@ -137,7 +137,10 @@ export const createRiskEngine = (config: RiskEngineConfig, diag: Diagnostics): R
     }
     if (decision.flagIp !== undefined) sink.claim(decision.flagIp, fields.flagged, RULES.DAY)
     const alias = plan.alias
-    if (alias !== undefined) for (const field of decision.forget) sink.reset(alias, field)
+    if (alias !== undefined && u !== null) {
+      for (const field of decision.forget) sink.reset(alias, field)
+      for (const field of decision.carry) sink.move(alias, field, u)
+    }
     return scoreAt
   }
 

@@ -427,17 +427,14 @@ export class MemoryStore implements Store {
       case 'hit':
         return this.#hit(op, now)
       case 'reset': {
-        // Expired, the slot is invisible to reads and reused by the next write; the sweep drops it.
         const owner = this.#owner(op.key, now)
         const slot = this.#find(owner, op.field)
-        if (owner === undefined || slot === undefined) return null
-        slot.expires = 0
-        // The key lives as long as its longest-lived field: with none left, the next lookup or sweep drops it.
-        let latest = 0
-        for (const other of owner.slots) if (other.expires > latest) latest = other.expires
-        owner.expires = latest
+        if (owner !== undefined && slot !== undefined) forgetSlot(owner, slot)
         return null
       }
+      case 'move':
+        this.#move(op, now)
+        return null
       case 'claim':
         return this.#mark(op.key, this.#owner(op.key, now), op.field, op.ttl, now) !== undefined
       case 'marked':
@@ -451,6 +448,24 @@ export class MemoryStore implements Store {
         return slot instanceof Ledger ? entriesOf(slot, op.since) : []
       }
     }
+  }
+
+  #move(op: Extract<StoreOp, { op: 'move' }>, now: number): void {
+    if (op.key === op.to) return
+    const source = this.#owner(op.key, now)
+    const from = this.#slot(source, op.field, now)
+    // Recent-value lists and ledgers are not moved (the engine merges ledgers itself).
+    if (source === undefined || !(from instanceof Mark || from instanceof Hits)) return
+    const target = this.#owner(op.to, now)
+    const into = this.#slot(target, op.field, now)
+    if (from instanceof Mark) {
+      if (into instanceof Mark && target !== undefined) {
+        if (from.expires > into.expires) into.expires = from.expires
+        this.#wrote(target, into.expires)
+      } else this.#attach(op.to, target, new Mark(op.field, from.expires))
+    } else this.#attach(op.to, target, into instanceof Hits ? mergeHits(from, into) : copyHits(from))
+    // Forgotten last: the copies above took its expiry.
+    forgetSlot(source, from)
   }
 
   #hit(op: Extract<StoreOp, { op: 'hit' }>, now: number): HitResult {
@@ -625,6 +640,41 @@ export class MemoryStore implements Store {
     if (crossed.length > 1) crossed.sort((a, b) => a - b)
     return { added, sum, crossed }
   }
+}
+
+/** Forgets a slot: expired, it is invisible to reads and reused by the next write; the sweep drops it. */
+const forgetSlot = (owner: Owner, slot: Slot): void => {
+  slot.expires = 0
+  // The key lives as long as its longest-lived field: with none left, the next lookup or sweep drops it.
+  let latest = 0
+  for (const other of owner.slots) if (other.expires > latest) latest = other.expires
+  owner.expires = latest
+}
+
+/** A window's live hits in arrays of their own (the source's slot is forgotten, and reused by its next write). */
+const copyHits = (hits: Hits): Hits => {
+  const from = Math.max(0, hits.n - MAX_HITS)
+  const ts = hits.ts.slice(from, hits.n)
+  return new Hits(hits.field, hits.expires, ts.length, ts, hits.members?.slice(from, hits.n))
+}
+
+/** Two windows' hits in time order (the most recent `MAX_HITS`), members kept with them. */
+const mergeHits = (a: Hits, b: Hits): Hits => {
+  const tracked = a.members !== undefined || b.members !== undefined
+  const total = Math.min(MAX_HITS, a.n + b.n)
+  const ts = new Array<number>(total)
+  const members = tracked ? new Array<number>(total) : undefined
+  // From the newest backwards, so the oldest are the ones past the cap.
+  let i = a.n - 1
+  let j = b.n - 1
+  for (let k = total - 1; k >= 0; k--) {
+    const fromA = j < 0 || (i >= 0 && (a.ts[i] as number) > (b.ts[j] as number))
+    const hits = fromA ? a : b
+    const at = fromA ? i-- : j--
+    ts[k] = hits.ts[at] as number
+    if (members !== undefined) members[k] = hits.members === undefined ? NO_MEMBER : (hits.members[at] as number)
+  }
+  return new Hits(a.field, Math.max(a.expires, b.expires), total, ts, members)
 }
 
 /** Clears a ledger's room from `from` to `to` (entries dropped or expired), so their bodies can be collected. */

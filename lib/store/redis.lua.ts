@@ -293,6 +293,64 @@ local function read(l, since)
   out[start] = o - start
 end
 
+-- Writes a value with the expiry it already has (put sets a new one).
+local function keep(k, f, v)
+  records[k][f] = v
+  if not changed[k] then
+    changed[k] = true
+    dirty[#dirty + 1] = k
+  end
+end
+
+-- move: a window or a mark from owner a to owner b (see the Store contract).
+local function move(a, f, b)
+  if a == b then return end
+  local v = field(a, f)
+  if not v or (v[2] ~= 1 and v[2] ~= 2) then return end
+  record(a)[f] = nil
+  if not changed[a] then
+    changed[a] = true
+    dirty[#dirty + 1] = a
+  end
+  local w = field(b, f)
+  if w and w[2] ~= v[2] then w = nil end
+  if v[2] == 2 then
+    if not w or v[1] > w[1] then keep(b, f, {v[1], 2}) end
+    return
+  end
+  if not w then
+    -- At most CAP hits, as a window written by hit keeps.
+    local n = (#v - 3) / 2
+    if n > CAP then
+      local kept = {v[1], 1, v[3]}
+      for i = 4 + 2 * (n - CAP), #v do kept[#kept + 1] = v[i] end
+      v = kept
+    end
+    keep(b, f, v)
+    return
+  end
+  -- Merged from the newest backwards, so the oldest are the ones past the cap.
+  local na, nb = (#v - 3) / 2, (#w - 3) / 2
+  local total = na + nb
+  if total > CAP then total = CAP end
+  local tracked = v[3]
+  if w[3] == 1 then tracked = 1 end
+  local expiry = v[1]
+  if w[1] > expiry then expiry = w[1] end
+  local m = {expiry, 1, tracked}
+  local i, j = na, nb
+  for k = total, 1, -1 do
+    if j < 1 or (i >= 1 and v[2 + 2 * i] > w[2 + 2 * j]) then
+      m[2 + 2 * k], m[3 + 2 * k] = v[2 + 2 * i], v[3 + 2 * i]
+      i = i - 1
+    else
+      m[2 + 2 * k], m[3 + 2 * k] = w[2 + 2 * j], w[3 + 2 * j]
+      j = j - 1
+    end
+  end
+  keep(b, f, m)
+end
+
 local function reset(k, f, l)
   local r = record(k)
   if r[f] ~= nil then
@@ -337,6 +395,9 @@ for _ = 1, prog[2] do
     elseif code == 7 then
       read(prog[p + 1], prog[p + 2])
       p = p + 3
+    elseif code == 8 then
+      move(prog[p + 1], prog[p + 2], prog[p + 3])
+      p = p + 4
     else
       return redis.error_reply('sqreen-auth: unknown op code ' .. tostring(code))
     end

@@ -106,6 +106,7 @@ const OP_MARKED = 4
 const OP_REMEMBER = 5
 const OP_SCORE = 6
 const OP_READ = 7
+const OP_MOVE = 8
 
 /**
  * The memory store's member hash (30-bit FNV-1a), so both stores count members the
@@ -569,6 +570,9 @@ const encode = (prefix: string, batches: readonly Pending[]): { keys: string[]; 
         case 'claim':
           program.push(OP_CLAIM, record(op.key), op.field, op.ttl)
           break
+        case 'move':
+          program.push(OP_MOVE, record(op.key), op.field, record(op.to))
+          break
         case 'marked':
           program.push(OP_MARKED, record(op.key), op.field)
           break
@@ -685,6 +689,7 @@ const decode = (ops: readonly StoreOp[], raw: readonly unknown[], cursor: number
         r += 3
         break
       case 'reset':
+      case 'move':
         results[i] = null
         break
       case 'claim':

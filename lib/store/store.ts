@@ -54,6 +54,14 @@ export type StoreOp =
     }
   /** Forget a field (of any kind). */
   | { readonly op: 'reset'; readonly key: string; readonly field: string }
+  /**
+   * Move a window or a mark from `key` to `to` (the same field), merged with what `to`
+   * holds there: a window's hits are combined in time order (its most recent
+   * `WINDOW_CAP` kept, members with them), a mark keeps the later expiry, and either
+   * keeps the later of the two expiries. The field is then gone from `key`. A login's
+   * failures, recorded before the login was known to be a user's, join the user's own.
+   */
+  | { readonly op: 'move'; readonly key: string; readonly field: string; readonly to: string }
   /** Set a mark if absent: `true` for the one caller that set it. Once-per-window detections and alerts use it. */
   | { readonly op: 'claim'; readonly key: string; readonly field: string; readonly ttl: number }
   /** Whether a mark is set (and not expired). */
@@ -126,7 +134,7 @@ export interface RememberResult {
   readonly size: number
 }
 
-/** The answer to each op, in order: hit -> HitResult, claim/marked -> boolean, remember -> RememberResult, score -> ScoreResult, read -> LedgerEntry[], reset -> null. */
+/** The answer to each op, in order: hit -> HitResult, claim/marked -> boolean, remember -> RememberResult, score -> ScoreResult, read -> LedgerEntry[], reset/move -> null. */
 export type StoreResult = HitResult | boolean | RememberResult | ScoreResult | readonly LedgerEntry[] | null
 
 export interface Store {
