@@ -166,15 +166,32 @@ for (const variant of variants) {
       await h.sqreen.close()
     })
 
-    it('refuses plain e-mail values and accepts anonEmail values', async () => {
+    it('refuses plain e-mail values, alone or inside text, and accepts anonEmail values', async () => {
+      const wrapped = {
+        display: `Jane Doe <${jane().email}>`,
+        link: `mailto:${jane().email}`,
+        note: `${jane().email} (work)`,
+        quoted: `"jane"@example.com`,
+      }
       const h = setup(variant, {
-        identify: (u: User) => ({ id: u.id, contact: u.email, email: anonEmail(u.id, u.email) }),
+        identify: (u: User) => ({
+          id: u.id,
+          contact: u.email,
+          ...wrapped,
+          team: 'a @ b',
+          email: anonEmail(u.id, u.email),
+        }),
       })
       const event = await attempt(h, 'janedoe', PASSWORD, 200)
-      assert.deepEqual(event.identity, { id: 7, email: 'anon-7@example.com' })
+      assert.deepEqual(event.identity, { id: 7, team: 'a @ b', email: 'anon-7@example.com' })
       const warned = warnings(h)
-      assert.equal(warned.length, 1)
+      assert.equal(warned.length, 1 + Object.keys(wrapped).length)
       assert.match(warned[0] as string, /"contact".*anonEmail/)
+      for (const key of Object.keys(wrapped))
+        assert.ok(
+          warned.some((w) => w.includes(`"${key}"`)),
+          key,
+        )
       assertNoPii({ event, lines: h.logger.lines })
       await h.sqreen.close()
     })

@@ -43,5 +43,11 @@ export const anonEmail = (id: string | number, email: string): string => {
 /** Whether a value already has the `anon-<id>@<domain>` form. */
 export const isAnonEmail = (value: string): boolean => ANON.test(value)
 
-/** Anything shaped like `local@domain`: advanced mode refuses such values unless anonymised. */
-export const looksLikeEmail = (value: string): boolean => /^[^\s@]+@[^\s@]+$/.test(value.trim())
+/**
+ * Anything that holds an address shaped like `local@domain`, alone or inside text
+ * (`Jane <jane@example.com>`, `mailto:jane@example.com`, `jane@example.com (work)`):
+ * advanced mode refuses such values unless anonymised. Delimiters that commonly wrap an
+ * address in text are not part of it, so the address is found wherever it sits; a local part may be quoted (`"jane"@example.com`).
+ */
+const ADDRESS_INSIDE = /[^\s@<>()[\],;:]+@[^\s@<>()[\]"',;:]+/
+export const looksLikeEmail = (value: string): boolean => ADDRESS_INSIDE.test(value)
