@@ -11,6 +11,7 @@ import { type FetchLike, nodeFetch } from './notify/http.js'
 import { type Options, resolveOptions } from './options.js'
 import { createPipeline, type EventSink } from './pipeline.js'
 import { createRiskEngine, scoringSettings } from './risk/engine.js'
+import { keyedIpRef } from './risk/ip.js'
 import type { RiskSnapshot } from './risk/ledger.js'
 import { MemoryStore } from './store/memory.js'
 import { createForwarder } from './transport/forwarder.js'
@@ -50,6 +51,8 @@ export const sqreenAuth = (options: Partial<Options> = {}): SqreenAuth => {
       store,
       onAlert: (alert) => dispatcher.dispatch(alert),
       ...(blocklist ? { onScore: (userKey: string, score: number) => blocklist.update(userKey, score) } : {}),
+      // No client address reaches the store in advanced mode, as no e-mail or login does.
+      ...(config.mode === 'advanced' && config.secret ? { ipRef: keyedIpRef(config.secret) } : {}),
     },
     diag,
   )

@@ -392,6 +392,33 @@ for (const variant of variants) {
       }
     })
 
+    it('advanced mode: IP state is kept under keyed hashes of the addresses, and the IP detections work the same', async () => {
+      const secret = 'detectors-spec-secret-0123456789'
+      const r = await rig(variant, { mode: 'advanced', secret, identify: (u: User) => ({ id: u.id }) })
+      const S = '192.0.2.66'
+      try {
+        await times(5, (i) => r.login(`victim${i}`, WRONG, { ip: S }))
+        await r.login('bob', PASSWORD, { ip: S })
+        assert.deepEqual(
+          of(await r.risk('id:8'), 'success_from_flagged_ip').map((e) => [e.points, e.evidence?.ip]),
+          [[20, '192.0.2.0/24']],
+          'the fifth distinct login flagged the address',
+        )
+        // Ten in a row from one address are a brute force; from another address, not.
+        await times(10, () => r.login('alice', WRONG, { ip: IP_A }))
+        await times(10, (i) => r.login('carol', WRONG, { ip: i % 2 === 0 ? IP_A : IP_B }))
+        // Failed logins are keyed by HMAC: the 6th failure is alice's first, the 16th carol's.
+        const failed = r.h.log.events.filter((e) => e.type === 'login.failed')
+        const [alice, carol] = [failed[5]?.userKey, failed[15]?.userKey] as [string, string]
+        assert.match(alice, /^login:/)
+        assert.notEqual(alice, carol)
+        assert.equal(of(await r.risk(alice), 'brute_force').length, 1)
+        assert.equal(of(await r.risk(carol), 'brute_force').length, 0)
+      } finally {
+        await r.close()
+      }
+    })
+
     it('stuffing: 5 distinct logins spread over more than 10 minutes do not flag the IP', async () => {
       const r = await rig(variant)
       const S = '192.0.2.77'

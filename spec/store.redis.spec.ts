@@ -329,10 +329,15 @@ describe('RedisStore (Redis-only behaviour)', () => {
       const keys = await keysUnder(admin, prefix)
       assert.ok(keys.length > 10, `only ${keys.length} keys were written`)
       assert.ok(keys.some((k) => k.includes('{id:1}:ledger')))
+      assert.equal(keys.filter((k) => k.includes('{ip:~')).length, 3, `one key per client address: ${keys.join(' ')}`)
       const forbidden = [
         ...USERS.flatMap((u) => [u.email, u.username, u.email.split('@')[0] as string, u.password]),
         'nobody.private@example.org',
         'nobody.private',
+        // Client addresses: the IP keys are keyed hashes in advanced mode.
+        '203.0.113.7',
+        '198.51.100.20',
+        '203.0.113.8',
       ].map((s) => s.toLowerCase())
       for (const key of keys) {
         for (const word of forbidden) assert.ok(!key.toLowerCase().includes(word), `key ${key} contains ${word}`)

@@ -2,16 +2,16 @@ import type { AuthEvent } from '../event.js'
 import type { HitResult, LedgerEntry, RememberResult, ScoredEntry, StoreResult } from '../store/store.js'
 import type { OpSink } from './batch.js'
 import { emailDomainKind } from './email-domain.js'
-import { type IpFacts, ipFacts } from './ip.js'
+import { type IpFacts, type IpRef, ipFacts } from './ip.js'
 import { attackDetection, DETECTIONS, type Detection, type PointsTable, RULES } from './points.js'
 import { userAgentFamily } from './user-agent.js'
 
 /**
  * Where the detectors keep their state. A store key is an owner: a user's
  * `userKey`, or `ip:<prefix>` for an IP (`IpFacts.key`; userKeys never start
- * with `ip:`: they are `id:…`, `login:…` or a URI-encoded composite). Fields
- * name one datum of the owner. Built from userKeys and IP prefixes only: no
- * personal data in advanced mode.
+ * with `ip:`: they are `id:…`, `login:…` or a URI-encoded composite), or in
+ * advanced mode `ip:~<hmac>` (`keyedIpRef`). Fields name one datum of the owner.
+ * Built from userKeys and IP keys only: no personal data in advanced mode.
  */
 
 const ONCE = Object.fromEntries(DETECTIONS.map((d) => [d, `once:${d}`])) as Readonly<Record<Detection, string>>
@@ -47,7 +47,7 @@ export const fields = {
 export interface Plan {
   readonly event: AuthEvent
   readonly now: number
-  /** The event's IP as a store key (`ip:<prefix>`). */
+  /** The event's IP as a store key (`ip:<prefix>`, or `ip:~<hmac>` in advanced mode). */
   readonly ip: string | undefined
   readonly ipFacts: IpFacts | undefined
   readonly alias: string | undefined
@@ -97,10 +97,12 @@ export const planEvent = (
   retentionSince: number,
   alertField: string,
   sink: OpSink,
+  ipRef?: (facts: IpFacts) => IpRef,
 ): Plan => {
   const u = event.userKey
   const facts = ipFacts(event.ip)
-  const ip = facts?.key
+  const ref = facts === undefined || ipRef === undefined ? undefined : ipRef(facts)
+  const ip = ref === undefined ? facts?.key : ref.key
   const alias =
     event.type === 'login.succeeded' && event.loginKey !== undefined && event.loginKey !== u
       ? event.loginKey
@@ -149,7 +151,7 @@ export const planEvent = (
       plan.iIpDay = sink.hit(ip, fields.ipFailures, true, dayAgo, RULES.DAY)
       plan.iFlag = sink.marked(ip, fields.flagged)
     }
-    const member = facts?.prefix ?? ''
+    const member = ref === undefined ? (facts?.prefix ?? '') : ref.member
     if (u !== null) {
       plan.iDay = sink.hit(u, fields.failures, true, dayAgo, RULES.DAY, member)
       plan.iBurst = sink.hit(u, fields.failures, false, now - RULES.BURST_WINDOW, RULES.DAY)

@@ -5,7 +5,7 @@ import type { LedgerEntry, ScoredEntry, ScoreResult, Store, StoreOp, StoreResult
 import type { RiskAlert } from './alert.js'
 import { DirectOps, OpList, type OpSink, type SyncStore } from './batch.js'
 import { type Decision, decide, fields, type Plan, planEvent } from './detectors.js'
-import { displayIp } from './ip.js'
+import { displayIp, type IpFacts, type IpRef } from './ip.js'
 import { type LedgerMaths, type RiskSnapshot, snapshot, standingScore } from './ledger.js'
 import { type PointsTable, RULES } from './points.js'
 import type { RiskTrigger } from './trigger.js'
@@ -21,6 +21,8 @@ export interface RiskEngineConfig {
   readonly onAlert: (alert: RiskAlert) => void
   /** Called after each scored event with the user's new standing score (for enforcement). */
   readonly onScore?: (userKey: string, score: number) => void
+  /** How an IP is keyed in the store; the address or prefix itself by default (advanced mode: `keyedIpRef`). */
+  readonly ipRef?: (facts: IpFacts) => IpRef
 }
 
 /** The scoring settings of a resolved configuration (the middleware's or the hub's: the same names). */
@@ -172,7 +174,7 @@ export const createRiskEngine = (config: RiskEngineConfig, diag: Diagnostics): R
     let score: ScoreResult | undefined
     let ledger: readonly LedgerEntry[] | undefined
     try {
-      const plan = planEvent(event, now, now - RETENTION, alertField, sink.begin(now))
+      const plan = planEvent(event, now, now - RETENTION, alertField, sink.begin(now), config.ipRef)
       const decision = decide(plan, sink.results, points)
       const scoreAt = scoreInto(sink.begin(now), plan, decision, now)
       score = scoreAt === -1 ? undefined : (sink.results[scoreAt] as ScoreResult)
@@ -187,7 +189,7 @@ export const createRiskEngine = (config: RiskEngineConfig, diag: Diagnostics): R
 
   const processAsync = (event: AuthEvent, now: number): Promise<void> => {
     const facts = new OpList()
-    const plan = planEvent(event, now, now - RETENTION, alertField, facts)
+    const plan = planEvent(event, now, now - RETENTION, alertField, facts, config.ipRef)
     return step(facts.ops, now, (r) => {
       const batch = new OpList()
       const scoreAt = scoreInto(batch, plan, decide(plan, r, points), now)

@@ -1,3 +1,4 @@
+import { createHmac } from 'node:crypto'
 import { isIPv4, isIPv6 } from 'node:net'
 
 const expandV6 = (ip: string): number[] | undefined => {
@@ -125,3 +126,37 @@ export const ipKey = (ip: string | null): string | undefined => ipFacts(ip)?.pre
 
 /** How IPs appear in alerts: truncated to /24 (IPv4) or /56 (IPv6). */
 export const displayIp = (ip: string | null): string | undefined => (ip === null ? undefined : ipFacts(ip)?.display)
+
+/**
+ * Where IP-level state is kept for one client: the store key of the IP's own state and
+ * the member that stands for the IP in a user's failure windows.
+ */
+export interface IpRef {
+  readonly key: string
+  readonly member: string
+}
+
+/** The default: the address (IPv4) or /56 prefix (IPv6) itself. */
+export const plainIpRef = (facts: IpFacts): IpRef => ({ key: facts.key, member: facts.prefix })
+
+/**
+ * Advanced mode: the address is replaced by an HMAC-SHA256 (with the `secret`) of it,
+ * in the store key and as the window member. IPv4 has only 2^32 addresses, so an
+ * unkeyed hash (the 30-bit member hash included) could be reversed by trying them all;
+ * keyed, it is as opaque as a login key. Counting per address still works: the same
+ * address always gives the same key. An attack comes from few addresses, so the last
+ * few thousand are kept (an HMAC costs about as much as the rest of an event's IP work).
+ */
+export const keyedIpRef = (secret: Buffer): ((facts: IpFacts) => IpRef) => {
+  const refs = new Map<string, IpRef>()
+  return (facts) => {
+    let ref = refs.get(facts.prefix)
+    if (ref === undefined) {
+      const pseudonym = createHmac('sha256', secret).update(`ip:${facts.prefix}`).digest('base64url').slice(0, 22)
+      ref = { key: `ip:~${pseudonym}`, member: pseudonym }
+      if (refs.size >= 4_096) refs.clear()
+      refs.set(facts.prefix, ref)
+    }
+    return ref
+  }
+}
