@@ -1,6 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import { jwtVerify } from 'jose'
+import { BATCH_TYP } from './ingest.js'
 import type { HubConfig } from './options.js'
 
 /** Who is signed in, and until when. */
@@ -13,6 +14,17 @@ export interface Principal {
 export const SESSION_COOKIE = 'sqreen_hub'
 const MAX_CREDENTIAL = 8192
 const MAX_SESSIONS = 1000
+
+/**
+ * A JWS `typ` of the batches (version 2's, version 1's `+jwt`, any later one): case aside,
+ * and with or without "application/" (RFC 7515 section 4.1.9). A version 1 batch was a JWT
+ * with `exp`; signed with a key the JWTs share, a captured one would open the API.
+ */
+const isBatchTyp = (typ: unknown): boolean => {
+  if (typeof typ !== 'string') return false
+  const lower = typ.toLowerCase()
+  return (lower.startsWith('application/') ? lower.slice('application/'.length) : lower).startsWith(BATCH_TYP)
+}
 
 const sha256 = (text: string): Buffer => createHash('sha256').update(text, 'utf8').digest()
 
@@ -43,9 +55,10 @@ export interface HubAuth {
  * Access control for the API and the dashboard. The token is compared as
  * SHA-256 digests with `timingSafeEqual` (equal lengths, constant time); JWTs
  * are verified with jose, pinned to the configured key's algorithm, `exp`
- * required. A browser exchanges either for a session: a random id in an
- * HttpOnly, SameSite=Strict cookie, kept server-side (hashed) so logout really
- * ends it. Sessions live in this process: a restart signs everyone out.
+ * required, and never with a batch's `typ`. A browser exchanges either for a
+ * session: a random id in an HttpOnly, SameSite=Strict cookie, kept server-side
+ * (hashed) so logout really ends it. Sessions live in this process: a restart
+ * signs everyone out.
  */
 export const createAuth = (config: HubConfig): HubAuth => {
   const tokenDigest = config.token === undefined ? undefined : sha256(config.token)
@@ -73,7 +86,9 @@ export const createAuth = (config: HubConfig): HubAuth => {
     }
     if (jwt && jwtOptions && credential.split('.').length === 3) {
       try {
-        const { payload } = await jwtVerify(credential, jwt.key.key, jwtOptions)
+        const { payload, protectedHeader } = await jwtVerify(credential, jwt.key.key, jwtOptions)
+        // A signed batch is never a credential, whatever key signed it (setup refuses a shared one).
+        if (isBatchTyp(protectedHeader.typ)) return undefined
         const subject = typeof payload.sub === 'string' ? payload.sub.slice(0, 128) : 'jwt'
         return { subject, expiresAt: (payload.exp as number) * 1000 }
       } catch {

@@ -1,4 +1,4 @@
-import type { KeyObject } from 'node:crypto'
+import { KeyObject } from 'node:crypto'
 import { didYouMean, SqreenAuthError } from '../errors.js'
 import type { EmailOptions } from '../notify/email.js'
 import type { FetchLike } from '../notify/http.js'
@@ -49,6 +49,12 @@ export interface HubLimits {
   replay: number
   /** Batches scored at once; more get 503 + Retry-After. Defaults to `4`. */
   concurrency: number
+  /**
+   * Bytes of batch bodies being received and scored at once, across all senders (at least
+   * `body`); an upload that would go past it gets 503 + Retry-After before it is read.
+   * Defaults to `4 * body` (16 MiB).
+   */
+  inflight: number
 }
 
 /**
@@ -82,6 +88,12 @@ export interface HubOptions extends ScoringAndAlertOptions {
   clockTolerance: number | string
   /** How long a dashboard sign-in lasts, ms or a duration. Defaults to `'12h'`. */
   sessionTtl: number | string
+  /**
+   * Longest time to receive a batch body, from its headers to its last byte, ms or a
+   * duration; a slower upload gets 408 and its connection is closed. Defaults to `'10s'`
+   * (the forwarders' own request timeout).
+   */
+  bodyTimeout: number | string
 }
 
 export interface HubConfig {
@@ -107,6 +119,7 @@ export interface HubConfig {
   readonly maxTokenAgeSeconds: number
   readonly clockToleranceSeconds: number
   readonly sessionTtlMs: number
+  readonly bodyTimeoutMs: number
 }
 
 const KNOWN_KEYS = [
@@ -117,6 +130,7 @@ const KNOWN_KEYS = [
   'maxTokenAge',
   'clockTolerance',
   'sessionTtl',
+  'bodyTimeout',
   ...SCORING_AND_ALERT_KEYS,
 ] as const satisfies readonly (keyof HubOptions)[]
 
@@ -128,9 +142,10 @@ const LIMIT_KEYS = [
   'alerts',
   'replay',
   'concurrency',
+  'inflight',
 ] as const satisfies readonly (keyof HubLimits)[]
 
-const DEFAULT_LIMITS: HubLimits = {
+const DEFAULT_LIMITS: Omit<HubLimits, 'inflight'> = {
   body: 4 * 1024 * 1024,
   events: 1000,
   users: 10_000,
@@ -184,9 +199,49 @@ const resolveLimits = (value: unknown): Readonly<HubLimits> => {
   if (value !== undefined && !isObject(value)) throw typeError('limits', 'an object', value)
   const given = (value ?? {}) as Record<string, unknown>
   checkKeys('limits', given, LIMIT_KEYS)
-  const limits = { ...DEFAULT_LIMITS }
-  for (const name of LIMIT_KEYS) limits[name] = integer(`limits.${name}`, given[name], DEFAULT_LIMITS[name])
+  const limits = { ...DEFAULT_LIMITS, inflight: 0 }
+  for (const name of LIMIT_KEYS) {
+    if (name !== 'inflight') limits[name] = integer(`limits.${name}`, given[name], DEFAULT_LIMITS[name])
+  }
+  // Scales with `body` unless given: a few full-size batches at once, whatever the batch size.
+  limits.inflight = integer('limits.inflight', given.inflight, 4 * limits.body)
+  if (limits.inflight < limits.body) {
+    // Smaller than one batch, no full-size batch could ever be received.
+    throw new SqreenAuthError(
+      'ERR_SQREEN_OPTION_TYPE',
+      `"limits.inflight" must be at least "limits.body" (${limits.body} bytes), got ${limits.inflight}.`,
+    )
+  }
   return Object.freeze(limits)
+}
+
+/** The bytes of an HS256 secret, or the SPKI of a public key: what makes two keys the same key. */
+const keyMaterial = (key: VerificationKey): Buffer =>
+  key.key instanceof KeyObject
+    ? key.key.type === 'secret'
+      ? key.key.export()
+      : key.key.export({ type: 'spki', format: 'der' })
+    : Buffer.from(key.key)
+
+/**
+ * One secret, one purpose. Whoever holds the batch key (every forwarder) could otherwise
+ * open the API: with the token as their secret, by sending it; with the JWT key, by
+ * minting JWTs (for Ed25519, the forwarders hold the very private key that signs them).
+ */
+const checkSeparateKeys = (key: VerificationKey, token: string | undefined, jwt: HubConfig['jwt']): void => {
+  const batchKey = keyMaterial(key)
+  if (token !== undefined && key.alg === 'HS256' && batchKey.equals(Buffer.from(token, 'utf8'))) {
+    throw new SqreenAuthError(
+      'ERR_SQREEN_HUB_AUTH',
+      '"key" (the forwarders\' batch secret) and "token" (the API and dashboard secret) must differ: every forwarder holds the batch secret. Generate another for each (e.g. `openssl rand -base64 32`).',
+    )
+  }
+  if (jwt !== undefined && jwt.key.alg === key.alg && keyMaterial(jwt.key).equals(batchKey)) {
+    throw new SqreenAuthError(
+      'ERR_SQREEN_HUB_AUTH',
+      '"key" (which verifies forwarded batches) and "jwt.key" (which verifies API and dashboard JWTs) must differ: whoever signs batches could otherwise sign JWTs too.',
+    )
+  }
 }
 
 /**
@@ -231,8 +286,10 @@ export const resolveHubOptions = (input: unknown): HubConfig => {
     return value as T
   }
   const maxTokenAgeMs = duration('maxTokenAge', options.maxTokenAge, 300_000)
+  const key = Object.freeze(verificationKey(options.key, 'key', 'ERR_SQREEN_HUB_KEY', ['HS256', 'EdDSA']))
+  checkSeparateKeys(key, token, jwt)
   return Object.freeze({
-    key: Object.freeze(verificationKey(options.key, 'key', 'ERR_SQREEN_HUB_KEY', ['HS256', 'EdDSA'])),
+    key,
     token,
     jwt,
     store: resolveStore(options.store),
@@ -252,5 +309,6 @@ export const resolveHubOptions = (input: unknown): HubConfig => {
     maxTokenAgeSeconds: Math.max(1, Math.round(maxTokenAgeMs / 1000)),
     clockToleranceSeconds: Math.round(duration('clockTolerance', options.clockTolerance, 30_000) / 1000),
     sessionTtlMs: duration('sessionTtl', options.sessionTtl, 12 * 3_600_000),
+    bodyTimeoutMs: duration('bodyTimeout', options.bodyTimeout, 10_000),
   })
 }

@@ -54,10 +54,62 @@ const secure = (res: Response): void => {
 }
 
 /** The raw request body, or why it cannot be had. */
-type Body = Buffer | 'too_large' | 'consumed'
+type Body = Buffer | 'too_large' | 'consumed' | 'over_budget' | 'timeout' | 'aborted'
 
-/** The raw request body as bytes (the batch signature covers them exactly), bounded by `limit`. */
-const readBody = (req: Request, limit: number): Promise<Body> => {
+/** One upload's share of the hub's byte budget. */
+interface Reservation {
+  /** Grows the share to `bytes` (never shrinks it); `false`, holding what it held, when the budget cannot. */
+  grow(bytes: number): boolean
+  /** Gives the share back. Idempotent. */
+  release(): void
+}
+
+/**
+ * Bytes of request bodies being received or scored at once, across all senders. A body
+ * is read before its signature can be checked, so without a shared bound a few slow
+ * uploads, signed or not, could each hold `limits.body` for as long as they liked.
+ */
+const createBudget = (limit: number): (() => Reservation) => {
+  let used = 0
+  return () => {
+    let held = 0
+    let released = false
+    return {
+      grow(bytes) {
+        if (released) return false
+        if (bytes <= held) return true
+        if (used - held + bytes > limit) return false
+        used += bytes - held
+        held = bytes
+        return true
+      },
+      release() {
+        if (released) return
+        released = true
+        used -= held
+        held = 0
+      },
+    }
+  }
+}
+
+/**
+ * A detached compact JWS, `<protected header>..<signature>`, of a plausible size: checked
+ * before the body is read, so a request that can never verify costs no body bytes. The
+ * signature part may be empty: `alg: none` is then refused by the verifier, with its own answer.
+ */
+const DETACHED_JWS = /^[A-Za-z0-9_-]{1,2048}\.\.[A-Za-z0-9_-]{0,1024}$/
+
+/** setTimeout fires at once past 2^31 - 1 ms. */
+const MAX_TIMER_MS = 2_147_483_647
+
+/**
+ * The raw request body as bytes (the batch signature covers them exactly), bounded by
+ * `limit`, by the hub's byte budget (`reservation`: the declared Content-Length up front,
+ * else grown chunk by chunk) and by `timeoutMs` from now to the last byte. Always settles:
+ * on the body's end, past a bound, on the deadline, or when the client goes away.
+ */
+const readBody = (req: Request, limit: number, reservation: Reservation, timeoutMs: number): Promise<Body> => {
   // An application-wide body parser may have read it already: express.raw() and express.text()
   // leave the bytes (or their UTF-8 text); express.json() leaves an object, whose bytes are gone.
   const parsed = req.body as unknown
@@ -70,23 +122,43 @@ const readBody = (req: Request, limit: number): Promise<Body> => {
   if (req.readableEnded) return Promise.resolve('consumed')
   const declared = Number(req.headers['content-length'])
   if (Number.isFinite(declared) && declared > limit) return Promise.resolve('too_large')
-  return new Promise((resolve, reject) => {
+  // Node's parser delivers no more than Content-Length, so reserving it covers the whole read.
+  if (Number.isFinite(declared) && !reservation.grow(declared)) return Promise.resolve('over_budget')
+  return new Promise((resolve) => {
     const chunks: Buffer[] = []
     let size = 0
+    const settle = (result: Body): void => {
+      clearTimeout(timer)
+      req.off('data', onData)
+      req.off('end', onEnd)
+      req.off('error', onGone)
+      req.off('close', onClose)
+      // Past this point nothing of the body is kept: a gone client's share is free at once.
+      if (result === 'aborted') reservation.release()
+      resolve(result)
+    }
     const onData = (chunk: Buffer): void => {
       size += chunk.length
-      if (size > limit) {
-        req.off('data', onData)
-        resolve('too_large')
-        return
-      }
-      chunks.push(chunk)
+      if (size > limit) settle('too_large')
+      else if (!reservation.grow(size)) settle('over_budget')
+      else chunks.push(chunk)
     }
+    const onEnd = (): void => settle(Buffer.concat(chunks, size))
+    // An aborted request is destroyed: 'error' (when listened to) and 'close' before 'end'.
+    const onGone = (): void => settle('aborted')
+    const onClose = (): void => {
+      if (!req.complete) settle('aborted')
+    }
+    const timer = setTimeout(() => settle('timeout'), Math.min(timeoutMs, MAX_TIMER_MS))
     req.on('data', onData)
-    req.once('end', () => resolve(Buffer.concat(chunks, size)))
-    req.once('error', reject)
+    req.once('end', onEnd)
+    req.once('error', onGone)
+    req.once('close', onClose)
   })
 }
+
+/** What the verifier answers for a signature that is not `<protected header>..<signature>`. */
+const NOT_DETACHED_MESSAGE = `the ${BATCH_SIGNATURE_HEADER} header must hold a detached JWS ("<protected header>..<signature>") of the body`
 
 const wantsCrossSite = (req: Request): boolean => req.headers['sec-fetch-site'] === 'cross-site'
 
@@ -123,6 +195,7 @@ export const sqreenHub = (options: Partial<HubOptions>): SqreenHub => {
   const ingest = createIngest(config, engine, views, diag)
   const queries = createQueries(engine, views, config)
   const auth = createAuth(config)
+  const reserve = createBudget(config.limits.inflight)
   const router = express.Router()
   let closing: Promise<void> | undefined
 
@@ -137,6 +210,12 @@ export const sqreenHub = (options: Partial<HubOptions>): SqreenHub => {
   const json = (res: Response, status: number, body: unknown): void => {
     secure(res)
     res.status(status).type('json').send(JSON.stringify(body))
+  }
+
+  /** Counted and logged as the ingest counts and logs the batches it refuses. */
+  const refused = (status: number, error: string, message: string): void => {
+    diag.count('hub.batches_refused')
+    diag.warn(`hub_batch_refused.${error}`, `a forwarded batch was refused (HTTP ${status}): ${message}`)
   }
 
   /** Never lets an async handler's error escape (Express 4 would not catch it). */
@@ -163,30 +242,65 @@ export const sqreenHub = (options: Partial<HubOptions>): SqreenHub => {
         ?.trim()
         .toLowerCase()
       if (type !== BATCH_CONTENT_TYPE) {
+        // Unread bytes may follow every early answer: close rather than drain them.
+        res.setHeader('Connection', 'close')
         json(res, 415, { error: 'content_type', message: `send the signed batch as ${BATCH_CONTENT_TYPE}` })
         return
       }
-      const body = await readBody(req, config.limits.body)
-      if (body === 'too_large') {
-        diag.count('hub.batches_refused')
-        res.setHeader('Connection', 'close')
-        json(res, 413, { error: 'too_large', message: `a batch may be at most ${config.limits.body} bytes` })
-        return
-      }
-      if (body === 'consumed') {
-        // The hub's setup, not the sender, is at fault: a 5xx keeps the forwarders' events
-        // queued (they retry) until the hub is mounted before the body parser.
-        diag.error(
-          'hub_body_consumed',
-          'a body parser mounted before the hub (express.json()?) read a forwarded batch, whose signature covers the exact bytes: mount the hub before it',
-        )
-        json(res, 500, { error: 'body_consumed', message: 'the hub could not read the batch body' })
-        return
-      }
+      // Cheap refusals first, before a byte of the body is read or held.
       const signature = req.headers[BATCH_SIGNATURE_HEADER]
-      const result = await ingest.ingest(body, typeof signature === 'string' ? signature : undefined)
-      if (result.retryAfterSeconds !== undefined) res.setHeader('Retry-After', String(result.retryAfterSeconds))
-      json(res, result.status, result.body)
+      if (typeof signature !== 'string' || !DETACHED_JWS.test(signature)) {
+        // The verifier's own answer to a missing or malformed signature (existing senders see no change).
+        refused(400, 'malformed', NOT_DETACHED_MESSAGE)
+        res.setHeader('Connection', 'close')
+        json(res, 400, { error: 'malformed', message: NOT_DETACHED_MESSAGE })
+        return
+      }
+      const reservation = reserve()
+      try {
+        const body = await readBody(req, config.limits.body, reservation, config.bodyTimeoutMs)
+        if (body === 'aborted') return // Nobody to answer.
+        if (body === 'too_large') {
+          diag.count('hub.batches_refused')
+          res.setHeader('Connection', 'close')
+          json(res, 413, { error: 'too_large', message: `a batch may be at most ${config.limits.body} bytes` })
+          return
+        }
+        if (body === 'over_budget') {
+          // Overload, not a bad batch: a 5xx, so the forwarders keep their events and retry.
+          diag.count('hub.busy')
+          diag.warn(
+            'hub_uploads_over_budget',
+            `batch bodies being received and scored reached limits.inflight (${config.limits.inflight} bytes); more were asked to retry`,
+          )
+          res.setHeader('Retry-After', '1')
+          res.setHeader('Connection', 'close')
+          json(res, 503, { error: 'busy', message: 'the hub is receiving other batches; retry later' })
+          return
+        }
+        if (body === 'timeout') {
+          refused(408, 'timeout', `the body did not arrive within ${config.bodyTimeoutMs} ms`)
+          res.setHeader('Connection', 'close')
+          json(res, 408, { error: 'timeout', message: `a batch body must arrive within ${config.bodyTimeoutMs} ms` })
+          return
+        }
+        if (body === 'consumed') {
+          // The hub's setup, not the sender, is at fault: a 5xx keeps the forwarders' events
+          // queued (they retry) until the hub is mounted before the body parser.
+          diag.error(
+            'hub_body_consumed',
+            'a body parser mounted before the hub (express.json()?) read a forwarded batch, whose signature covers the exact bytes: mount the hub before it',
+          )
+          json(res, 500, { error: 'body_consumed', message: 'the hub could not read the batch body' })
+          return
+        }
+        const result = await ingest.ingest(body, signature)
+        if (result.retryAfterSeconds !== undefined) res.setHeader('Retry-After', String(result.retryAfterSeconds))
+        json(res, result.status, result.body)
+      } finally {
+        // Every path ends here (readBody always settles): the bytes are no longer held.
+        reservation.release()
+      }
     }),
   )
 
@@ -234,7 +348,12 @@ export const sqreenHub = (options: Partial<HubOptions>): SqreenHub => {
   )
 
   router.post('/logout', (req, res) => {
-    if (!wantsCrossSite(req)) auth.end(req)
+    if (wantsCrossSite(req)) {
+      // No Set-Cookie either: clearing the cookie would sign the operator out all the same.
+      html(res, 403, loginPage(ctx(req), 'Sign out from the hub itself.'))
+      return
+    }
+    auth.end(req)
     res.clearCookie(SESSION_COOKIE, {
       httpOnly: true,
       sameSite: 'strict',
