@@ -8,7 +8,7 @@
  * escaping of attacker-chosen keys and identities; pages under helmet's default CSP.
  */
 import assert from 'node:assert/strict'
-import { generateKeyPairSync } from 'node:crypto'
+import { createSecretKey, generateKeyPairSync } from 'node:crypto'
 import { describe, it } from 'node:test'
 import { SignJWT } from 'jose'
 import request from 'supertest'
@@ -109,6 +109,29 @@ describe('sqreenHub() options: no open default', () => {
     fails({ key: HS_SECRET, token: HUB_TOKEN, limits: { users: 0 } }, 'ERR_SQREEN_OPTION_TYPE', /"limits.users"/)
     fails({ key: HS_SECRET, token: HUB_TOKEN, slack: 'ftp://x' }, 'ERR_SQREEN_URL', /"slack"/)
     fails({ key: HS_SECRET, token: HUB_TOKEN, maxTokenAge: 'forever' }, 'ERR_SQREEN_OPTION_TYPE', /"maxTokenAge"/)
+    fails({ key: HS_SECRET, token: HUB_TOKEN, bodyTimeout: 'soon' }, 'ERR_SQREEN_OPTION_TYPE', /"bodyTimeout"/)
+    fails(
+      { key: HS_SECRET, token: HUB_TOKEN, limits: { body: 4096, inflight: 4095 } },
+      'ERR_SQREEN_OPTION_TYPE',
+      /"limits.inflight" must be at least "limits.body" \(4096 bytes\)/,
+    )
+    // One secret, one purpose: every forwarder holds the batch key.
+    for (const key of [HUB_TOKEN, Buffer.from(HUB_TOKEN), createSecretKey(Buffer.from(HUB_TOKEN))]) {
+      fails({ key, token: HUB_TOKEN }, 'ERR_SQREEN_HUB_AUTH', /"key" .*and "token" .*must differ/)
+    }
+    const keys = ed25519()
+    for (const [key, jwtKey] of [
+      [HS_SECRET, HS_SECRET],
+      [Buffer.from(HS_SECRET), createSecretKey(Buffer.from(HS_SECRET))],
+      [keys.publicKey, keys.publicPem],
+      [keys.privateKey, keys.publicKey],
+    ]) {
+      fails(
+        { key, token: HUB_TOKEN, jwt: { key: jwtKey } },
+        'ERR_SQREEN_HUB_AUTH',
+        /"key" .*and "jwt.key" .*must differ/,
+      )
+    }
   })
 
   it('accepts a token, a JWT config, or both, and an Ed25519 public key as KeyObject or PEM', async () => {
@@ -116,7 +139,7 @@ describe('sqreenHub() options: no open default', () => {
     for (const options of [
       { key: HS_SECRET, token: HUB_TOKEN },
       { key: keys.publicKey, jwt: { key: HS_SECRET } },
-      { key: keys.publicPem, token: HUB_TOKEN, jwt: { key: keys.publicPem, issuer: 'sso' } },
+      { key: keys.publicPem, token: HUB_TOKEN, jwt: { key: ed25519().publicPem, issuer: 'sso' } },
     ]) {
       const hub = sqreenHub({ ...options, logger: new MemoryLogger() })
       assert.equal(typeof hub, 'function')
@@ -206,16 +229,21 @@ describe('hub API', () => {
   it('while its Redis store is down, reads that need it answer 503 (no zero score cached, no user reported missing), then recover', async () => {
     const redis = await RedisServer.start()
     const store = new RedisStore({ url: redis.url, logger: new MemoryLogger(), maxReconnectDelay: 100 })
-    const hub = await startHub({ store })
+    let skew = 0
+    const hub = await startHub({ store, clock: () => Date.now() + skew })
     try {
       await seed(hub)
       const before = await request(hub.app).get('/hub/v1/users').set(BEARER).expect(200)
       assert.equal(before.body.users[0]?.userKey, 'login:victim')
       await redis.stop()
       await waitUntil(() => store.stats().state === 'down', 'the store to notice the outage', 5000)
-      // A new event for the victim makes its cached numbers due for a refresh.
+      // No batch is taken while the store holding the shared replay marks is away (the forwarder retries).
       const more = sampleEvent({ userKey: 'login:victim', loginKey: 'login:victim' })
-      assert.equal((await postBatch(hub.ingestUrl, await signBatch([more], { key }))).status, 200)
+      const refused = await postBatch(hub.ingestUrl, await signBatch([more], { key }))
+      assert.equal(refused.status, 503)
+      assert.equal(refused.body.error, 'store_unavailable')
+      // A minute on, the cached numbers are due for a refresh.
+      skew = 61_000
       await request(hub.app).get('/hub/v1/users').set(BEARER).expect(503, { error: 'store_unavailable' })
       await request(hub.app).get('/hub/v1/users/login%3Avictim').set(BEARER).expect(503, { error: 'store_unavailable' })
       assert.ok(hub.counter('store_errors') >= 2)

@@ -1,7 +1,10 @@
 import { Buffer, isUtf8 } from 'node:buffer'
 import { decodeProtectedHeader, flattenedVerify } from 'jose'
 import type { Diagnostics } from '../diagnostics.js'
+import type { AuthEvent } from '../event.js'
 import type { createRiskEngine } from '../risk/engine.js'
+import { MemoryStore } from '../store/memory.js'
+import type { Store, StoreOp } from '../store/store.js'
 import type { VerificationKey } from './keys.js'
 import type { HubConfig } from './options.js'
 import { RecentIds, ReplayCache } from './replay.js'
@@ -29,6 +32,40 @@ type RiskEngine = ReturnType<typeof createRiskEngine>
  * ones could only be dropped (or, worse, evict newer ones).
  */
 const MAX_EVENT_AGE_MS = 30 * 86_400_000
+
+/**
+ * How long a shared store remembers an event id (at least as long as the batch that
+ * carried it can be replayed). The forwarder re-sends events whose answer was lost in
+ * a new batch (a new `jti`) after its backoff, a minute at most by default plus its
+ * 10 s timeout: ten minutes cover several attempts while keeping the number of marks
+ * in the store proportional to ten minutes of traffic.
+ */
+const EVENT_ID_TTL_MS = 10 * 60_000
+
+/**
+ * Replay marks in a shared store. Store keys are owners (lib/risk/detectors.ts):
+ * userKeys are `id:…`, `login:…` or URI-encoded composites (no `:`), IPs `ip:…`,
+ * so `hub:…` names no user or IP the hub's own middleware would score. A forwarder
+ * may still send any string as a userKey, so the field is one the engine never
+ * uses either: a mark can only meet another mark.
+ */
+const REPLAY_FIELD = 'hub:replay'
+
+/** A `jti` safe to use as it is: what `randomUUID()` (the forwarder's) and most generators give. */
+const PLAIN_JTI = /^[A-Za-z0-9_-]{1,128}$/
+
+/**
+ * The store key of a batch id. A `jti` is any string of 1 to 128 UTF-16 code units
+ * (checked by the verifier), chosen by the sender: a plain one is used as it is, any
+ * other is written as base64url of its UTF-16 code units, which is lossless (lone
+ * surrogates included, which `encodeURIComponent` throws on and UTF-8 would replace)
+ * and at most 342 characters. The two forms have different prefixes, so they never meet.
+ */
+export const batchKey = (jti: string): string =>
+  PLAIN_JTI.test(jti) ? `hub:jti:${jti}` : `hub:jti64:${Buffer.from(jti, 'utf16le').toString('base64url')}`
+
+/** The store key of an event id, which the schema check limits to 1 to 64 letters, digits, - or _. */
+export const eventKey = (id: string): string => `hub:event:${id}`
 
 export interface Rejection {
   readonly index: number
@@ -58,6 +95,18 @@ const refuse = (status: number, error: string, message: string, retryAfterSecond
   retryAfterSeconds === undefined
     ? { status, body: { error, message } }
     : { status, body: { error, message }, retryAfterSeconds }
+
+const REPLAYED = refuse(409, 'replayed', 'this batch (jti) was already received')
+
+/**
+ * Without Retry-After: the forwarder then backs off exponentially (up to its maxDelay),
+ * which suits an outage of unknown length better than a fixed pause.
+ */
+const STORE_UNAVAILABLE = refuse(
+  503,
+  'store_unavailable',
+  'the store the hub shares replay protection through could not be reached; the batch was not scored, retry later',
+)
 
 const badClaim = (name: string): IngestResult =>
   refuse(401, 'bad_claim', `the batch claim "${name}" is missing or invalid`)
@@ -226,6 +275,16 @@ export const createIngest = (config: HubConfig, engine: RiskEngine, views: HubVi
   const seen = new RecentIds(Math.max(100_000, config.limits.events * 100))
   const schema: SchemaLimits = { futureMs: config.clockToleranceSeconds * 1000 + 60_000, pastMs: MAX_EVENT_AGE_MS }
   const verify = createBatchVerifier(config.key, config)
+  /**
+   * Where replay protection is decided when it must hold across processes: a store the
+   * application passed in may be shared by several hubs (the documented Redis setup),
+   * and outlives a restart. A MemoryStore lives and dies with this process, so the
+   * in-process caches are exact for it, and cheaper: a mark per event id in it would
+   * cost an owner record each and, past its `maxKeys`, evict users' ledgers.
+   */
+  const shared: Store | undefined =
+    config.store !== undefined && !(config.store instanceof MemoryStore) ? config.store : undefined
+  let storeFailing = false
   let busy = 0
 
   const refused = (result: IngestResult): IngestResult => {
@@ -237,6 +296,64 @@ export const createIngest = (config: HubConfig, engine: RiskEngine, views: HubVi
     return result
   }
 
+  /**
+   * Claims the batch id and the ids of its valid events in the shared store, in ONE
+   * `run()` (one round trip; one atomic script in Redis, so of two hubs given the same
+   * batch at the same moment exactly one wins). Ids this process already saw are
+   * duplicates without asking: they were claimed (by someone) when first seen. Answers,
+   * per valid event, whether this hub may score it; `'replayed'` when another batch
+   * with this `jti` got there first; `'unavailable'` when the store failed, in which
+   * case nothing is known and nothing may be scored.
+   */
+  const claimShared = async (
+    store: Store,
+    jti: string,
+    expiresAtMs: number,
+    nowMs: number,
+    valid: readonly AuthEvent[],
+  ): Promise<readonly boolean[] | 'replayed' | 'unavailable'> => {
+    // Until exp + tolerance, when the verifier starts refusing the batch as expired. A
+    // fractional exp can leave less than a second: a mark must not be born expired.
+    const jtiTtl = Math.max(1000, Math.ceil(expiresAtMs - nowMs))
+    // Never shorter than the batch's own mark (a maxTokenAge over ten minutes): while
+    // the batch can be replayed, its events stay claimed too.
+    const eventTtl = Math.max(jtiTtl, EVENT_ID_TTL_MS)
+    const ops: StoreOp[] = [{ op: 'claim', key: batchKey(jti), field: REPLAY_FIELD, ttl: jtiTtl }]
+    const asked: number[] = []
+    for (let i = 0; i < valid.length; i++) {
+      const id = (valid[i] as AuthEvent).id
+      if (seen.has(id)) continue
+      ops.push({ op: 'claim', key: eventKey(id), field: REPLAY_FIELD, ttl: eventTtl })
+      asked.push(i)
+    }
+    let results: unknown[]
+    try {
+      results = await store.run(ops, nowMs)
+    } catch (err) {
+      storeFailing = true
+      diag.count('store_errors')
+      diag.error(
+        'hub_replay_store_failed',
+        'the shared store could not be asked whether a batch was a replay; batches are answered 503 (the forwarders retry) until it is back',
+        err,
+      )
+      return 'unavailable'
+    }
+    if (storeFailing) {
+      storeFailing = false
+      diag.rearm('hub_replay_store_failed')
+    }
+    if (results[0] !== true) return 'replayed'
+    const fresh = new Array<boolean>(valid.length).fill(false)
+    for (let k = 0; k < asked.length; k++) {
+      const i = asked[k] as number
+      fresh[i] = results[k + 1] === true
+      // Claimed now or before: either way a later batch with it is a duplicate.
+      seen.add((valid[i] as AuthEvent).id)
+    }
+    return fresh
+  }
+
   const run = async (body: Uint8Array, signature: string | undefined): Promise<IngestResult> => {
     const verified = await verify(body, signature)
     if (!verified.ok) return refused(verified.refusal)
@@ -246,31 +363,53 @@ export const createIngest = (config: HubConfig, engine: RiskEngine, views: HubVi
       return refused(refuse(413, 'too_many_events', `a batch may hold at most ${config.limits.events} events`))
     }
     // Only after the signature and the claims: an unsigned flood must not fill the cache.
+    // With a shared store this is a fast first check; the store is authoritative.
     const nowMs = Date.now()
-    const claim = replays.claim(jti, (exp + config.clockToleranceSeconds) * 1000, nowMs)
-    if (claim === 'replayed') return refused(refuse(409, 'replayed', 'this batch (jti) was already received'))
-    if (claim === 'full') {
+    const expiresAtMs = (exp + config.clockToleranceSeconds) * 1000
+    const claim = replays.claim(jti, expiresAtMs, nowMs)
+    if (claim === 'replayed') return refused(REPLAYED)
+    // A full cache only matters when it is the only protection: with a shared store,
+    // the batch is simply not remembered here.
+    if (claim === 'full' && shared === undefined) {
       diag.count('hub.busy')
       return refuse(503, 'busy', 'too many batches within their lifetime; retry later', 1)
     }
+    // Counted before the shared store is asked: verified batches received by this hub.
     diag.count('hub.batches')
     diag.count('hub.events_in', events.length)
+
+    const now = config.clock()
+    const rejected: Rejection[] = []
+    // Validated first, so that one store round trip claims every event id of the batch.
+    const valid: AuthEvent[] = []
+    for (let index = 0; index < events.length; index++) {
+      const checked = checkEvent(events[index], now, schema)
+      if (checked.ok) valid.push(checked.event)
+      else rejected.push({ index, reason: checked.reason })
+    }
+
+    // Per valid event, whether it may be scored (decided by the shared store); without
+    // one, the in-process list of recent ids decides below.
+    let fresh: readonly boolean[] | undefined
+    if (shared !== undefined) {
+      const outcome = await claimShared(shared, jti, expiresAtMs, nowMs, valid)
+      if (outcome === 'unavailable') {
+        // Not scored: the sender's retry (or a replay of these bytes) is judged by the store again.
+        if (claim === 'ok') replays.release(jti)
+        return STORE_UNAVAILABLE
+      }
+      if (outcome === 'replayed') return refused(REPLAYED)
+      fresh = outcome
+    }
     if (typeof dropped === 'number' && Number.isInteger(dropped) && dropped > 0) {
       diag.count('hub.dropped_upstream', dropped)
     }
 
-    const now = config.clock()
-    const rejected: Rejection[] = []
     let accepted = 0
     let duplicates = 0
-    for (let index = 0; index < events.length; index++) {
-      const checked = checkEvent(events[index], now, schema)
-      if (!checked.ok) {
-        rejected.push({ index, reason: checked.reason })
-        continue
-      }
-      const { event } = checked
-      if (!seen.add(event.id)) {
+    for (let i = 0; i < valid.length; i++) {
+      const event = valid[i] as AuthEvent
+      if (fresh === undefined ? !seen.add(event.id) : !fresh[i]) {
         duplicates++
         continue
       }

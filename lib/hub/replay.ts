@@ -38,6 +38,16 @@ export class ReplayCache {
     return 'ok'
   }
 
+  /**
+   * Forgets a claim that did not stick (the shared store could not be asked, so the
+   * batch was not scored and the sender retries): a replay of it must then be judged
+   * by the store again, not refused here. Its place in the arrival order is left for
+   * the sweep, which skips ids no longer in the map.
+   */
+  release(jti: string): void {
+    this.#expires.delete(jti)
+  }
+
   /** Forgets expired ids from the front of the arrival order: amortised O(1) per claim. */
   #sweep(now: number): void {
     while (this.#head < this.#order.length) {
@@ -66,6 +76,11 @@ export class RecentIds {
 
   constructor(max: number) {
     this.#ring = new Array<string | undefined>(max)
+  }
+
+  /** Whether an id was added and not yet forgotten (adds nothing). */
+  has(id: string): boolean {
+    return this.#ids.has(id)
   }
 
   /** `true` the first time an id is seen. */
