@@ -1,0 +1,206 @@
+/**
+ * The hub receives batches in whatever order the network and the forwarders' retries
+ * deliver them: a later batch may arrive before an earlier one, several app servers
+ * forward independently, and a batch's events need not be in time order. Two real hubs
+ * on 127.0.0.1, one fed in time order and one fed out of order, must end with the same
+ * user scores, ledgers, timelines and a single alert. The API is read as a person would
+ * read it (GET /v1/users/:userKey with the token).
+ */
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
+import type { AuthEvent } from '../lib/index.js'
+import { HS_SECRET, HUB_TOKEN, postBatch, type RunningHub, sampleEvent, signBatch, startHub } from './helpers/hub.js'
+
+const key = new TextEncoder().encode(HS_SECRET)
+const MINUTE = 60_000
+
+/** Two hubs with one frozen clock, so scores (decayed by time) compare exactly. */
+const twoHubs = async (now: number): Promise<[RunningHub, RunningHub]> => [
+  await startHub({ clock: () => now }),
+  await startHub({ clock: () => now }),
+]
+
+const post = async (
+  hub: RunningHub,
+  events: readonly AuthEvent[],
+): Promise<{ accepted: number; duplicates: number }> => {
+  const res = await postBatch(hub.ingestUrl, await signBatch(events, { key }))
+  assert.equal(res.status, 200, JSON.stringify(res.body))
+  return res.body
+}
+
+interface UserJson {
+  userKey: string
+  score: number
+  rise24h: number
+  failed: number
+  succeeded: number
+  firstSeen: string
+  lastSeen: string
+  entries: { detection: string; points: number; at: string; evidence?: Record<string, unknown> }[]
+  events: { id: string; at: string }[]
+  alerts: { userKey: string; rise: number }[]
+}
+
+const userOf = async (hub: RunningHub, userKey: string): Promise<UserJson> => {
+  const res = await fetch(`${hub.base}/v1/users/${encodeURIComponent(userKey)}`, {
+    headers: { Authorization: `Bearer ${HUB_TOKEN}` },
+  })
+  assert.equal(res.status, 200, `GET /v1/users/${userKey}`)
+  return (await res.json()) as UserJson
+}
+
+/** Detections as a multiset (name, points, evidence), whatever their dates and order. */
+const detections = (user: UserJson): string[] =>
+  user.entries.map((e) => JSON.stringify([e.detection, e.points, e.evidence ?? null])).sort()
+
+/** A fixed permutation that puts every event out of time order. */
+const scramble = <T>(xs: readonly T[]): T[] => {
+  const order = [3, 0, 6, 1, 5, 2, 4]
+  assert.equal(xs.length, order.length)
+  return order.map((i) => xs[i] as T)
+}
+
+/**
+ * A brute force on `login:victim` from one IP, one failure a minute for 12 minutes,
+ * half an hour ago; and a few failures of another user from another IP in between.
+ */
+const bruteForce = (now: number): { first: AuthEvent[]; second: AuthEvent[] } => {
+  const start = now - 30 * MINUTE
+  const victim = Array.from({ length: 12 }, (_, i) => sampleEvent({ at: new Date(start + i * MINUTE).toISOString() }))
+  const bystander = (i: number) =>
+    sampleEvent({
+      at: new Date(start + i * MINUTE + 30_000).toISOString(),
+      identity: { login: 'bystander' },
+      userKey: 'login:bystander',
+      loginKey: 'login:bystander',
+      ip: '198.51.100.4',
+    })
+  // Two batches of seven events: six of the victim's and one of the bystander's each.
+  return { first: [...victim.slice(0, 6), bystander(2)], second: [...victim.slice(6), bystander(8)] }
+}
+
+describe('hub: batches and events out of order', () => {
+  it('batch 2 before batch 1, each shuffled: same scores, rises, detections, timelines, and one alert', async () => {
+    const now = Date.now()
+    const { first, second } = bruteForce(now)
+    const [ordered, shuffled] = await twoHubs(now)
+    try {
+      await post(ordered, first)
+      await post(ordered, second)
+      await post(shuffled, scramble(second))
+      await post(shuffled, scramble(first))
+
+      for (const userKey of ['login:victim', 'login:bystander']) {
+        const a = await userOf(ordered, userKey)
+        const b = await userOf(shuffled, userKey)
+        assert.equal(b.score, a.score, `${userKey}: score`)
+        assert.equal(b.rise24h, a.rise24h, `${userKey}: rise`)
+        assert.deepEqual(detections(b), detections(a), `${userKey}: detections`)
+        assert.equal(b.failed, a.failed)
+        assert.equal(b.firstSeen, a.firstSeen)
+        assert.equal(b.lastSeen, a.lastSeen)
+        // The timeline is in time order, newest first, whatever the arrival order.
+        assert.deepEqual(
+          b.events.map((e) => e.id),
+          a.events.map((e) => e.id),
+          `${userKey}: timeline`,
+        )
+        const times = b.events.map((e) => Date.parse(e.at))
+        assert.deepEqual(
+          times,
+          [...times].sort((x, y) => y - x),
+          `${userKey}: newest first`,
+        )
+      }
+      // The scenario is what it claims to be: a brute force that crossed the threshold.
+      const victim = await userOf(ordered, 'login:victim')
+      assert.equal(victim.rise24h, 24, 'wrong passwords 5 x 1, a burst +4, a brute force +15')
+      assert.ok(detections(victim).some((d) => d.includes('"brute_force"')))
+      assert.equal((await userOf(ordered, 'login:bystander')).rise24h, 2)
+
+      for (const hub of [ordered, shuffled]) {
+        assert.equal(hub.alerts.length, 1, 'one alert for the victim, none for the bystander')
+        assert.equal(hub.alerts[0]?.userKey, 'login:victim')
+        assert.equal(hub.alerts[0]?.rise, victim.rise24h)
+        assert.equal(hub.counter('alerts'), 1)
+      }
+      assert.equal(shuffled.alerts[0]?.rise, ordered.alerts[0]?.rise)
+
+      // A forwarder's retry of an already-scored batch (its answer was lost) changes nothing.
+      const again = await post(shuffled, first)
+      assert.deepEqual(again, { accepted: 0, duplicates: 7, rejected: [] } as unknown as typeof again)
+      assert.equal((await userOf(shuffled, 'login:victim')).score, victim.score)
+      assert.equal(shuffled.alerts.length, 1)
+    } finally {
+      await ordered.close()
+      await shuffled.close()
+    }
+  })
+
+  it('the ledger itself is the same as in order: each detection dated by the event that crossed its threshold', {
+    todo: 'BUG: the hub scores events in arrival order (lib/hub/ingest.ts, the loop over valid events calling engine.process), each at its own `at`: out of order, brute_force is dated by the tenth event scored (minute 5, when six failures had happened, instead of minute 9), wrong_password by the first five scored (minutes 6-9 and 11 instead of 0-4)',
+  }, async () => {
+    const now = Date.now()
+    const { first, second } = bruteForce(now)
+    const [ordered, shuffled] = await twoHubs(now)
+    try {
+      await post(ordered, first)
+      await post(ordered, second)
+      await post(shuffled, scramble(second))
+      await post(shuffled, scramble(first))
+      for (const userKey of ['login:victim', 'login:bystander']) {
+        const a = await userOf(ordered, userKey)
+        const b = await userOf(shuffled, userKey)
+        assert.deepEqual(b.entries, a.entries, `${userKey}: ledger`)
+      }
+      assert.deepEqual(
+        shuffled.alerts[0]?.detections.map((d) => [d.detection, d.at]),
+        ordered.alerts[0]?.detections.map((d) => [d.detection, d.at]),
+        'the alert explains the same detections',
+      )
+    } finally {
+      await ordered.close()
+      await shuffled.close()
+    }
+  })
+
+  it('two app servers: a success forwarded before the failures that preceded it scores as in order', {
+    todo: 'BUG: arrival order decides. The success (server B) arrives first, so the login key is not merged into id:victim and success_after_brute_force (+20) never fires: id:victim ends with score 0 instead of about 44, and the brute force stays on login:victim',
+  }, async () => {
+    const now = Date.now()
+    const start = now - 30 * MINUTE
+    // Server A: twelve wrong passwords for "victim" (its batch is late: the hub was busy, A retried).
+    const failures = Array.from({ length: 12 }, (_, i) =>
+      sampleEvent({ at: new Date(start + i * MINUTE).toISOString() }),
+    )
+    // Server B: then the right password, a minute after the last failure.
+    const success = sampleEvent({
+      type: 'login.succeeded',
+      reason: undefined,
+      status: 200,
+      identity: { id: 'victim' },
+      userKey: 'id:victim',
+      at: new Date(start + 13 * MINUTE).toISOString(),
+      attempts: [{ strategy: 'local', outcome: 'succeeded' }],
+    })
+    const [ordered, shuffled] = await twoHubs(now)
+    try {
+      await post(ordered, failures)
+      await post(ordered, [success])
+      await post(shuffled, [success])
+      await post(shuffled, failures)
+      const a = await userOf(ordered, 'id:victim')
+      // In order: the brute force moved to the user, and a success right after it.
+      assert.ok(detections(a).some((d) => d.includes('"success_after_brute_force"')))
+      const b = await userOf(shuffled, 'id:victim')
+      assert.equal(b.score, a.score, 'id:victim: score')
+      assert.equal(b.rise24h, a.rise24h, 'id:victim: rise')
+      assert.deepEqual(detections(b), detections(a), 'id:victim: detections')
+      assert.equal(shuffled.alerts.length, ordered.alerts.length, 'alerts')
+    } finally {
+      await ordered.close()
+      await shuffled.close()
+    }
+  })
+})
