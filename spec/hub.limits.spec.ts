@@ -106,6 +106,9 @@ const eventually = async (condition: () => Promise<boolean>, what: string, ms = 
 const validBatch = async (hub: RunningHub): Promise<{ status: number; body: any; headers: Headers }> =>
   postBatch(hub.ingestUrl, await signBatch([sampleEvent({ userKey: 'login:limits' })], { key }))
 
+/** Lets bytes written on other connections reach the hub before the next request competes for the budget. */
+const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 200))
+
 /** Until the hub's budget is taken (by uploads opened before): a batch of `bytes` is then refused with 503. */
 const untilFull = (hub: RunningHub, bytes: number): Promise<void> =>
   eventually(async () => {
@@ -144,13 +147,15 @@ describe('hub ingest: what an upload may hold', () => {
     }
   })
 
-  it('past limits.inflight: 503 + Retry-After + Connection: close before reading (by Content-Length, and chunk by chunk), counted; free again once the uploads end', async () => {
+  it('past limits.inflight: 503 + Retry-After + Connection: close, counted; free again once the uploads end', async () => {
     const hub = await startHub({ limits: { body: 4096, inflight: 8192 } })
     try {
-      // Two uploads that announce 4000 bytes each and send 10: 8000 of 8192 held.
-      const held = [0, 1].map(() => upload(hub.ingestUrl, { length: 4000, first: '{"v":2,"ev' }))
+      // Two uploads that announce 4000 bytes each and send 3990: 7980 of 8192 held.
+      const held = [0, 1].map(() => upload(hub.ingestUrl, { length: 4000, first: 'x'.repeat(3990) }))
+      // Their bytes arrive first (the budget is first come, first served: a probe could take it before them).
+      await settle()
       await untilFull(hub, 4000)
-      const refused = upload(hub.ingestUrl, { length: 4000, first: 'x' })
+      const refused = upload(hub.ingestUrl, { length: 4000, first: 'x'.repeat(300) })
       const res = await within(refused.answer, 2000, 'answer over budget')
       assert.equal(res.status, 503)
       assert.equal(res.body.error, 'busy')
@@ -163,13 +168,14 @@ describe('hub ingest: what an upload may hold', () => {
       assert.equal(hub.logger.lines.filter((l) => l.includes('hub_uploads_over_budget')).length, 1, 'logged once')
 
       // The held uploads end (and are refused: their signature is only well-formed): their bytes are free.
-      for (const h of held) h.req.end('x'.repeat(3990))
+      for (const h of held) h.req.end('x'.repeat(10))
       for (const h of held) assert.equal((await within(h.answer, 2000, 'held answer')).status, 401)
       assert.equal((await validBatch(hub)).status, 200)
 
       // Chunked (no Content-Length): the share grows with the bytes and is refused where they pass the budget.
-      const more = [0, 1].map(() => upload(hub.ingestUrl, { length: 3000, first: 'x' }))
-      await untilFull(hub, 3000) // 6000 of 8192 held
+      const more = [0, 1].map(() => upload(hub.ingestUrl, { length: 3000, first: 'x'.repeat(2990) }))
+      await settle()
+      await untilFull(hub, 3000) // 5980 of 8192 held
       const chunked = upload(hub.ingestUrl)
       chunked.req.write('y'.repeat(1500)) // 7500: fits
       await new Promise((r) => setTimeout(r, 50))
@@ -185,19 +191,20 @@ describe('hub ingest: what an upload may hold', () => {
 
   it('an upload slower than bodyTimeout gets 408 and its connection closed; its share is freed', async () => {
     // One full-size upload takes the whole budget: while it trickles nothing else gets in.
-    const hub = await startHub({ bodyTimeout: 400, limits: { body: 4096, inflight: 4096 } })
+    const hub = await startHub({ bodyTimeout: 1000, limits: { body: 4096, inflight: 4096 } })
     try {
       for (const length of [4096, undefined]) {
         const started = Date.now()
-        const slow = upload(hub.ingestUrl, length === undefined ? { first: 'x'.repeat(4000) } : { length })
+        const slow = upload(hub.ingestUrl, { first: 'x'.repeat(4000), ...(length === undefined ? {} : { length }) })
         const trickle = setInterval(() => slow.req.write('x'), 50)
         try {
-          if (length !== undefined) assert.equal((await validBatch(hub)).status, 503, 'held while it trickles')
+          await settle()
+          assert.equal((await validBatch(hub)).status, 503, 'held while it trickles')
           const res = await within(slow.answer, 3000, 'answer to a slow upload')
           assert.equal(res.status, 408, `${length}`)
           assert.equal(res.body.error, 'timeout')
           assert.equal(res.headers.connection, 'close')
-          assert.ok(Date.now() - started >= 350, `answered after ${Date.now() - started} ms`)
+          assert.ok(Date.now() - started >= 950, `answered after ${Date.now() - started} ms`)
           await within(slow.closed, 2000, 'closed connection after 408')
         } finally {
           clearInterval(trickle)
@@ -211,12 +218,27 @@ describe('hub ingest: what an upload may hold', () => {
     }
   })
 
+  it('a declared Content-Length holds nothing: uploads that send no body byte never lock senders out', async () => {
+    const hub = await startHub({ limits: { body: 4096, inflight: 4 * 4096 } })
+    const idle = Array.from({ length: 8 }, () => upload(hub.ingestUrl, { length: 4096 }))
+    try {
+      // Eight connections announce twice the budget and send nothing: a real batch still gets in.
+      await new Promise((r) => setTimeout(r, 100))
+      assert.equal((await validBatch(hub)).status, 200)
+      assert.equal(hub.counter('hub.busy'), 0)
+    } finally {
+      for (const u of idle) u.req.destroy()
+      await hub.close()
+    }
+  })
+
   it('aborted uploads give their share back: 10 uploads destroyed mid-body, then a valid batch is accepted', async () => {
     // Long enough that only the abort, not the deadline, can free the bytes within the test.
     const hub = await startHub({ bodyTimeout: '1m', limits: { body: 4096, inflight: 10 * 4096 } })
     try {
-      const uploads = Array.from({ length: 10 }, () => upload(hub.ingestUrl, { length: 4096, first: '{"v":2,' }))
+      const uploads = Array.from({ length: 10 }, () => upload(hub.ingestUrl, { length: 4096, first: 'x'.repeat(4090) }))
       // All 10 held (the whole budget): a valid batch is turned away.
+      await settle()
       await eventually(async () => (await validBatch(hub)).status === 503, 'the 10 uploads to hold the budget')
       for (const u of uploads) u.req.destroy()
       await eventually(async () => (await validBatch(hub)).status === 200, 'a valid batch accepted', 2000)

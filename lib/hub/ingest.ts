@@ -7,6 +7,7 @@ import { MemoryStore } from '../store/memory.js'
 import type { Store, StoreOp } from '../store/store.js'
 import type { VerificationKey } from './keys.js'
 import type { HubConfig } from './options.js'
+import { ReorderBuffer } from './reorder.js'
 import { RecentIds, ReplayCache } from './replay.js'
 import { checkEvent, type SchemaLimits } from './schema.js'
 import type { HubViews } from './views.js'
@@ -32,6 +33,9 @@ type RiskEngine = ReturnType<typeof createRiskEngine>
  * ones could only be dropped (or, worse, evict newer ones).
  */
 const MAX_EVENT_AGE_MS = 30 * 86_400_000
+
+/** Events held for reordering at most (about 50 MB); past it the earliest are scored at once. */
+const MAX_HELD = 100_000
 
 /**
  * How long a shared store remembers an event id (at least as long as the batch that
@@ -86,8 +90,13 @@ export interface IngestResult {
 }
 
 export interface Ingest {
-  /** Verifies a signed batch (the raw body and its detached JWS) and scores its valid events. Never throws. */
+  /**
+   * Verifies a signed batch (the raw body and its detached JWS) and scores its valid
+   * events, or holds them to be scored in time order (`reorderWindow`). Never throws.
+   */
   ingest(body: Uint8Array, signature: string | undefined): Promise<IngestResult>
+  /** Scores the events held for reordering now, and waits for them. */
+  flush(): Promise<void>
   readonly busy: number
 }
 
@@ -286,6 +295,16 @@ export const createIngest = (config: HubConfig, engine: RiskEngine, views: HubVi
     config.store !== undefined && !(config.store instanceof MemoryStore) ? config.store : undefined
   let storeFailing = false
   let busy = 0
+  /** Events waiting to be scored in time order (`reorderWindow`); none when it is 0. */
+  const held =
+    config.reorderWindowMs > 0
+      ? new ReorderBuffer(
+          config.reorderWindowMs,
+          MAX_HELD,
+          (event) => engine.process(event),
+          (err) => diag.error('hub_scoring_failed', 'a held event could not be scored', err),
+        )
+      : undefined
 
   const refused = (result: IngestResult): IngestResult => {
     diag.count('hub.batches_refused')
@@ -415,6 +434,10 @@ export const createIngest = (config: HubConfig, engine: RiskEngine, views: HubVi
       }
       accepted++
       views.record(event)
+      if (held !== undefined) {
+        held.add(event)
+        continue
+      }
       // Sequential: one user's events are scored in order. The memory store answers
       // synchronously (no promise); a remote store is awaited event by event.
       const pending = engine.process(event)
@@ -437,6 +460,7 @@ export const createIngest = (config: HubConfig, engine: RiskEngine, views: HubVi
     get busy() {
       return busy
     },
+    flush: () => held?.flush() ?? Promise.resolve(),
     async ingest(body, signature) {
       if (busy >= config.limits.concurrency) {
         diag.count('hub.busy')

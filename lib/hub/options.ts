@@ -94,6 +94,13 @@ export interface HubOptions extends ScoringAndAlertOptions {
    * (the forwarders' own request timeout).
    */
   bodyTimeout: number | string
+  /**
+   * How long accepted events are held so that events forwarded by several servers are
+   * scored in the order they happened, ms or a duration (at most 1 minute); `0` or
+   * `false` scores each batch before answering it. Defaults to `'2s'` (twice the
+   * forwarders' default flush interval).
+   */
+  reorderWindow: number | string | false
 }
 
 export interface HubConfig {
@@ -120,6 +127,7 @@ export interface HubConfig {
   readonly clockToleranceSeconds: number
   readonly sessionTtlMs: number
   readonly bodyTimeoutMs: number
+  readonly reorderWindowMs: number
 }
 
 const KNOWN_KEYS = [
@@ -131,6 +139,7 @@ const KNOWN_KEYS = [
   'clockTolerance',
   'sessionTtl',
   'bodyTimeout',
+  'reorderWindow',
   ...SCORING_AND_ALERT_KEYS,
 ] as const satisfies readonly (keyof HubOptions)[]
 
@@ -213,6 +222,21 @@ const resolveLimits = (value: unknown): Readonly<HubLimits> => {
     )
   }
   return Object.freeze(limits)
+}
+
+/** At most a minute: held events are in memory, and alerts wait for them. */
+const MAX_REORDER_WINDOW_MS = 60_000
+
+const resolveReorderWindow = (value: unknown): number => {
+  if (value === 0 || value === false) return 0
+  const ms = duration('reorderWindow', value, 2_000)
+  if (ms > MAX_REORDER_WINDOW_MS) {
+    throw new SqreenAuthError(
+      'ERR_SQREEN_OPTION_TYPE',
+      `"reorderWindow" must be at most ${MAX_REORDER_WINDOW_MS} ms (held events wait in memory, and their alerts with them), got ${ms} ms.`,
+    )
+  }
+  return ms
 }
 
 /** The bytes of an HS256 secret, or the SPKI of a public key: what makes two keys the same key. */
@@ -310,5 +334,6 @@ export const resolveHubOptions = (input: unknown): HubConfig => {
     clockToleranceSeconds: Math.round(duration('clockTolerance', options.clockTolerance, 30_000) / 1000),
     sessionTtlMs: duration('sessionTtl', options.sessionTtl, 12 * 3_600_000),
     bodyTimeoutMs: duration('bodyTimeout', options.bodyTimeout, 10_000),
+    reorderWindowMs: resolveReorderWindow(options.reorderWindow),
   })
 }

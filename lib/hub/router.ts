@@ -21,7 +21,12 @@ export interface SqreenHub extends Router {
   risk(userKey: string): Promise<RiskSnapshot>
   /** Counters (events in, accepted, rejected, duplicates, dropped upstream, deliveries...) and problems. */
   stats(): DiagnosticsSnapshot
-  /** Waits for alert deliveries (bounded), then releases the store it created. Idempotent. */
+  /**
+   * Scores the events held for reordering (`reorderWindow`) now and waits for them: what
+   * a test or a graceful shutdown wants before reading scores.
+   */
+  flush(): Promise<void>
+  /** Scores the events it holds, waits for alert deliveries (bounded), then releases the store it created. Idempotent. */
   close(): Promise<void>
 }
 
@@ -105,8 +110,8 @@ const MAX_TIMER_MS = 2_147_483_647
 
 /**
  * The raw request body as bytes (the batch signature covers them exactly), bounded by
- * `limit`, by the hub's byte budget (`reservation`: the declared Content-Length up front,
- * else grown chunk by chunk) and by `timeoutMs` from now to the last byte. Always settles:
+ * `limit`, by the hub's byte budget (`reservation`, grown chunk by chunk with the bytes
+ * received) and by `timeoutMs` from now to the last byte. Always settles:
  * on the body's end, past a bound, on the deadline, or when the client goes away.
  */
 const readBody = (req: Request, limit: number, reservation: Reservation, timeoutMs: number): Promise<Body> => {
@@ -122,8 +127,9 @@ const readBody = (req: Request, limit: number, reservation: Reservation, timeout
   if (req.readableEnded) return Promise.resolve('consumed')
   const declared = Number(req.headers['content-length'])
   if (Number.isFinite(declared) && declared > limit) return Promise.resolve('too_large')
-  // Node's parser delivers no more than Content-Length, so reserving it covers the whole read.
-  if (Number.isFinite(declared) && !reservation.grow(declared)) return Promise.resolve('over_budget')
+  // The share grows with the bytes actually received, never with what a request declares:
+  // reserving a declared Content-Length up front let a few connections that send nothing
+  // hold the whole budget (every real batch refused until their bodyTimeout).
   return new Promise((resolve) => {
     const chunks: Buffer[] = []
     let size = 0
@@ -458,8 +464,10 @@ export const sqreenHub = (options: Partial<HubOptions>): SqreenHub => {
   return Object.assign(router, {
     risk: (userKey: string) => engine.risk(userKey),
     stats: () => diag.snapshot(),
+    flush: () => ingest.flush(),
     close: () => {
       closing ??= (async () => {
+        await ingest.flush()
         await dispatcher.close(config.delivery.closeTimeoutMs)
         if (config.store === undefined) await store.close()
       })()

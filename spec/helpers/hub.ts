@@ -64,6 +64,8 @@ export interface HubSetup {
   readonly parser?: 'json' | 'json-any' | 'raw'
   /** Express `trust proxy` (to test Secure cookies behind a TLS proxy). */
   readonly trustProxy?: boolean
+  /** Keep the hub's default reorder window (otherwise batches are scored before they are answered). */
+  readonly reorder?: boolean
 }
 
 export const startHub = async (options: Partial<HubOptions> = {}, setup: HubSetup = {}): Promise<RunningHub> => {
@@ -74,6 +76,9 @@ export const startHub = async (options: Partial<HubOptions> = {}, setup: HubSetu
     token: HUB_TOKEN,
     logger,
     onAlert: (a) => void alerts.push(a),
+    // Specs read scores as soon as a batch is answered: scored before the answer, unless a
+    // spec asks for the reorder window (spec/hub.ordering.spec.ts holds the default to account).
+    ...(setup.reorder ? {} : { reorderWindow: 0 }),
     ...options,
   })
   const app = express()

@@ -1,0 +1,162 @@
+import type { AuthEvent } from '../event.js'
+import { eventTime } from '../event.js'
+
+/**
+ * Holds accepted events for a short window and scores them in event-time order.
+ *
+ * Several application servers forward to one hub, each on its own flush timer
+ * (`forward.flushInterval`, 1 s by default), so batches reach the hub a second or
+ * two out of order: a brute force forwarded by one server can arrive after the
+ * success another server saw later. Scored as they arrive, the success would find
+ * no brute force to follow (no `success_after_brute_force`, the login's ledger not
+ * merged), and ledger entries would be dated by whichever event happened to come
+ * first. The engine scores each event as of its own time; what it needs is to see
+ * them in that order.
+ *
+ * An event waits until `windowMs` after it arrived; then it is scored together with
+ * every held event not later than it (those arrived later but happened earlier), in
+ * time order, ties in arrival order. An event arriving later than the window after its
+ * peers is still scored, only out of order, as it was before the window existed.
+ * Bounded: past `max` held events the earliest are scored at once.
+ */
+export class ReorderBuffer {
+  // A binary min-heap by (time, arrival), in parallel arrays (no entry objects).
+  readonly #times: number[] = []
+  readonly #seqs: number[] = []
+  readonly #events: AuthEvent[] = []
+  /** Arrival order: when each event arrived, and its time (the release cut-off once due). */
+  #arrivals: { at: number; time: number }[] = []
+  #head = 0
+  #seq = 0
+  #timer: NodeJS.Timeout | undefined
+  /** The scoring loop in progress: one at a time, so a user's events never interleave. */
+  #running: Promise<void> = Promise.resolve()
+
+  constructor(
+    readonly windowMs: number,
+    readonly max: number,
+    readonly score: (event: AuthEvent) => Promise<void> | undefined,
+    readonly failed: (err: unknown) => void,
+    readonly now: () => number = Date.now,
+  ) {}
+
+  /** Events held, not scored yet. */
+  get size(): number {
+    return this.#events.length
+  }
+
+  add(event: AuthEvent): void {
+    const time = eventTime(event.at)
+    this.#push(time, event)
+    this.#arrivals.push({ at: this.now(), time })
+    if (this.#events.length > this.max) {
+      // Too many held (a flood): the earliest go now, in order, rather than memory growing.
+      this.#release(Number.POSITIVE_INFINITY, this.#events.length - this.max)
+    }
+    this.#arm()
+  }
+
+  /** Scores every held event now, in time order, and waits for the scoring to end. */
+  async flush(): Promise<void> {
+    clearTimeout(this.#timer)
+    this.#timer = undefined
+    this.#arrivals = []
+    this.#head = 0
+    this.#release(Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY)
+    await this.#running
+  }
+
+  #arm(): void {
+    if (this.#timer !== undefined || this.#head >= this.#arrivals.length) return
+    const due = (this.#arrivals[this.#head] as { at: number }).at + this.windowMs
+    this.#timer = setTimeout(() => this.#due(), Math.max(0, due - this.now()))
+    // Held events do not keep a process alive; close() flushes them.
+    this.#timer.unref()
+  }
+
+  #due(): void {
+    this.#timer = undefined
+    const now = this.now()
+    let cutoff = Number.NEGATIVE_INFINITY
+    while (this.#head < this.#arrivals.length) {
+      const arrival = this.#arrivals[this.#head] as { at: number; time: number }
+      if (arrival.at + this.windowMs > now) break
+      if (arrival.time > cutoff) cutoff = arrival.time
+      this.#head++
+    }
+    if (this.#head > 1024 && this.#head * 2 > this.#arrivals.length) {
+      this.#arrivals = this.#arrivals.slice(this.#head)
+      this.#head = 0
+    }
+    this.#release(cutoff, Number.POSITIVE_INFINITY)
+    this.#arm()
+  }
+
+  /** Takes held events up to `cutoff` (at most `count`) off the heap, in order, and queues their scoring. */
+  #release(cutoff: number, count: number): void {
+    const out: AuthEvent[] = []
+    while (out.length < count && this.#events.length > 0 && (this.#times[0] as number) <= cutoff) {
+      out.push(this.#pop())
+    }
+    if (out.length === 0) return
+    this.#running = this.#running.then(async () => {
+      for (const event of out) {
+        try {
+          const pending = this.score(event)
+          if (pending !== undefined) await pending
+        } catch (err) {
+          this.failed(err)
+        }
+      }
+    })
+  }
+
+  #less(i: number, j: number): boolean {
+    const a = this.#times[i] as number
+    const b = this.#times[j] as number
+    return a < b || (a === b && (this.#seqs[i] as number) < (this.#seqs[j] as number))
+  }
+
+  #swap(i: number, j: number): void {
+    const times = this.#times
+    const seqs = this.#seqs
+    const events = this.#events
+    ;[times[i], times[j]] = [times[j] as number, times[i] as number]
+    ;[seqs[i], seqs[j]] = [seqs[j] as number, seqs[i] as number]
+    ;[events[i], events[j]] = [events[j] as AuthEvent, events[i] as AuthEvent]
+  }
+
+  #push(time: number, event: AuthEvent): void {
+    let i = this.#events.length
+    this.#times.push(time)
+    this.#seqs.push(this.#seq++)
+    this.#events.push(event)
+    while (i > 0) {
+      const parent = (i - 1) >> 1
+      if (!this.#less(i, parent)) break
+      this.#swap(i, parent)
+      i = parent
+    }
+  }
+
+  #pop(): AuthEvent {
+    const top = this.#events[0] as AuthEvent
+    const last = this.#events.length - 1
+    this.#swap(0, last)
+    this.#times.pop()
+    this.#seqs.pop()
+    this.#events.pop()
+    let i = 0
+    for (;;) {
+      const left = 2 * i + 1
+      const right = left + 1
+      let least = i
+      if (left < last && this.#less(left, least)) least = left
+      if (right < last && this.#less(right, least)) least = right
+      if (least === i) break
+      this.#swap(i, least)
+      i = least
+    }
+    return top
+  }
+}
