@@ -27,14 +27,15 @@ export class BlockList {
     this.#clock = clock
   }
 
-  update(userKey: string, score: number): void {
+  /** `score` is the standing score (capped at maxScore); `uncapped` the decayed points before the cap, which decide when the block ends. */
+  update(userKey: string, score: number, uncapped = score): void {
     if (!(score > this.#above)) {
       this.#until.delete(userKey)
       return
     }
     const now = this.#clock()
     // `above` may be 0: scores are rounded to hundredths, so "nothing" is below 0.005.
-    const until = now + this.#halfLifeMs * Math.log2(score / Math.max(this.#above, 0.005))
+    const until = now + this.#halfLifeMs * Math.log2(Math.max(score, uncapped) / Math.max(this.#above, 0.005))
     this.#until.set(userKey, until)
     // Users whose block ran out are forgotten as the list grows, so it stays the size of
     // the users actually blocked rather than of every user ever blocked.

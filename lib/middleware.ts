@@ -50,7 +50,9 @@ export const sqreenAuth = (options: Partial<Options> = {}): SqreenAuth => {
       ...scoringSettings(config),
       store,
       onAlert: (alert) => dispatcher.dispatch(alert),
-      ...(blocklist ? { onScore: (userKey: string, score: number) => blocklist.update(userKey, score) } : {}),
+      ...(blocklist
+        ? { onScore: (userKey: string, score: number, uncapped: number) => blocklist.update(userKey, score, uncapped) }
+        : {}),
       // No client address reaches the store in advanced mode, as no e-mail or login does.
       ...(config.mode === 'advanced' && config.secret ? { ipRef: keyedIpRef(config.secret) } : {}),
     },

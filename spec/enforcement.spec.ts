@@ -182,6 +182,24 @@ for (const variant of variants) {
       }
     })
 
+    it('a block lasts as long as the points above maxScore keep the score above the level', async () => {
+      // 10 x 20 = 200 points, shown as 100 (maxScore). Half-life 1 h: above 30 for log2(200/30) = 2.74 h.
+      let now = Date.parse('2026-12-04T12:00:00Z')
+      const a = build(variant, { block: { above: 30 }, trigger: false, halfLife: '1h', clock: () => now })
+      try {
+        await raise(a, jane, Array(10).fill('critical'))
+        await eventually(async () => (await a.sqreen.risk('id:1')).score === 100, 'jane to reach the cap')
+        now += 2 * 3_600_000
+        assert.equal((await a.sqreen.risk('id:1')).score, 50, 'two half-lives later: 200 -> 50, not 100 -> 25')
+        assert.equal(a.sqreen.isBlocked(asRequest(jane)), true)
+        now += 45 * 60_000
+        assert.ok((await a.sqreen.risk('id:1')).score <= 30)
+        assert.equal(a.sqreen.isBlocked(asRequest(jane)), false)
+      } finally {
+        await a.sqreen.close()
+      }
+    })
+
     it('isBlocked(req) is true for a blocked user only', async () => {
       const a = build(variant, { block: { above: 30 } })
       try {

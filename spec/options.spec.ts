@@ -143,6 +143,7 @@ const CASES: readonly Case[] = [
       ['maxPending', '10', '"maxPending" must be a positive integer, got string'],
       ['scoring', 'yes', '"scoring" must be true or false'],
       ['halfLife', -1, '"halfLife" must be a positive number'],
+      ['halfLife', '0s', '"halfLife" must be a positive duration'],
       ['maxScore', 0, '"maxScore" must be a positive number'],
       ['onAlert', 'x', '"onAlert" must be a function'],
       ['fetch', 1, '"fetch" must be a function'],

@@ -8,7 +8,8 @@ import assert from 'node:assert/strict'
 import { isIPv4 } from 'node:net'
 import { describe, it } from 'node:test'
 import fc from 'fast-check'
-import { displayCacheSize, displayIp, ipFacts, ipKey } from '../lib/risk/ip.js'
+import { loginPseudonym } from '../lib/identity/pseudonym.js'
+import { displayCacheSize, displayIp, ipFacts, ipKey, keyedIpRef } from '../lib/risk/ip.js'
 
 const octet = fc.oneof(
   fc.integer({ min: 0, max: 255 }).map(String),
@@ -60,6 +61,23 @@ describe('IP facts', () => {
     for (const bad of [null, '', 'localhost', '1.2.3', '1.2.3.4.5', '01.2.3.4', '::ffff:1.2.3.256', '2001:db8::g']) {
       assert.equal(ipFacts(bad), undefined, `no facts for ${JSON.stringify(bad)}`)
       assert.equal(displayIp(bad), undefined)
+    }
+  })
+
+  it('advanced mode: keyed IP refs are stable per address, differ by secret, hold no address, and are not login keys', () => {
+    const secret = Buffer.from('advanced-mode-secret-0123456789')
+    const ref = keyedIpRef(secret)
+    const facts = ipFacts('203.0.113.7') as NonNullable<ReturnType<typeof ipFacts>>
+    const a = ref(facts)
+    assert.match(a.key, /^ip:~[A-Za-z0-9_-]{22}$/)
+    assert.equal(a.key, `ip:~${a.member}`)
+    assert.deepEqual(keyedIpRef(secret)(facts), a, 'the same address, the same key, in any process')
+    assert.notEqual(keyedIpRef(Buffer.from('another-secret-of-enough-length'))(facts).key, a.key)
+    assert.notEqual(ref(ipFacts('203.0.113.8') as typeof facts).key, a.key)
+    assert.ok(!a.key.includes('203.0.113'))
+    // Not the login key of a login typed as the address (or as its store key), which events and the hub show.
+    for (const typed of ['203.0.113.7', 'ip:203.0.113.7']) {
+      assert.ok(!loginPseudonym(secret, typed).startsWith(a.member), typed)
     }
   })
 })

@@ -314,6 +314,18 @@ export const storeContract = (
         assert.equal(await marked(k('short2'), T0 + HOUR + 1), false)
       })
 
+      it('a window moved away starts again like a new one: without members until a hit names one', async () => {
+        await hit(k('a'), T0, { member: 'm1' })
+        await claim(k('a'), T0, HOUR) // the key lives on through another field
+        await move(k('a'), k('b'), T0 + 1)
+        await hit(k('a'), T0 + 2)
+        assert.deepEqual(await hit(k('a'), T0 + 3, { add: false, member: 'm2', since: T0 - 1 }), {
+          count: 1,
+          distinct: 0,
+          member: 0,
+        })
+      })
+
       it('moving what is not there, or has expired, changes nothing', async () => {
         await hit(k('to'), T0)
         await hit(k('old'), T0, { ttl: MINUTE })

@@ -41,10 +41,10 @@ const MAX_HELD = 100_000
  * How long a shared store remembers an event id (at least as long as the batch that
  * carried it can be replayed). The forwarder re-sends events whose answer was lost in
  * a new batch (a new `jti`) after its backoff, a minute at most by default plus its
- * 10 s timeout: ten minutes cover several attempts while keeping the number of marks
- * in the store proportional to ten minutes of traffic.
+ * 10 s timeout: two minutes cover that, and keep the marks (one small Redis key per
+ * event) to two minutes of traffic.
  */
-const EVENT_ID_TTL_MS = 10 * 60_000
+const EVENT_ID_TTL_MS = 2 * 60_000
 
 /**
  * Replay marks in a shared store. Store keys are owners (lib/risk/detectors.ts):

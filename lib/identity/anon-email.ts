@@ -49,5 +49,6 @@ export const isAnonEmail = (value: string): boolean => ANON.test(value)
  * advanced mode refuses such values unless anonymised. Delimiters that commonly wrap an
  * address in text are not part of it, so the address is found wherever it sits; a local part may be quoted (`"jane"@example.com`).
  */
-const ADDRESS_INSIDE = /[^\s@<>()[\],;:]+@[^\s@<>()[\]"',;:]+/
+// One character each side is enough to find one (and linear: a `+` each side backtracks).
+const ADDRESS_INSIDE = /[^\s@<>()[\],;:]@[^\s@<>()[\]"',;:]/
 export const looksLikeEmail = (value: string): boolean => ADDRESS_INSIDE.test(value)

@@ -6,7 +6,7 @@ import type { RiskAlert } from './alert.js'
 import { DirectOps, OpList, type OpSink, type SyncStore } from './batch.js'
 import { type Decision, decide, fields, type Plan, planEvent } from './detectors.js'
 import { displayIp, type IpFacts, type IpRef } from './ip.js'
-import { type LedgerMaths, type RiskSnapshot, snapshot, standingScore } from './ledger.js'
+import { decayedPoints, type LedgerMaths, type RiskSnapshot, snapshot, standingScore } from './ledger.js'
 import { type PointsTable, RULES } from './points.js'
 import type { RiskTrigger } from './trigger.js'
 
@@ -19,8 +19,11 @@ export interface RiskEngineConfig {
   readonly clock: () => number
   /** Called with every alert the trigger fires; must not throw (the engine guards it anyway). */
   readonly onAlert: (alert: RiskAlert) => void
-  /** Called after each scored event with the user's new standing score (for enforcement). */
-  readonly onScore?: (userKey: string, score: number) => void
+  /**
+   * Called after each scored event with the user's new standing score and its decayed
+   * points before the cap (for enforcement: the capped score would end a block early).
+   */
+  readonly onScore?: (userKey: string, score: number, uncapped: number) => void
   /** How an IP is keyed in the store; the address or prefix itself by default (advanced mode: `keyedIpRef`). */
   readonly ipRef?: (facts: IpFacts) => IpRef
 }
@@ -163,7 +166,10 @@ export const createRiskEngine = (config: RiskEngineConfig, diag: Diagnostics): R
     // Several levels crossed at once (a big jump) make one alert, at the highest.
     const level = score.crossed[score.crossed.length - 1]
     if (level !== undefined) alertFrom(event, u, level, now, ledger)
-    config.onScore?.(u, standingScore(ledger, now, maths))
+    if (config.onScore !== undefined) {
+      const uncapped = decayedPoints(ledger, now, maths)
+      config.onScore(u, standingScore(ledger, now, maths), uncapped)
+    }
   }
 
   /** The memory store's path: the same steps as `processAsync`, each operation answered at once. */

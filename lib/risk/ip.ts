@@ -148,11 +148,15 @@ export const plainIpRef = (facts: IpFacts): IpRef => ({ key: facts.key, member: 
  * few thousand are kept (an HMAC costs about as much as the rest of an event's IP work).
  */
 export const keyedIpRef = (secret: Buffer): ((facts: IpFacts) => IpRef) => {
+  // A key of its own, derived from the secret: with the secret itself, the key of an
+  // address would be the login key of a login typed as that address, which anyone who sees
+  // login keys (events, the hub) could then test guesses against.
+  const ipSecret = createHmac('sha256', secret).update('sqreen-auth ip key v1').digest()
   const refs = new Map<string, IpRef>()
   return (facts) => {
     let ref = refs.get(facts.prefix)
     if (ref === undefined) {
-      const pseudonym = createHmac('sha256', secret).update(`ip:${facts.prefix}`).digest('base64url').slice(0, 22)
+      const pseudonym = createHmac('sha256', ipSecret).update(facts.prefix).digest('base64url').slice(0, 22)
       ref = { key: `ip:~${pseudonym}`, member: pseudonym }
       if (refs.size >= 4_096) refs.clear()
       refs.set(facts.prefix, ref)

@@ -24,15 +24,23 @@ export interface LedgerMaths {
 
 const round = (n: number): number => Math.round(n * 100) / 100
 
-/** Standing score: points decay with a half-life (7 days by default) and the total is capped. */
-export const standingScore = (entries: readonly LedgerEntry[], now: number, maths: LedgerMaths): number => {
+/**
+ * The ledger's points, each decayed with the half-life, summed without a cap. Every entry
+ * decays by the same factor, so the sum itself halves every half-life until the next entry:
+ * what lets a block list work out when a user falls back below its level.
+ */
+export const decayedPoints = (entries: readonly LedgerEntry[], now: number, maths: LedgerMaths): number => {
   let score = 0
   for (const e of entries) {
     const age = Math.max(0, now - e.at)
     score += e.points * 2 ** (-age / maths.halfLifeMs)
   }
-  return round(Math.min(maths.maxScore, score))
+  return score
 }
+
+/** Standing score: points decay with a half-life (7 days by default) and the total is capped. */
+export const standingScore = (entries: readonly LedgerEntry[], now: number, maths: LedgerMaths): number =>
+  round(Math.min(maths.maxScore, decayedPoints(entries, now, maths)))
 
 export const riseWithin = (entries: readonly LedgerEntry[], now: number, windowMs: number): number => {
   let rise = 0

@@ -31,7 +31,12 @@ export const parseDuration = (value: number | string, name: string): number => {
       `"${name}" must be a positive number of milliseconds or a duration such as "24h", "90m" or "7d", got ${JSON.stringify(value)}.`,
     )
   }
-  return Number(match[1]) * (UNITS[match[2] as string] as number)
+  const ms = Number(match[1]) * (UNITS[match[2] as string] as number)
+  if (ms > 0) return ms
+  throw new SqreenAuthError(
+    'ERR_SQREEN_OPTION_TYPE',
+    `"${name}" must be a positive duration, got ${JSON.stringify(value)}.`,
+  )
 }
 
 /**

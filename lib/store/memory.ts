@@ -474,8 +474,10 @@ export class MemoryStore implements Store {
     let hits = found instanceof Hits ? found : undefined
     if (hits !== undefined && hits.expires <= now) {
       if (!op.add) return { count: 0, distinct: 0, member: 0 }
-      // An expired (or reset) window starts again, in the same arrays.
+      // An expired (or reset) window starts again, in the same arrays, untracked until a
+      // hit names a member (as a new window, and as the Redis store's fresh value).
       hits.n = 0
+      if (op.member === undefined) hits.members = undefined
     }
     const wanted = op.member === undefined ? -1 : memberHash(op.member)
     if (op.add) {
