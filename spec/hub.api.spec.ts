@@ -110,7 +110,11 @@ describe('sqreenHub() options: no open default', () => {
     fails({ key: HS_SECRET, token: HUB_TOKEN, slack: 'ftp://x' }, 'ERR_SQREEN_URL', /"slack"/)
     fails({ key: HS_SECRET, token: HUB_TOKEN, maxTokenAge: 'forever' }, 'ERR_SQREEN_OPTION_TYPE', /"maxTokenAge"/)
     fails({ key: HS_SECRET, token: HUB_TOKEN, bodyTimeout: 'soon' }, 'ERR_SQREEN_OPTION_TYPE', /"bodyTimeout"/)
-    fails({ key: HS_SECRET, token: HUB_TOKEN, reorderWindow: '2m' }, 'ERR_SQREEN_OPTION_TYPE', /"reorderWindow".*at most/)
+    fails(
+      { key: HS_SECRET, token: HUB_TOKEN, reorderWindow: '2m' },
+      'ERR_SQREEN_OPTION_TYPE',
+      /"reorderWindow".*at most/,
+    )
     fails({ key: HS_SECRET, token: HUB_TOKEN, reorderWindow: -1 }, 'ERR_SQREEN_OPTION_TYPE', /"reorderWindow"/)
     fails(
       { key: HS_SECRET, token: HUB_TOKEN, reorderWindow: true as unknown as false },
