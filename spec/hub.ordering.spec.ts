@@ -96,18 +96,43 @@ const bruteForce = (now: number): { first: AuthEvent[]; second: AuthEvent[] } =>
   return { first: [...victim.slice(0, 6), bystander(2)], second: [...victim.slice(6), bystander(8)] }
 }
 
+/**
+ * The brute force given to two hubs: in time order to one, batch 2 before batch 1 and
+ * each scrambled to the other; read once the reorder window has passed.
+ */
+const bruteForceBothWays = async (): Promise<{ first: AuthEvent[]; ordered: RunningHub; shuffled: RunningHub }> => {
+  const now = Date.now()
+  const { first, second } = bruteForce(now)
+  const [ordered, shuffled] = await twoHubs(now)
+  await post(ordered, first)
+  await post(ordered, second)
+  await post(shuffled, scramble(second))
+  await post(shuffled, scramble(first))
+  await settled(ordered, shuffled)
+  return { first, ordered, shuffled }
+}
+
+/** Server A's twelve failures for "victim" and server B's success a minute after them. */
+const takeover = (now: number): { failures: AuthEvent[]; success: AuthEvent } => {
+  const start = now - 30 * MINUTE
+  return {
+    failures: Array.from({ length: 12 }, (_, i) => sampleEvent({ at: new Date(start + i * MINUTE).toISOString() })),
+    success: sampleEvent({
+      type: 'login.succeeded',
+      reason: undefined,
+      status: 200,
+      identity: { id: 'victim' },
+      userKey: 'id:victim',
+      at: new Date(start + 13 * MINUTE).toISOString(),
+      attempts: [{ strategy: 'local', outcome: 'succeeded' }],
+    }),
+  }
+}
+
 describe('hub: batches and events out of order', () => {
   it('batch 2 before batch 1, each shuffled: same scores, rises, detections, timelines, and one alert', async () => {
-    const now = Date.now()
-    const { first, second } = bruteForce(now)
-    const [ordered, shuffled] = await twoHubs(now)
+    const { first, ordered, shuffled } = await bruteForceBothWays()
     try {
-      await post(ordered, first)
-      await post(ordered, second)
-      await post(shuffled, scramble(second))
-      await post(shuffled, scramble(first))
-      await settled(ordered, shuffled)
-
       for (const userKey of ['login:victim', 'login:bystander']) {
         const a = await userOf(ordered, userKey)
         const b = await userOf(shuffled, userKey)
@@ -157,15 +182,8 @@ describe('hub: batches and events out of order', () => {
   })
 
   it('the ledger itself is the same as in order: each detection dated by the event that crossed its threshold', async () => {
-    const now = Date.now()
-    const { first, second } = bruteForce(now)
-    const [ordered, shuffled] = await twoHubs(now)
+    const { ordered, shuffled } = await bruteForceBothWays()
     try {
-      await post(ordered, first)
-      await post(ordered, second)
-      await post(shuffled, scramble(second))
-      await post(shuffled, scramble(first))
-      await settled(ordered, shuffled)
       for (const userKey of ['login:victim', 'login:bystander']) {
         const a = await userOf(ordered, userKey)
         const b = await userOf(shuffled, userKey)
@@ -183,22 +201,9 @@ describe('hub: batches and events out of order', () => {
   })
 
   it('two app servers: a success forwarded before the failures that preceded it scores as in order', async () => {
+    // Server A's failures reach the hub after server B's later success (A's batch was late).
     const now = Date.now()
-    const start = now - 30 * MINUTE
-    // Server A: twelve wrong passwords for "victim" (its batch is late: the hub was busy, A retried).
-    const failures = Array.from({ length: 12 }, (_, i) =>
-      sampleEvent({ at: new Date(start + i * MINUTE).toISOString() }),
-    )
-    // Server B: then the right password, a minute after the last failure.
-    const success = sampleEvent({
-      type: 'login.succeeded',
-      reason: undefined,
-      status: 200,
-      identity: { id: 'victim' },
-      userKey: 'id:victim',
-      at: new Date(start + 13 * MINUTE).toISOString(),
-      attempts: [{ strategy: 'local', outcome: 'succeeded' }],
-    })
+    const { failures, success } = takeover(now)
     const [ordered, shuffled] = await twoHubs(now)
     try {
       await post(ordered, failures)
@@ -219,23 +224,6 @@ describe('hub: batches and events out of order', () => {
       await shuffled.close()
     }
   })
-
-  /** Server A's twelve failures for "victim" and server B's success a minute after them. */
-  const takeover = (now: number): { failures: AuthEvent[]; success: AuthEvent } => {
-    const start = now - 30 * MINUTE
-    return {
-      failures: Array.from({ length: 12 }, (_, i) => sampleEvent({ at: new Date(start + i * MINUTE).toISOString() })),
-      success: sampleEvent({
-        type: 'login.succeeded',
-        reason: undefined,
-        status: 200,
-        identity: { id: 'victim' },
-        userKey: 'id:victim',
-        at: new Date(start + 13 * MINUTE).toISOString(),
-        attempts: [{ strategy: 'local', outcome: 'succeeded' }],
-      }),
-    }
-  }
 
   it('events are held for the window after they arrive, then scored by the timer in time order', async () => {
     const { failures, success } = takeover(Date.now())

@@ -10,7 +10,7 @@
  * same batch once.
  */
 import assert from 'node:assert/strict'
-import { after, afterEach, describe, it } from 'node:test'
+import { describe, it } from 'node:test'
 import type { Redis } from 'ioredis'
 import { batchKey, eventKey } from '../lib/hub/ingest.js'
 import { type AuthEvent, RedisStore, type RiskSnapshot } from '../lib/index.js'
@@ -24,24 +24,13 @@ import {
   signBatch,
   startHub,
 } from './helpers/hub.js'
+import { failOnUnhandledRejections } from './helpers/process.js'
 import { waitUntil } from './helpers/receivers.js'
 import { dropKeys, inspector, REDIS_URL, RedisServer, testPrefix } from './helpers/redis.js'
 
 const key = new TextEncoder().encode(HS_SECRET)
 
-// A tripwire for the whole file: any promise rejected without a handler fails the spec.
-const unhandled: unknown[] = []
-const onUnhandled = (reason: unknown): void => {
-  unhandled.push(reason)
-}
-process.on('unhandledRejection', onUnhandled)
-after(() => {
-  process.off('unhandledRejection', onUnhandled)
-})
-afterEach(async () => {
-  await new Promise((r) => setTimeout(r, 20))
-  assert.deepEqual(unhandled, [], 'unhandled rejections')
-})
+failOnUnhandledRejections()
 
 /** A brute force on one user: `n` failures from one IP, a second apart (enough for an alert at 12). */
 const bruteForce = (userKey: string, n = 12): AuthEvent[] => {

@@ -9,28 +9,16 @@
  * batches failing at once (no queue) while the server is away.
  */
 import assert from 'node:assert/strict'
-import { after, afterEach, describe, it } from 'node:test'
+import { describe, it } from 'node:test'
 import { RedisStore, type StoreOp } from '../lib/index.js'
 import { type Harness, MemoryLogger, variants } from './helpers/apps.js'
+import { failOnUnhandledRejections } from './helpers/process.js'
 import { alertApp, attack, login, serve, USERS, waitUntil } from './helpers/receivers.js'
 import { freePort, RedisServer } from './helpers/redis.js'
 
 const variant = variants[0]!
 
-// A tripwire for the whole file: any promise rejected without a handler fails the spec.
-const unhandled: unknown[] = []
-const onUnhandled = (reason: unknown): void => {
-  unhandled.push(reason)
-}
-process.on('unhandledRejection', onUnhandled)
-after(() => {
-  process.off('unhandledRejection', onUnhandled)
-})
-afterEach(async () => {
-  // Let any stray rejection surface before checking.
-  await new Promise((r) => setTimeout(r, 20))
-  assert.deepEqual(unhandled, [], 'unhandled rejections')
-})
+failOnUnhandledRejections()
 
 interface App {
   readonly h: Harness

@@ -79,13 +79,17 @@ local function field(k, f)
   if v and v[1] > now then return v end
   return nil
 end
-local function put(k, f, v, ttl)
-  v[1] = now + ttl
-  records[k][f] = v
+-- A record changed in this call: written once, at the end.
+local function touch(k)
   if not changed[k] then
     changed[k] = true
     dirty[#dirty + 1] = k
   end
+end
+local function put(k, f, v, ttl)
+  v[1] = now + ttl
+  records[k][f] = v
+  touch(k)
 end
 local function claim(k, f, ttl)
   if field(k, f) then return false end
@@ -296,10 +300,7 @@ end
 -- Writes a value with the expiry it already has (put sets a new one).
 local function keep(k, f, v)
   records[k][f] = v
-  if not changed[k] then
-    changed[k] = true
-    dirty[#dirty + 1] = k
-  end
+  touch(k)
 end
 
 -- move: a window or a mark from owner a to owner b (see the Store contract).
@@ -308,10 +309,7 @@ local function move(a, f, b)
   local v = field(a, f)
   if not v or (v[2] ~= 1 and v[2] ~= 2) then return end
   record(a)[f] = nil
-  if not changed[a] then
-    changed[a] = true
-    dirty[#dirty + 1] = a
-  end
+  touch(a)
   local w = field(b, f)
   if w and w[2] ~= v[2] then w = nil end
   if v[2] == 2 then
@@ -355,10 +353,7 @@ local function reset(k, f, l)
   local r = record(k)
   if r[f] ~= nil then
     r[f] = nil
-    if not changed[k] then
-      changed[k] = true
-      dirty[#dirty + 1] = k
-    end
+    touch(k)
   else
     -- Not in the record: it may be a ledger.
     call('DEL', KEYS[l])

@@ -4,7 +4,9 @@
  * signals) start it: output collected, exit observable, and the process registered in
  * `children` so the spec's `after` hook can kill what is still running.
  */
+import assert from 'node:assert/strict'
 import { type ChildProcess, spawn } from 'node:child_process'
+import { after, afterEach } from 'node:test'
 import { fileURLToPath } from 'node:url'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
@@ -39,4 +41,24 @@ export const spawnTsx = (entry: string, env: NodeJS.ProcessEnv, children: ChildP
     child.once('exit', (code, signal) => resolve({ code, signal })),
   )
   return { child, stdout: () => stdout, stderr: () => stderr, exited }
+}
+
+/**
+ * A tripwire for a whole spec file: any promise rejected without a handler while it runs
+ * fails the test that was running (checked after each test, once stray rejections had a
+ * moment to surface). For specs that make stores and hubs fail on purpose.
+ */
+export const failOnUnhandledRejections = (): void => {
+  const unhandled: unknown[] = []
+  const onUnhandled = (reason: unknown): void => {
+    unhandled.push(reason)
+  }
+  process.on('unhandledRejection', onUnhandled)
+  after(() => {
+    process.off('unhandledRejection', onUnhandled)
+  })
+  afterEach(async () => {
+    await new Promise((r) => setTimeout(r, 20))
+    assert.deepEqual(unhandled.splice(0), [], 'unhandled rejections')
+  })
 }
