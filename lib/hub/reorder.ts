@@ -24,8 +24,9 @@ export class ReorderBuffer {
   readonly #times: number[] = []
   readonly #seqs: number[] = []
   readonly #events: AuthEvent[] = []
-  /** Arrival order: when each event arrived, and its time (the release cut-off once due). */
-  #arrivals: { at: number; time: number }[] = []
+  /** Arrival order, in parallel arrays: when each event arrived, and its time (the release cut-off once due). */
+  #arrivedAt: number[] = []
+  #arrivedTime: number[] = []
   #head = 0
   #seq = 0
   #timer: NodeJS.Timeout | undefined
@@ -48,7 +49,8 @@ export class ReorderBuffer {
   add(event: AuthEvent): void {
     const time = eventTime(event.at)
     this.#push(time, event)
-    this.#arrivals.push({ at: this.now(), time })
+    this.#arrivedAt.push(this.now())
+    this.#arrivedTime.push(time)
     if (this.#events.length > this.max) {
       // Too many held (a flood): the earliest go now, in order, rather than memory growing.
       this.#release(Number.POSITIVE_INFINITY, this.#events.length - this.max)
@@ -60,15 +62,16 @@ export class ReorderBuffer {
   async flush(): Promise<void> {
     clearTimeout(this.#timer)
     this.#timer = undefined
-    this.#arrivals = []
+    this.#arrivedAt = []
+    this.#arrivedTime = []
     this.#head = 0
     this.#release(Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY)
     await this.#running
   }
 
   #arm(): void {
-    if (this.#timer !== undefined || this.#head >= this.#arrivals.length) return
-    const due = (this.#arrivals[this.#head] as { at: number }).at + this.windowMs
+    if (this.#timer !== undefined || this.#head >= this.#arrivedAt.length) return
+    const due = (this.#arrivedAt[this.#head] as number) + this.windowMs
     this.#timer = setTimeout(() => this.#due(), Math.max(0, due - this.now()))
     // Held events do not keep a process alive; close() flushes them.
     this.#timer.unref()
@@ -78,14 +81,17 @@ export class ReorderBuffer {
     this.#timer = undefined
     const now = this.now()
     let cutoff = Number.NEGATIVE_INFINITY
-    while (this.#head < this.#arrivals.length) {
-      const arrival = this.#arrivals[this.#head] as { at: number; time: number }
-      if (arrival.at + this.windowMs > now) break
-      if (arrival.time > cutoff) cutoff = arrival.time
+    const at = this.#arrivedAt
+    const times = this.#arrivedTime
+    while (this.#head < at.length) {
+      if ((at[this.#head] as number) + this.windowMs > now) break
+      const time = times[this.#head] as number
+      if (time > cutoff) cutoff = time
       this.#head++
     }
-    if (this.#head > 1024 && this.#head * 2 > this.#arrivals.length) {
-      this.#arrivals = this.#arrivals.slice(this.#head)
+    if (this.#head > 1024 && this.#head * 2 > at.length) {
+      this.#arrivedAt = at.slice(this.#head)
+      this.#arrivedTime = times.slice(this.#head)
       this.#head = 0
     }
     this.#release(cutoff, Number.POSITIVE_INFINITY)
@@ -121,9 +127,15 @@ export class ReorderBuffer {
     const times = this.#times
     const seqs = this.#seqs
     const events = this.#events
-    ;[times[i], times[j]] = [times[j] as number, times[i] as number]
-    ;[seqs[i], seqs[j]] = [seqs[j] as number, seqs[i] as number]
-    ;[events[i], events[j]] = [events[j] as AuthEvent, events[i] as AuthEvent]
+    const time = times[i] as number
+    times[i] = times[j] as number
+    times[j] = time
+    const seq = seqs[i] as number
+    seqs[i] = seqs[j] as number
+    seqs[j] = seq
+    const event = events[i] as AuthEvent
+    events[i] = events[j] as AuthEvent
+    events[j] = event
   }
 
   #push(time: number, event: AuthEvent): void {
