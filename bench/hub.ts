@@ -75,6 +75,8 @@ const serve = async (): Promise<void> => {
     // An onAlert callback: with no channel at all, alerts would be written to the console.
     onAlert: () => {},
     logger: { warn: () => {}, error: (m) => process.stderr.write(`${m}\n`) },
+    // BENCH_HUB_REORDER=<ms>: the reorder window (default: the hub's own, 2 s; 0 scores before answering).
+    ...(process.env.BENCH_HUB_REORDER === undefined ? {} : { reorderWindow: Number(process.env.BENCH_HUB_REORDER) }),
   })
   const app = express()
   app.use('/hub', hub)
