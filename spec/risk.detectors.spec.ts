@@ -504,6 +504,26 @@ for (const variant of variants) {
       }
     })
 
+    it('new device: a family is remembered for the last 20 successes, repeats counted (not the last 20 families)', async () => {
+      const r = await rig(variant)
+      const devices = async () => of(await r.risk('id:7'), 'new_device').map((e) => e.evidence?.device)
+      try {
+        await r.login('alice', PASSWORD, { ua: CHROME_120 })
+        await r.login('alice', PASSWORD, { ua: FIREFOX_WIN })
+        assert.deepEqual(await devices(), ['Firefox on Windows'])
+        // Firefox is the 20th most recent success when it comes back: still known.
+        await times(19, () => r.login('alice', PASSWORD, { ua: CHROME_120 }))
+        await r.login('alice', PASSWORD, { ua: FIREFOX_WIN })
+        assert.deepEqual(await devices(), ['Firefox on Windows'])
+        // 20 Chrome successes push it out: Firefox is a new device again.
+        await times(20, () => r.login('alice', PASSWORD, { ua: CHROME_120 }))
+        await r.login('alice', PASSWORD, { ua: FIREFOX_WIN })
+        assert.deepEqual(await devices(), ['Firefox on Windows', 'Firefox on Windows'])
+      } finally {
+        await r.close()
+      }
+    })
+
     it('disposable e-mail domain +5 once and privacy relay +1 once, in advanced mode through anonEmail', async () => {
       const r = await rig(variant, {
         mode: 'advanced',

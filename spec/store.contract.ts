@@ -367,16 +367,16 @@ export const storeContract = (
     })
 
     describe('remember', () => {
-      it('answers whether the value was known and the list size before, keeping the most recent `max` distinct values', async () => {
+      it('answers whether the value is among the last `max` written and how many were recorded before', async () => {
         const seq: [string, boolean, number][] = [
           ['a', false, 0],
           ['b', false, 1],
-          ['c', false, 2], // [c, b, a]
-          ['a', true, 3], // a moves to the front: [a, c, b]
-          ['d', false, 3], // b, the least recent, is dropped: [d, a, c]
-          ['b', false, 3], // [b, d, a]
-          ['a', true, 3], // [a, b, d]
-          ['c', false, 3],
+          ['c', false, 2], // c b a
+          ['a', true, 3], // a c b
+          ['d', false, 3], // d a c
+          ['b', false, 3], // b d a
+          ['a', true, 3], // a b d
+          ['c', false, 3], // c a b
         ]
         let now = T0
         for (const [value, seen, size] of seq) {
@@ -385,9 +385,28 @@ export const storeContract = (
         }
       })
 
-      it('repeating a value does not grow the list', async () => {
+      it('repeats count: a value written `max` times in a row pushes out every other', async () => {
+        // Distinct values would keep "a"; the last 3 writes are b, b, b.
+        assert.deepEqual(await remember(k('r'), 'a', T0), { seen: false, size: 0 })
+        assert.deepEqual(await remember(k('r'), 'b', T0 + 1), { seen: false, size: 1 })
+        assert.deepEqual(await remember(k('r'), 'b', T0 + 2), { seen: true, size: 2 })
+        assert.deepEqual(await remember(k('r'), 'b', T0 + 3), { seen: true, size: 3 }) // b b b
+        assert.deepEqual(await remember(k('r'), 'a', T0 + 4), { seen: false, size: 3 }) // a b b
+        assert.deepEqual(await remember(k('r'), 'b', T0 + 5), { seen: true, size: 3 }) // b a b
+        assert.deepEqual(await remember(k('r'), 'a', T0 + 6), { seen: true, size: 3 }) // a b a
+        assert.deepEqual(await remember(k('r'), 'c', T0 + 7), { seen: false, size: 3 }) // c a b
+        assert.deepEqual(await remember(k('r'), 'a', T0 + 8), { seen: true, size: 3 }) // a c a
+      })
+
+      it('a list of one value counts up to `max`; `max` 1 remembers only the last', async () => {
         for (let i = 0; i < 5; i++) await remember(k('r'), 'same', T0 + i, 10)
-        assert.deepEqual(await remember(k('r'), 'other', T0 + 10, 10), { seen: false, size: 1 })
+        assert.deepEqual(await remember(k('r'), 'other', T0 + 10, 10), { seen: false, size: 5 })
+        for (let i = 0; i < 12; i++) await remember(k('s'), 'same', T0 + i, 10)
+        assert.deepEqual(await remember(k('s'), 'same', T0 + 20, 10), { seen: true, size: 10 })
+        assert.deepEqual(await remember(k('one'), 'x', T0, 1), { seen: false, size: 0 })
+        assert.deepEqual(await remember(k('one'), 'x', T0 + 1, 1), { seen: true, size: 1 })
+        assert.deepEqual(await remember(k('one'), 'y', T0 + 2, 1), { seen: false, size: 1 })
+        assert.deepEqual(await remember(k('one'), 'x', T0 + 3, 1), { seen: false, size: 1 })
       })
 
       it('the list expires `ttl` after its last write', async () => {

@@ -141,6 +141,30 @@ describe('RedisStore (Redis-only behaviour)', () => {
     })
   })
 
+  it('a devices list in the earlier layout (distinct values) is read as one write each, then kept as runs', async () => {
+    await withStore(async (store, prefix) => {
+      const now = Date.now()
+      // Kind 3, as written before runs: most recent first, distinct values.
+      await admin.eval(
+        "redis.call('SET', KEYS[1], cmsgpack.pack({devices = {tonumber(ARGV[1]), 3, 'b', 'a'}}))",
+        1,
+        `${prefix}{id:7}`,
+        String(now + HOUR),
+      )
+      const remember = (value: string, at: number) =>
+        store.run([{ op: 'remember', key: 'id:7', field: 'devices', value, max: 3, ttl: HOUR }], at)
+      assert.deepEqual(await remember('a', now + 1), [{ seen: true, size: 2 }]) // a b a
+      assert.deepEqual(await remember('c', now + 2), [{ seen: false, size: 3 }]) // c a b
+      assert.deepEqual(await remember('b', now + 3), [{ seen: true, size: 3 }]) // b c a
+      const raw = await admin.eval(
+        "local v = cmsgpack.unpack(redis.call('GET', KEYS[1])).devices return {v[2], v[3], v[4], v[5], v[6], v[7], v[8]}",
+        1,
+        `${prefix}{id:7}`,
+      )
+      assert.deepEqual(raw, [4, 'b', 1, 'c', 1, 'a', 1])
+    })
+  })
+
   it('the Redis TTL never ends a value before its logical expiry, whichever clock is ahead', async () => {
     await withStore(async (store, prefix) => {
       // A caller clock an hour behind the server's (a frozen test clock, a skewed host).

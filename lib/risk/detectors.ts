@@ -23,7 +23,7 @@ export const fields = {
   failures: 'failures',
   /** A user's failures since their last success (members: IP prefixes). */
   consecutive: 'consecutive',
-  /** A user's recent user-agent families. */
+  /** The user-agent families of a user's last successes (`RULES.DEVICE_MEMORY` of them). */
   devices: 'devices',
   /** Logins failing from an IP (members), kept only for the stuffing window. */
   ipLogins: 'logins',

@@ -16,7 +16,7 @@ export const DEFAULT_POINTS = {
   success_from_flagged_ip: 20,
   /** A success within 24 hours of a brute-force detection against the user. */
   success_after_brute_force: 20,
-  /** A success from a user-agent family not among the user's recent ones. */
+  /** A success from a user-agent family not seen in the user's last 20 successes. */
   new_device: 2,
   /** The identity's e-mail domain is a throwaway-mail host. */
   disposable_email: 5,

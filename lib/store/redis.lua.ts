@@ -34,7 +34,8 @@
  * clock decides what is live, exactly as in the memory store. Values are flat
  * arrays (one table each, the cheapest to build, pack and unpack): kind 1 hits
  * `{e, 1, tracked, ts1, member1, ts2, member2, ...}` (oldest first), 2 mark `{e, 2}`,
- * 3 recent values `{e, 3, v1, v2, ...}` (most recent first); a ledger key holds
+ * 4 recent values `{e, 4, v1, count1, v2, count2, ...}` (runs of the last values written,
+ * most recent first; kind 3, the earlier list of distinct values, is read as runs of one); a ledger key holds
  * `{e, at1, points1, json1, at2, ...}` (oldest first). The Redis TTL (PXAT) is only
  * the garbage collector: the latest field expiry of a record (or the ledger's expiry),
  * shifted by how far the server's clock is ahead of the call's oldest `now` if it is,
@@ -103,6 +104,8 @@ local out, o = {}, 0
 local function hit(k, f, add, since, ttl, wanted)
   local v = field(k, f)
   if v and v[2] ~= 1 then v = nil end
+  -- Every hit kept is after this time once a write has dropped the older ones (as in the memory store).
+  local keptAfter = nil
   if add == 1 then
     local m = wanted
     if m < 0 then m = NO_MEMBER end
@@ -125,6 +128,7 @@ local function hit(k, f, add, since, ttl, wanted)
         v = kept
         len = #v
       end
+      keptAfter = horizon
       v[len + 1] = now
       v[len + 2] = m
       if wanted >= 0 then v[3] = 1 end
@@ -140,6 +144,7 @@ local function hit(k, f, add, since, ttl, wanted)
   -- The memory store's binary search, over the last CAP hits (0-based positions).
   local lo, hi = n - CAP, n
   if lo < 0 then lo = 0 end
+  if keptAfter and since <= keptAfter then hi = lo end
   while lo < hi do
     local mid = floor((lo + hi) / 2)
     if v[4 + 2 * mid] > since then hi = mid else lo = mid + 1 end
@@ -163,32 +168,48 @@ end
 
 local function remember(k, f, value, max, ttl)
   local v = field(k, f)
-  local size, index = 0, 0
+  if max < 1 then max = 1 end
+  local size, seen = 0, false
+  -- The new list: this value first, then the runs before it (the first merged if the same value).
+  local nx = {0, 4, value, 1}
   if v and v[2] == 3 then
-    size = #v - 2
-    for i = 3, size + 2 do
-      if v[i] == value then
-        index = i - 2
-        break
+    -- The earlier layout (distinct values, most recent first): each read as one write.
+    local runs = {v[1], 4}
+    for i = 3, #v do
+      runs[#runs + 1] = v[i]
+      runs[#runs + 1] = 1
+    end
+    v = runs
+  end
+  if v and v[2] == 4 then
+    for i = 3, #v, 2 do
+      local x, c = v[i], v[i + 1]
+      if x == value then seen = true end
+      size = size + c
+      if i == 3 and x == value then
+        nx[4] = c + 1
+      else
+        nx[#nx + 1] = x
+        nx[#nx + 1] = c
       end
     end
-  else
-    v = nil
   end
-  if index ~= 1 then
-    local nx = {0, 3, value}
-    local count = 1
-    for i = 3, size + 2 do
-      local x = v[i]
-      if x ~= value and count < max then
-        count = count + 1
-        nx[count + 2] = x
-      end
+  -- Forget the oldest beyond max.
+  local over = size + 1 - max
+  while over > 0 do
+    local n = #nx
+    local c = nx[n]
+    if c > over then
+      nx[n] = c - over
+      over = 0
+    else
+      nx[n] = nil
+      nx[n - 1] = nil
+      over = over - c
     end
-    v = nx
   end
-  put(k, f, v, ttl)
-  if index > 0 then out[o + 1] = 1 else out[o + 1] = 0 end
+  put(k, f, nx, ttl)
+  if seen then out[o + 1] = 1 else out[o + 1] = 0 end
   out[o + 2] = size
   o = o + 2
 end

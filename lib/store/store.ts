@@ -66,7 +66,11 @@ export type StoreOp =
   | { readonly op: 'claim'; readonly key: string; readonly field: string; readonly ttl: number }
   /** Whether a mark is set (and not expired). */
   | { readonly op: 'marked'; readonly key: string; readonly field: string }
-  /** Add a value to a most-recent-first list of at most `max` distinct values; answers whether it was already there and the list size before. */
+  /**
+   * Record a value among the last `max` values written to the field (repeats counted: the
+   * last 20 successes, not the last 20 distinct devices); answers whether it was among
+   * them and how many values were recorded before it (at most `max`).
+   */
   | {
       readonly op: 'remember'
       readonly key: string
