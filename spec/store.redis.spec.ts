@@ -313,6 +313,35 @@ describe('RedisStore (Redis-only behaviour)', () => {
     })
   })
 
+  it('answers what the memory store answers when hits arrive out of time order (late events scored with their own time)', async () => {
+    await withStore(async (redis) => {
+      const memory = new MemoryStore()
+      try {
+        const T = Date.now()
+        const hit = (at: number, since = at - 100): [StoreOp[], number] => [
+          [{ op: 'hit', key: 'u', field: 'w', add: true, since, ttl: 100 }],
+          at,
+        ]
+        // One hit, 140 older ones after it, then newer ones: the window's times are not sorted,
+        // and the memory store keeps more of them (up to twice WINDOW_CAP) than Redis does.
+        const steps = [
+          hit(T + 1000),
+          ...Array.from({ length: 140 }, () => hit(T + 990)),
+          hit(T + 1000),
+          hit(T + 1095, T + 995),
+        ]
+        for (const [ops, now] of steps) {
+          const [fromRedis, fromMemory] = [await redis.run(ops, now), await memory.run(ops, now)]
+          assert.deepEqual(fromRedis, fromMemory, `at T+${now - T}`)
+        }
+        const read: StoreOp[] = [{ op: 'hit', key: 'u', field: 'w', add: false, since: T + 995, ttl: 100 }]
+        assert.deepEqual(await redis.run(read, T + 1096), await memory.run(read, T + 1096))
+      } finally {
+        await memory.close()
+      }
+    })
+  })
+
   it('no personal data in any key: an advanced-mode app with e-mail logins, attacked and logged into', async () => {
     const prefix = testPrefix('pii')
     const store = new RedisStore({ url: REDIS_URL, prefix })

@@ -488,8 +488,6 @@ export class MemoryStore implements Store {
       if (op.member === undefined) hits.members = undefined
     }
     const wanted = op.member === undefined ? -1 : memberHash(op.member)
-    // Every hit kept is after this time (known once a write has dropped the older ones).
-    let keptAfter = Number.NEGATIVE_INFINITY
     if (op.add) {
       const expires = now + op.ttl
       if (hits === undefined || owner === undefined) {
@@ -508,7 +506,6 @@ export class MemoryStore implements Store {
           if (hits.members) shiftNumbers(hits.members, drop, n)
           n -= drop
         }
-        keptAfter = horizon
         if (wanted !== -1 && hits.members === undefined) hits.members = new Array<number>(ts.length).fill(NO_MEMBER)
         hits.ts = storeNumber(ts, n, now)
         if (hits.members) hits.members = storeNumber(hits.members, n, wanted === -1 ? NO_MEMBER : wanted)
@@ -519,12 +516,11 @@ export class MemoryStore implements Store {
     }
     if (hits === undefined) return { count: 0, distinct: 0, member: 0 }
     const { ts, members, n } = hits
-    // Timestamps are ascending: the window's start is found by binary search, unless
-    // the write just dropped everything before it (a window that counts what it keeps,
-    // as every window the engine writes does): each probe of the search was a cache miss.
+    // Timestamps are ascending: the window's start is found by binary search. (Skipping
+    // it when a write has just dropped the older hits gained nothing measurable, and with
+    // times going backwards the hits kept are not all after the horizon: left out.)
     let lo = Math.max(0, n - MAX_HITS)
     let hi = n
-    if (op.since <= keptAfter) hi = lo
     while (lo < hi) {
       const mid = (lo + hi) >>> 1
       if ((ts[mid] as number) > op.since) hi = mid

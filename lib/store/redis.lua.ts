@@ -104,8 +104,6 @@ local out, o = {}, 0
 local function hit(k, f, add, since, ttl, wanted)
   local v = field(k, f)
   if v and v[2] ~= 1 then v = nil end
-  -- Every hit kept is after this time once a write has dropped the older ones (as in the memory store).
-  local keptAfter = nil
   if add == 1 then
     local m = wanted
     if m < 0 then m = NO_MEMBER end
@@ -128,7 +126,6 @@ local function hit(k, f, add, since, ttl, wanted)
         v = kept
         len = #v
       end
-      keptAfter = horizon
       v[len + 1] = now
       v[len + 2] = m
       if wanted >= 0 then v[3] = 1 end
@@ -144,7 +141,6 @@ local function hit(k, f, add, since, ttl, wanted)
   -- The memory store's binary search, over the last CAP hits (0-based positions).
   local lo, hi = n - CAP, n
   if lo < 0 then lo = 0 end
-  if keptAfter and since <= keptAfter then hi = lo end
   while lo < hi do
     local mid = floor((lo + hi) / 2)
     if v[4 + 2 * mid] > since then hi = mid else lo = mid + 1 end

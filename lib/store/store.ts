@@ -69,7 +69,7 @@ export type StoreOp =
   /**
    * Record a value among the last `max` values written to the field (repeats counted: the
    * last 20 successes, not the last 20 distinct devices); answers whether it was among
-   * them and how many values were recorded before it (at most `max`).
+   * them and how many values were recorded before it (at most `max`, if every call gives the same `max`).
    */
   | {
       readonly op: 'remember'
