@@ -187,6 +187,29 @@ export const storeContract = (
         assert.equal((await hit(k('t'), T0 + 92 * SECOND, { since: T0 - 1, ttl: MINUTE })).count, 1)
       })
 
+      it('a late hit (older than hits already recorded) is counted by its own time, members with it', async () => {
+        await hit(k('late'), T0 + 10 * SECOND, { member: 'a' })
+        await hit(k('late'), T0 + 20 * SECOND, { member: 'b' })
+        // Scored after newer ones (a backlog reaching the hub): 5 s, before both.
+        await hit(k('late'), T0 + 5 * SECOND, { member: 'c' })
+        const count = async (since: number, member?: string) =>
+          hit(k('late'), T0 + 21 * SECOND, { add: false, since, ...(member === undefined ? {} : { member }) })
+        assert.equal((await count(T0 + 6 * SECOND)).count, 2, 'the late hit is not after 6 s')
+        assert.equal((await count(T0 + 4 * SECOND)).count, 3)
+        assert.deepEqual(await count(T0 + 6 * SECOND, 'c'), { count: 2, distinct: 2, member: 0 })
+        assert.deepEqual(await count(T0 + 4 * SECOND, 'c'), { count: 3, distinct: 3, member: 1 })
+        // A late hit does not shorten the window's life: it lasts `ttl` from its newest hit.
+        await hit(k('life'), T0 + 30 * MINUTE, { ttl: HOUR })
+        await hit(k('life'), T0, { ttl: HOUR })
+        assert.equal((await hit(k('life'), T0 + 80 * MINUTE, { add: false, since: T0 })).count, 1)
+      })
+
+      it('a late hit at a full window: the WINDOW_CAP newest are counted, the late one is not', async () => {
+        for (let i = 0; i < WINDOW_CAP; i++) await hit(k('full'), T0 + (i + 1) * SECOND, { member: `m${i % 3}` })
+        const late = await hit(k('full'), T0, { since: T0 - MINUTE, member: 'late' })
+        assert.deepEqual(late, { count: WINDOW_CAP, distinct: 3, member: 0 })
+      })
+
       it(`counts saturate at WINDOW_CAP (${WINDOW_CAP}): only the most recent hits are counted`, async () => {
         const n = WINDOW_CAP + 40
         const counts: number[] = []

@@ -224,94 +224,96 @@ describe('RedisStore (Redis-only behaviour)', () => {
     }
   })
 
-  it('answers exactly what the memory store answers on a random workload (same batches, same clock, several per call)', async () => {
-    await withStore(async (redis) => {
-      const memory = new MemoryStore()
-      try {
-        let seed = 42
-        const rand = (n: number): number => {
-          seed = (Math.imul(seed, 1103515245) + 12345) & 0x7fffffff
-          return seed % n
-        }
-        const T0 = Date.now()
-        let now = T0
-        const keys = ['a', 'b', 'ip:1']
-        const fields = ['f1', 'f2', 'f3']
-        const opFor = (): StoreOp => {
-          const key = keys[rand(keys.length)] as string
-          const field = fields[rand(fields.length)] as string
-          switch (rand(8)) {
-            case 0:
-            case 1:
-              return {
-                op: 'hit',
-                key,
-                field,
-                add: rand(3) !== 0,
-                since: now - rand(5) * 60_000,
-                ttl: (1 + rand(3)) * 10 * 60_000,
-                ...(rand(2) === 0 ? { member: `m${rand(20)}` } : {}),
-              }
-            case 2:
-              return { op: 'claim', key, field: `mark${rand(3)}`, ttl: (1 + rand(3)) * 60_000 }
-            case 3:
-              return { op: 'marked', key, field: `mark${rand(3)}` }
-            case 4:
-              return { op: 'remember', key, field: 'recent', value: `v${rand(6)}`, max: 3, ttl: 20 * 60_000 }
-            case 5:
-              return {
-                op: 'score',
-                key,
-                field: 'ledger',
-                entries: Array.from({ length: rand(3) }, (_, i) => ({
-                  entry: {
-                    detection: `d${rand(4)}`,
-                    points: [1, 2.5, 0.1, 0.2, 15][rand(5)] as number,
-                    at: now - rand(3) * 60_000,
-                    ...(rand(2) === 0 ? { evidence: { i, ip: '192.0.2.0/24' } } : {}),
-                  },
-                  ...(rand(3) === 0 ? { once: { field: `once${rand(2)}`, ttl: 5 * 60_000 } } : {}),
-                })),
-                keepSince: now - 30 * 60_000,
-                max: 8,
-                ttl: 60 * 60_000,
-                windowSince: now - 20 * 60_000,
-                thresholds: [
-                  { level: 3, field: 'alert:3', ttl: 10 * 60_000 },
-                  { level: 6, field: 'alert:6', ttl: 10 * 60_000 },
-                ],
-              }
-            case 6:
-              // A window or a mark (same field names on both sides), or a kind that does not move.
-              return {
-                op: 'move',
-                key,
-                field: [field, `mark${rand(3)}`, 'recent'][rand(3)] as string,
-                to: keys[rand(keys.length)] as string,
-              }
-            default:
-              return rand(4) === 0
-                ? { op: 'reset', key, field: rand(2) === 0 ? 'ledger' : field }
-                : { op: 'read', key, field: 'ledger', since: now - rand(40) * 60_000 }
+  for (const late of [false, true]) {
+    it(`answers exactly what the memory store answers on a random workload (same batches, same clock, several per call)${late ? ', time sometimes going back (late events)' : ''}`, async () => {
+      await withStore(async (redis) => {
+        const memory = new MemoryStore()
+        try {
+          let seed = 42
+          const rand = (n: number): number => {
+            seed = (Math.imul(seed, 1103515245) + 12345) & 0x7fffffff
+            return seed % n
           }
+          const T0 = Date.now()
+          let now = T0
+          const keys = ['a', 'b', 'ip:1']
+          const fields = ['f1', 'f2', 'f3']
+          const opFor = (): StoreOp => {
+            const key = keys[rand(keys.length)] as string
+            const field = fields[rand(fields.length)] as string
+            switch (rand(8)) {
+              case 0:
+              case 1:
+                return {
+                  op: 'hit',
+                  key,
+                  field,
+                  add: rand(3) !== 0,
+                  since: now - rand(5) * 60_000,
+                  ttl: (1 + rand(3)) * 10 * 60_000,
+                  ...(rand(2) === 0 ? { member: `m${rand(20)}` } : {}),
+                }
+              case 2:
+                return { op: 'claim', key, field: `mark${rand(3)}`, ttl: (1 + rand(3)) * 60_000 }
+              case 3:
+                return { op: 'marked', key, field: `mark${rand(3)}` }
+              case 4:
+                return { op: 'remember', key, field: 'recent', value: `v${rand(6)}`, max: 3, ttl: 20 * 60_000 }
+              case 5:
+                return {
+                  op: 'score',
+                  key,
+                  field: 'ledger',
+                  entries: Array.from({ length: rand(3) }, (_, i) => ({
+                    entry: {
+                      detection: `d${rand(4)}`,
+                      points: [1, 2.5, 0.1, 0.2, 15][rand(5)] as number,
+                      at: now - rand(3) * 60_000,
+                      ...(rand(2) === 0 ? { evidence: { i, ip: '192.0.2.0/24' } } : {}),
+                    },
+                    ...(rand(3) === 0 ? { once: { field: `once${rand(2)}`, ttl: 5 * 60_000 } } : {}),
+                  })),
+                  keepSince: now - 30 * 60_000,
+                  max: 8,
+                  ttl: 60 * 60_000,
+                  windowSince: now - 20 * 60_000,
+                  thresholds: [
+                    { level: 3, field: 'alert:3', ttl: 10 * 60_000 },
+                    { level: 6, field: 'alert:6', ttl: 10 * 60_000 },
+                  ],
+                }
+              case 6:
+                // A window or a mark (same field names on both sides), or a kind that does not move.
+                return {
+                  op: 'move',
+                  key,
+                  field: [field, `mark${rand(3)}`, 'recent'][rand(3)] as string,
+                  to: keys[rand(keys.length)] as string,
+                }
+              default:
+                return rand(4) === 0
+                  ? { op: 'reset', key, field: rand(2) === 0 ? 'ledger' : field }
+                  : { op: 'read', key, field: 'ledger', since: now - rand(40) * 60_000 }
+            }
+          }
+          for (let i = 0; i < 300; i++) {
+            // Up to four batches issued at once (the store sends them in one script call, in
+            // order), each at its own time; the memory store runs the same batches one by one.
+            const group = Array.from({ length: 1 + rand(4) }, () => {
+              now += late && rand(4) === 0 ? -rand(6) * 30_000 : rand(4) * 30_000
+              return { now, ops: Array.from({ length: 1 + rand(5) }, opFor) }
+            })
+            const fromRedis = await Promise.all(group.map((b) => redis.run(b.ops, b.now)))
+            const fromMemory: StoreResult[][] = []
+            for (const b of group) fromMemory.push(await memory.run(b.ops, b.now))
+            assert.deepEqual(fromRedis, fromMemory, `group ${i}: ${JSON.stringify(group)}`)
+          }
+        } finally {
+          await memory.close()
         }
-        for (let i = 0; i < 300; i++) {
-          // Up to four batches issued at once (the store sends them in one script call, in
-          // order), each at its own time; the memory store runs the same batches one by one.
-          const group = Array.from({ length: 1 + rand(4) }, () => {
-            now += rand(4) * 30_000
-            return { now, ops: Array.from({ length: 1 + rand(5) }, opFor) }
-          })
-          const fromRedis = await Promise.all(group.map((b) => redis.run(b.ops, b.now)))
-          const fromMemory: StoreResult[][] = []
-          for (const b of group) fromMemory.push(await memory.run(b.ops, b.now))
-          assert.deepEqual(fromRedis, fromMemory, `group ${i}: ${JSON.stringify(group)}`)
-        }
-      } finally {
-        await memory.close()
-      }
+      })
     })
-  })
+  }
 
   it('answers what the memory store answers when hits arrive out of time order (late events scored with their own time)', async () => {
     await withStore(async (redis) => {

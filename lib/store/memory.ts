@@ -500,17 +500,34 @@ export class MemoryStore implements Store {
         const horizon = now - op.ttl
         let drop = 0
         while (drop < n && (ts[drop] as number) <= horizon) drop++
-        if (n - drop >= 2 * MAX_HITS) drop = n - MAX_HITS + 1
+        // The MAX_HITS newest are kept (not one fewer: this hit may be late, older than them).
+        if (n - drop >= 2 * MAX_HITS) drop = n - MAX_HITS
         if (drop > 0) {
           shiftNumbers(ts, drop, n)
           if (hits.members) shiftNumbers(hits.members, drop, n)
           n -= drop
         }
         if (wanted !== -1 && hits.members === undefined) hits.members = new Array<number>(ts.length).fill(NO_MEMBER)
-        hits.ts = storeNumber(ts, n, now)
-        if (hits.members) hits.members = storeNumber(hits.members, n, wanted === -1 ? NO_MEMBER : wanted)
+        const hash = wanted === -1 ? NO_MEMBER : wanted
+        const times = storeNumber(ts, n, now)
+        const members = hits.members ? storeNumber(hits.members, n, hash) : undefined
+        // A late hit (an event scored after newer ones: a forwarder's backlog at the hub) goes
+        // to its place in time, so the window stays ascending and counts it by its own time.
+        let at = n
+        while (at > 0 && (times[at - 1] as number) > now) {
+          times[at] = times[at - 1] as number
+          if (members) members[at] = members[at - 1] as number
+          at--
+        }
+        if (at !== n) {
+          times[at] = now
+          if (members) members[at] = hash
+        }
+        hits.ts = times
+        hits.members = members
         hits.n = n + 1
-        hits.expires = expires
+        // A late hit does not shorten the window's life.
+        if (expires > hits.expires) hits.expires = expires
         this.#wrote(owner, expires)
       }
     }

@@ -107,30 +107,40 @@ local function hit(k, f, add, since, ttl, wanted)
   if add == 1 then
     local m = wanted
     if m < 0 then m = NO_MEMBER end
+    local expiry = 0
     if not v then
       local tracked = 0
       if wanted >= 0 then tracked = 1 end
       v = {0, 1, tracked, now, m}
     else
+      expiry = v[1]
       local len = #v
       local n = (len - 3) / 2
-      -- Drop what no window can count any more, and keep the most recent CAP hits
-      -- (the memory store keeps up to twice as many, but never counts past CAP either).
+      -- Drop what no window can count any more, and keep the most recent CAP hits, plus this
+      -- one (the memory store keeps up to twice as many, but never counts past CAP either;
+      -- CAP and not CAP - 1 before a hit that may be late, so both count the CAP newest).
       local horizon = now - ttl
       local drop = 0
       while drop < n and v[4 + 2 * drop] <= horizon do drop = drop + 1 end
-      if n - drop >= CAP then drop = n - CAP + 1 end
+      if n - drop > CAP then drop = n - CAP end
       if drop > 0 then
         local kept = {0, 1, v[3]}
         for i = 4 + 2 * drop, len do kept[i - 2 * drop] = v[i] end
         v = kept
         len = #v
       end
-      v[len + 1] = now
-      v[len + 2] = m
+      -- A late hit goes to its place in time (as in the memory store): the window stays ascending.
+      local i = len + 1
+      while i > 4 and v[i - 2] > now do
+        v[i], v[i + 1] = v[i - 2], v[i - 1]
+        i = i - 2
+      end
+      v[i], v[i + 1] = now, m
       if wanted >= 0 then v[3] = 1 end
     end
     put(k, f, v, ttl)
+    -- A late hit does not shorten the window's life.
+    if v[1] < expiry then v[1] = expiry end
   end
   if not v then
     out[o + 1], out[o + 2], out[o + 3] = 0, 0, 0
