@@ -27,8 +27,11 @@ import { generateKeyPairSync, randomUUID } from 'node:crypto'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
 import { cpus } from 'node:os'
-import { fileURLToPath } from 'node:url'
+import { resolve } from 'node:path'
+import { PerformanceObserver } from 'node:perf_hooks'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
+import { GCProfiler, type GCProfilerResult } from 'node:v8'
 import { FlattenedSign } from 'jose'
 import type { AuthEvent } from '../lib/event.js'
 import { BATCH_CONTENT_TYPE, BATCH_SIGNATURE_HEADER } from '../lib/transport/wire.js'
@@ -43,6 +46,8 @@ const { values: args } = parseArgs({
     batches: { type: 'string' },
     pin: { type: 'boolean', default: process.env.BENCH_PIN === '1' },
     mix: { type: 'string', default: process.env.BENCH_HUB_MIX ?? 'attack' },
+    concurrent: { type: 'boolean', default: false },
+    baseline: { type: 'string' },
   },
 })
 if (args.mix !== 'attack' && args.mix !== 'everyday')
@@ -54,6 +59,8 @@ const TOKEN = 'bench-hub-token-0123456789abcdefghijklmnop'
 const SECRET = 'bench-hub-shared-secret-0123456789abcdefghij'
 // A URL held in a variable, so TypeScript does not require a build to type-check this file.
 const DIST = new URL('../dist/index.js', import.meta.url).href
+/** The build a hub child loads: dist/, or another build (`--concurrent --baseline <dir>`). */
+const CHILD_DIST = process.env.BENCH_HUB_DIST ?? DIST
 const DIST_SCHEMA = new URL('../dist/hub/schema.js', import.meta.url).href
 const DIST_INGEST = new URL('../dist/hub/ingest.js', import.meta.url).href
 const DIST_VIEWS = new URL('../dist/hub/views.js', import.meta.url).href
@@ -66,7 +73,7 @@ type Lib = typeof import('../lib/index.js')
 // Child: one hub on 127.0.0.1, reporting its CPU time over IPC.
 
 const serve = async (): Promise<void> => {
-  const { sqreenHub } = (await import(DIST)) as Lib
+  const { sqreenHub } = (await import(CHILD_DIST)) as Lib
   const express = (await import('express')).default
   const key = process.env.BENCH_HUB_KEY ?? ''
   const hub = sqreenHub({
@@ -78,6 +85,28 @@ const serve = async (): Promise<void> => {
     // BENCH_HUB_REORDER=<ms>: the reorder window (default: the hub's own, 2 s; 0 scores before answering).
     ...(process.env.BENCH_HUB_REORDER === undefined ? {} : { reorderWindow: Number(process.env.BENCH_HUB_REORDER) }),
   })
+  // What the collector costs: pause time (\`gc\` performance entries) and the bytes that
+  // survived young collections (copied or promoted: what scavenges cost and what fills the
+  // old generation, whose growth is the hub's page faults).
+  let gcMillis = 0
+  new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) gcMillis += entry.duration
+  }).observe({ type: 'gc' })
+  let survivedBytes = 0
+  let profiler = new GCProfiler()
+  profiler.start()
+  const used = (stats: GCProfilerResult['statistics'][number]['afterGC'], name: string): number =>
+    stats.heapSpaceStatistics.find((space) => space.spaceName === name)?.spaceUsedSize ?? 0
+  const collectSurvivors = (): void => {
+    const result = profiler.stop()
+    profiler = new GCProfiler()
+    profiler.start()
+    for (const gc of result?.statistics ?? []) {
+      if (gc.gcType !== 'Scavenge') continue
+      survivedBytes +=
+        used(gc.afterGC, 'new_space') + Math.max(0, used(gc.afterGC, 'old_space') - used(gc.beforeGC, 'old_space'))
+    }
+  }
   const app = express()
   app.use('/hub', hub)
   const server = app.listen(0, '127.0.0.1', () => {
@@ -89,10 +118,14 @@ const serve = async (): Promise<void> => {
       // (and their CPU counted) before the round's CPU time is read.
       await hub.flush()
       const cpu = process.cpuUsage()
+      collectSurvivors()
       process.send?.({
+        gcMillis,
+        survivedBytes,
         type: 'stats',
         cpuMicros: cpu.user + cpu.system,
         systemMicros: cpu.system,
+        minorFaults: process.resourceUsage().minorPageFault,
         counters: hub.stats().counters,
       })
     } else if (message.type === 'close') {
@@ -110,6 +143,12 @@ interface HubStats {
   readonly cpuMicros: number
   /** Of which in the kernel (sockets, memory mappings). */
   readonly systemMicros: number
+  /** Minor page faults so far (first touches of memory: where most of the kernel's share goes). */
+  readonly minorFaults: number
+  /** Collector pauses so far, ms. */
+  readonly gcMillis: number
+  /** Bytes that survived young collections so far. */
+  readonly survivedBytes: number
   readonly counters: Record<string, number>
 }
 
@@ -120,7 +159,7 @@ interface HubChild {
   close(): Promise<void>
 }
 
-const startHub = async (key: string): Promise<HubChild> => {
+const startHub = async (key: string, dist?: string): Promise<HubChild> => {
   const child: ChildProcess = fork(fileURLToPath(import.meta.url), ['--serve'], {
     // BENCH_CPU_PROF=<dir>: a V8 CPU profile of the hub process, to see where ingest time goes.
     execArgv: [
@@ -130,7 +169,12 @@ const startHub = async (key: string): Promise<HubChild> => {
       ...(process.env.BENCH_HUB_FLAGS ? process.env.BENCH_HUB_FLAGS.split(' ') : []),
       ...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []),
     ],
-    env: { ...process.env, BENCH_HUB_KEY: key, NODE_ENV: 'production' },
+    env: {
+      ...process.env,
+      BENCH_HUB_KEY: key,
+      NODE_ENV: 'production',
+      ...(dist === undefined ? {} : { BENCH_HUB_DIST: dist }),
+    },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   })
   const next = <T>(type: string): Promise<T> =>
@@ -368,10 +412,13 @@ const main = async (): Promise<void> => {
         if (events !== perRound * BATCH) throw new Error(`${events} events accepted, ${perRound * BATCH} sent`)
         const cpuSeconds = (after.cpuMicros - before.cpuMicros) / 1e6
         const systemShare = (after.systemMicros - before.systemMicros) / (after.cpuMicros - before.cpuMicros)
+        const faults = (after.minorFaults - before.minorFaults) / events
+        const gcShare = (after.gcMillis - before.gcMillis) / ((after.cpuMicros - before.cpuMicros) / 1000)
+        const survived = (after.survivedBytes - before.survivedBytes) / events
         perCore.push(events / cpuSeconds)
         wall.push(events / seconds)
         process.stderr.write(
-          `  ${alg} round ${round + 1}/${rounds}: ${events} events, ${(events / cpuSeconds).toFixed(0)} events per CPU-second (${(100 * systemShare).toFixed(0)}% of it in the kernel), ${(events / seconds).toFixed(0)} events/s wall\n`,
+          `  ${alg} round ${round + 1}/${rounds}: ${events} events, ${(events / cpuSeconds).toFixed(0)} events per CPU-second (${(100 * systemShare).toFixed(0)}% of it in the kernel, ${faults.toFixed(2)} page faults per event; GC pauses ${(100 * gcShare).toFixed(0)}%, ${survived.toFixed(0)} B per event survived young collections), ${(events / seconds).toFixed(0)} events/s wall\n`,
         )
       }
 
@@ -477,5 +524,84 @@ const main = async (): Promise<void> => {
   writeFileSync(new URL('./results/hub.json', import.meta.url), `${JSON.stringify(out, null, 2)}\n`)
 }
 
+/**
+ * `--concurrent --baseline <dir>`: two hubs at once on the last CPU, one on another build
+ * (`<dir>/index.js`, for example a copy of dist/ made before a change) and one on dist/, each
+ * given the same batches at the same moment. The machine's speed drifts by tens of percent
+ * within a minute here; two processes sharing one core see the same drift, so the ratio of
+ * their CPU time per event in a round resolves a few percent where sequential runs do not
+ * (the capture bench's `--concurrent`, for the same reason). `--baseline dist` is the A/A check.
+ */
+const concurrent = async (): Promise<void> => {
+  if (args.baseline === undefined)
+    throw new Error('--concurrent needs --baseline <dir> (a build to compare dist/ with)')
+  const baseline = new URL('index.js', pathToFileURL(`${resolve(args.baseline)}/`)).href
+  const smoke = args.smoke === true
+  const rounds = Number(args.rounds ?? (smoke ? 1 : 6))
+  const perRound = Number(args.batches ?? (smoke ? 4 : 40))
+  const ed = generateKeyPairSync('ed25519')
+  const algs = [
+    { alg: 'HS256' as const, hubKey: SECRET, signKey: new TextEncoder().encode(SECRET) },
+    {
+      alg: 'EdDSA' as const,
+      hubKey: ed.publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+      signKey: ed.privateKey,
+    },
+  ]
+  const rows: { alg: string; baseline: number; candidate: number; ratios: number[] }[] = []
+  let pinned = 'no'
+  let seed = 1
+  for (const { alg, hubKey, signKey } of algs) {
+    const hubs = [await startHub(hubKey, baseline), await startHub(hubKey)] as const
+    // Always pinned: both on the last CPU, sharing it, the load generator on the others.
+    pinned = pin(hubs.map((h) => h.pid))
+    try {
+      const batchesOf = (count: number): AuthEvent[][] => Array.from({ length: count }, () => makeEvents(BATCH, seed++))
+      const warm = await signAll(batchesOf(Math.max(2, Math.floor(perRound / 2))), alg, signKey)
+      await Promise.all(hubs.map((h) => post(h.url, warm)))
+      const perCore: [number[], number[]] = [[], []]
+      const ratios: number[] = []
+      for (let round = 0; round < rounds; round++) {
+        const batches = await signAll(batchesOf(perRound), alg, signKey)
+        const before = await Promise.all(hubs.map((h) => h.stats()))
+        // Which hub's requests start first alternates between rounds.
+        const order = round % 2 === 0 ? [0, 1] : [1, 0]
+        await Promise.all(order.map((i) => post((hubs[i] as HubChild).url, batches)))
+        const after = await Promise.all(hubs.map((h) => h.stats()))
+        const rates = [0, 1].map((i) => {
+          const a = after[i] as HubStats
+          const b = before[i] as HubStats
+          const events = (a.counters['hub.accepted'] ?? 0) - (b.counters['hub.accepted'] ?? 0)
+          if (events !== perRound * BATCH) throw new Error(`${events} events accepted, ${perRound * BATCH} sent`)
+          return events / ((a.cpuMicros - b.cpuMicros) / 1e6)
+        }) as [number, number]
+        perCore[0].push(rates[0])
+        perCore[1].push(rates[1])
+        ratios.push(rates[1] / rates[0])
+        process.stderr.write(
+          `  ${alg} round ${round + 1}/${rounds}: baseline ${rates[0].toFixed(0)}, candidate ${rates[1].toFixed(0)} events per CPU-second, ratio ${(rates[1] / rates[0]).toFixed(3)}\n`,
+        )
+      }
+      rows.push({ alg, baseline: median(perCore[0]), candidate: median(perCore[1]), ratios })
+    } finally {
+      await Promise.all(hubs.map((h) => h.close()))
+    }
+  }
+  console.log(
+    `| algorithm | baseline events per CPU-second | candidate (dist/) | candidate / baseline, median of ${rounds} rounds (min - max) |`,
+  )
+  console.log('| --- | ---: | ---: | --- |')
+  for (const r of rows) {
+    const sorted = [...r.ratios].sort((a, b) => a - b)
+    console.log(
+      `| ${r.alg} | ${Math.round(r.baseline).toLocaleString('en')} | ${Math.round(r.candidate).toLocaleString('en')} | ${median(r.ratios).toFixed(3)} (${sorted[0]?.toFixed(3)} - ${sorted[sorted.length - 1]?.toFixed(3)}) |`,
+    )
+  }
+  console.log(
+    `\nconcurrent, ${args.mix} mix: baseline ${args.baseline}, ${rounds} round(s) of ${perRound} batches x ${BATCH} events per algorithm; pinned: ${pinned}`,
+  )
+}
+
 if (args.serve) await serve()
+else if (args.concurrent) await concurrent()
 else await main()

@@ -10,6 +10,7 @@ import type { RiskSnapshot } from '../risk/ledger.js'
 import { MemoryStore } from '../store/memory.js'
 import { HUB_CSS, HUB_JS } from './assets.js'
 import { createAuth, type Principal, SESSION_COOKIE } from './auth.js'
+import { BodyPool } from './body-pool.js'
 import { BATCH_CONTENT_TYPE, BATCH_SIGNATURE_HEADER, createIngest } from './ingest.js'
 import { type HubOptions, resolveHubOptions } from './options.js'
 import { loginPage, notFoundPage, overviewPage, type PageContext, userPage } from './pages.js'
@@ -114,7 +115,13 @@ const MAX_TIMER_MS = 2_147_483_647
  * received) and by `timeoutMs` from now to the last byte. Always settles:
  * on the body's end, past a bound, on the deadline, or when the client goes away.
  */
-const readBody = (req: Request, limit: number, reservation: Reservation, timeoutMs: number): Promise<Body> => {
+const readBody = (
+  req: Request,
+  limit: number,
+  reservation: Reservation,
+  timeoutMs: number,
+  pool: BodyPool,
+): Promise<Body> => {
   // An application-wide body parser may have read it already: express.raw() and express.text()
   // leave the bytes (or their UTF-8 text); express.json() leaves an object, whose bytes are gone.
   const parsed = req.body as unknown
@@ -149,7 +156,7 @@ const readBody = (req: Request, limit: number, reservation: Reservation, timeout
       else if (!reservation.grow(size)) settle('over_budget')
       else chunks.push(chunk)
     }
-    const onEnd = (): void => settle(Buffer.concat(chunks, size))
+    const onEnd = (): void => settle(pool.take(chunks, size))
     // An aborted request is destroyed: 'error' (when listened to) and 'close' before 'end'.
     const onGone = (): void => settle('aborted')
     const onClose = (): void => {
@@ -202,6 +209,8 @@ export const sqreenHub = (options: Partial<HubOptions>): SqreenHub => {
   const queries = createQueries(engine, views, config)
   const auth = createAuth(config)
   const reserve = createBudget(config.limits.inflight)
+  // Idle body buffers kept for the next batches: a few batches' worth, never more than the budget.
+  const bodies = new BodyPool(Math.min(config.limits.inflight, 4 * 1024 * 1024))
   const router = express.Router()
   let closing: Promise<void> | undefined
 
@@ -263,8 +272,9 @@ export const sqreenHub = (options: Partial<HubOptions>): SqreenHub => {
         return
       }
       const reservation = reserve()
+      let body: Body | undefined
       try {
-        const body = await readBody(req, config.limits.body, reservation, config.bodyTimeoutMs)
+        body = await readBody(req, config.limits.body, reservation, config.bodyTimeoutMs, bodies)
         if (body === 'aborted') return // Nobody to answer.
         if (body === 'too_large') {
           diag.count('hub.batches_refused')
@@ -306,6 +316,7 @@ export const sqreenHub = (options: Partial<HubOptions>): SqreenHub => {
       } finally {
         // Every path ends here (readBody always settles): the bytes are no longer held.
         reservation.release()
+        if (Buffer.isBuffer(body)) bodies.give(body)
       }
     }),
   )
