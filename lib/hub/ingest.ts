@@ -5,6 +5,7 @@ import type { AuthEvent } from '../event.js'
 import type { createRiskEngine } from '../risk/engine.js'
 import { MemoryStore } from '../store/memory.js'
 import type { Store, StoreOp } from '../store/store.js'
+import { Interner } from './interner.js'
 import type { VerificationKey } from './keys.js'
 import type { HubConfig } from './options.js'
 import { ReorderBuffer } from './reorder.js'
@@ -284,6 +285,16 @@ export const createIngest = (config: HubConfig, engine: RiskEngine, views: HubVi
   const seen = new RecentIds(Math.max(100_000, config.limits.events * 100))
   const schema: SchemaLimits = { futureMs: config.clockToleranceSeconds * 1000 + 60_000, pastMs: MAX_EVENT_AGE_MS }
   const verify = createBatchVerifier(config.key, config)
+  const userAgents = new Interner(1_000)
+  const ips = new Interner(10_000)
+  /** The event, its user agent and IP replaced by the copies already held (see `Interner`). */
+  const shareStrings = (event: AuthEvent): AuthEvent => {
+    // The schema check hands over the parsed object itself: this batch's, to rewrite.
+    const e = event as { -readonly [K in keyof AuthEvent]: AuthEvent[K] }
+    if (e.userAgent !== null) e.userAgent = userAgents.intern(e.userAgent)
+    if (e.ip !== null) e.ip = ips.intern(e.ip)
+    return e
+  }
   /**
    * Where replay protection is decided when it must hold across processes: a store the
    * application passed in may be shared by several hubs (the documented Redis setup),
@@ -403,7 +414,7 @@ export const createIngest = (config: HubConfig, engine: RiskEngine, views: HubVi
     const valid: AuthEvent[] = []
     for (let index = 0; index < events.length; index++) {
       const checked = checkEvent(events[index], now, schema)
-      if (checked.ok) valid.push(checked.event)
+      if (checked.ok) valid.push(shareStrings(checked.event))
       else rejected.push({ index, reason: checked.reason })
     }
 
