@@ -31,12 +31,12 @@ import { resolve } from 'node:path'
 import { PerformanceObserver } from 'node:perf_hooks'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
-import { GCProfiler, type GCProfilerResult } from 'node:v8'
 import { FlattenedSign } from 'jose'
 import type { AuthEvent } from '../lib/event.js'
 import { BATCH_CONTENT_TYPE, BATCH_SIGNATURE_HEADER } from '../lib/transport/wire.js'
 import { pin } from './lib/pin.js'
 import { median } from './lib/stats.js'
+import { survivorCounter } from './lib/survivors.js'
 
 const { values: args } = parseArgs({
   options: {
@@ -92,21 +92,7 @@ const serve = async (): Promise<void> => {
   new PerformanceObserver((list) => {
     for (const entry of list.getEntries()) gcMillis += entry.duration
   }).observe({ type: 'gc' })
-  let survivedBytes = 0
-  let profiler = new GCProfiler()
-  profiler.start()
-  const used = (stats: GCProfilerResult['statistics'][number]['afterGC'], name: string): number =>
-    stats.heapSpaceStatistics.find((space) => space.spaceName === name)?.spaceUsedSize ?? 0
-  const collectSurvivors = (): void => {
-    const result = profiler.stop()
-    profiler = new GCProfiler()
-    profiler.start()
-    for (const gc of result?.statistics ?? []) {
-      if (gc.gcType !== 'Scavenge') continue
-      survivedBytes +=
-        used(gc.afterGC, 'new_space') + Math.max(0, used(gc.afterGC, 'old_space') - used(gc.beforeGC, 'old_space'))
-    }
-  }
+  const survivors = survivorCounter()
   const app = express()
   app.use('/hub', hub)
   const server = app.listen(0, '127.0.0.1', () => {
@@ -118,10 +104,9 @@ const serve = async (): Promise<void> => {
       // (and their CPU counted) before the round's CPU time is read.
       await hub.flush()
       const cpu = process.cpuUsage()
-      collectSurvivors()
       process.send?.({
         gcMillis,
-        survivedBytes,
+        survivedBytes: survivors.total(),
         type: 'stats',
         cpuMicros: cpu.user + cpu.system,
         systemMicros: cpu.system,

@@ -11,11 +11,11 @@
 // listening, answers { type: 'stats' } with what the app observed, exits on { type: 'close' }.
 import type { AddressInfo } from 'node:net'
 import { PerformanceObserver } from 'node:perf_hooks'
-import { GCProfiler, type GCProfilerResult } from 'node:v8'
 import express from 'express'
 import passport from 'passport'
 import { Strategy as LocalStrategy } from 'passport-local'
 import { type ChildMessage, type ParentMessage, USERS } from './protocol.js'
+import { survivorCounter } from './survivors.js'
 
 const mode = process.argv[2]
 if (mode !== 'baseline' && mode !== 'candidate' && mode !== 'forward') {
@@ -88,25 +88,8 @@ new PerformanceObserver((list) => {
   for (const entry of list.getEntries()) gcMillis += entry.duration
 }).observe({ entryTypes: ['gc'] })
 
-// What survives young collections (copied within the young generation or promoted): a
-// scavenge's cost grows with it, and it hardly depends on what else the machine does.
-// It is how a retention problem shows (bench/README, "What a login costs the collector").
-type GCStats = GCProfilerResult['statistics'][number]['afterGC']
-let survivedBytes = 0
-let profiler = new GCProfiler()
-profiler.start()
-const space = (stats: GCStats, name: string): number =>
-  stats.heapSpaceStatistics.find((s) => s.spaceName === name)?.spaceUsedSize ?? 0
-const collectSurvivors = (): void => {
-  const result = profiler.stop()
-  profiler = new GCProfiler()
-  profiler.start()
-  for (const gc of result?.statistics ?? []) {
-    if (gc.gcType !== 'Scavenge') continue
-    survivedBytes +=
-      space(gc.afterGC, 'new_space') + Math.max(0, space(gc.afterGC, 'old_space') - space(gc.beforeGC, 'old_space'))
-  }
-}
+// What survives young collections (see survivors.ts).
+const survivors = survivorCounter()
 
 const server = app.listen(0, '127.0.0.1', () => {
   send({ type: 'ready', port: (server.address() as AddressInfo).port })
@@ -115,8 +98,14 @@ const server = app.listen(0, '127.0.0.1', () => {
 process.on('message', (message: ParentMessage) => {
   if (message.type === 'stats') {
     const cpu = process.cpuUsage()
-    collectSurvivors()
-    send({ type: 'stats', mode, events: { ...events }, cpuMicros: cpu.user + cpu.system, gcMillis, survivedBytes })
+    send({
+      type: 'stats',
+      mode,
+      events: { ...events },
+      cpuMicros: cpu.user + cpu.system,
+      gcMillis,
+      survivedBytes: survivors.total(),
+    })
   } else if (message.type === 'close') {
     server.closeAllConnections()
     server.close(() => {
