@@ -14,7 +14,8 @@
  *
  * In both, one event per millisecond from `t0`, and the event kinds are mixed
  * within each user's own events (a hash of the event's index, not its residue,
- * picks the kind).
+ * picks the kind). `start` gives the stream from its event `start` on (at
+ * `t0 + start`), so a long stream can be made in pieces that are the same events.
  */
 import { randomUUID } from 'node:crypto'
 import type { AuthEvent } from '../../lib/event.js'
@@ -50,9 +51,9 @@ const mix = (i: number): number => {
   return (h ^ (h >>> 16)) >>> 0
 }
 
-export const attackMix = (count: number, users: number, t0: number): AuthEvent[] => {
+export const attackMix = (count: number, users: number, t0: number, start = 0): AuthEvent[] => {
   const events: AuthEvent[] = []
-  for (let i = 0; i < count; i++) {
+  for (let i = start; i < start + count; i++) {
     const r = mix(i) % 100
     const type = r < 60 ? 'login.failed' : r < 90 ? 'login.succeeded' : 'custom'
     const user = (i * 40503) % users
@@ -62,9 +63,9 @@ export const attackMix = (count: number, users: number, t0: number): AuthEvent[]
   return events
 }
 
-export const everydayMix = (count: number, users: number, t0: number): AuthEvent[] => {
+export const everydayMix = (count: number, users: number, t0: number, start = 0): AuthEvent[] => {
   const events: AuthEvent[] = []
-  for (let i = 0; i < count; i++) {
+  for (let i = start; i < start + count; i++) {
     const r = mix(i) % 100
     const user = (i * 40503) % users
     const home = `10.${(user >> 16) & 255}.${(user >> 8) & 255}.${user & 255}`
