@@ -11,6 +11,16 @@
  *   npm run build && node --import tsx bench/capture-micro.ts            # 9 rounds of 40,000 logins
  *   npm run build && node --import tsx bench/capture-micro.ts --smoke
  *   SCORING=on ...                                                        # with the risk engine
+ *   npm run build && node --import tsx bench/capture-micro.ts --cold     # caches flushed before each login
+ *   ... --cold --builds <dir>,<dir>   # also other builds (copies of dist/ inside the project), same run
+ *
+ * `--cold`: in a server, a login runs between other requests that have evicted its code
+ * and data from the CPU's caches, and on this VM a cold run of the same code costs about
+ * ten times a warm one (2026-12-06: Passport's own authenticate 2 µs warm, 17-40 µs
+ * cold). The default mode runs logins back to back, warm, and so shows a tenth of what a
+ * server pays. `--cold` reads 8 MB of memory before each login, and runs the subjects
+ * one login each in turn, in a shuffled order, so that all see the same machine state;
+ * each login is timed with the turn of the event loop that delivers its event.
  */
 import { setImmediate as nextTurn } from 'node:timers/promises'
 import express from 'express'
@@ -18,7 +28,10 @@ import passport from 'passport'
 import { Strategy as LocalStrategy } from 'passport-local'
 
 type Lib = typeof import('../lib/index.js')
-const { sqreenAuth } = (await import(new URL('../dist/index.js', import.meta.url).href)) as Lib
+type SqreenAuth = Lib['sqreenAuth']
+const build = async (dir: string): Promise<SqreenAuth> =>
+  ((await import(new URL(`${dir.replace(/\/?$/, '/')}index.js`, `file://${process.cwd()}/`).href)) as Lib).sqreenAuth
+const sqreenAuth = await build(new URL('../dist/', import.meta.url).pathname)
 
 const smoke = process.argv.includes('--smoke') || process.env.BENCH_SMOKE === '1'
 const scoring = process.env.SCORING === 'on'
@@ -30,7 +43,7 @@ interface Subject {
   readonly events: () => number
 }
 
-const subject = (observed: boolean): Subject => {
+const subject = (observed: boolean, sqreenAuth: SqreenAuth): Subject => {
   const auth = new passport.Passport()
   auth.use(
     new LocalStrategy((username, password, done) => {
@@ -85,6 +98,61 @@ const subject = (observed: boolean): Subject => {
   }
 }
 
+/**
+ * `--cold`: µs per login (and its event's delivery) of each subject, medians over logins
+ * taken one per subject in turn, each after reading `THRASH` (more than this machine's
+ * caches) so that it starts cold.
+ */
+const coldRun = async (subjects: readonly (readonly [string, Subject])[], logins: number): Promise<void> => {
+  const thrash = new Float64Array((8 * 1024 * 1024) / 8)
+  let sink = 0
+  const evict = (): void => {
+    for (let i = 0; i < thrash.length; i += 8) sink += thrash[i] as number
+  }
+  const times = subjects.map((): number[] => [])
+  const warmUp = Math.min(200, logins)
+  const order = subjects.map((_, i) => i)
+  for (let n = 0; n < warmUp + logins; n++) {
+    // A shuffled order each time (Fisher-Yates), so no subject always follows another.
+    for (let i = order.length - 1; i > 0; i--) {
+      const j = Math.floor(Math.random() * (i + 1))
+      ;[order[i], order[j]] = [order[j] as number, order[i] as number]
+    }
+    for (const k of order) {
+      evict()
+      const start = process.hrtime.bigint()
+      ;(subjects[k] as readonly [string, Subject])[1].login(n % 2 === 0)
+      await nextTurn()
+      const micros = Number(process.hrtime.bigint() - start) / 1000
+      if (n >= warmUp) times[k]?.push(micros)
+    }
+  }
+  if (sink === -1) console.log(sink)
+  const none = median(times[0] as number[])
+  console.log(`| subject, caches flushed before each login (median of ${logins}) | µs per login | cost |`)
+  console.log('| --- | ---: | ---: |')
+  subjects.forEach(([name, s], k) => {
+    const m = median(times[k] as number[])
+    console.log(`| ${name} | ${m.toFixed(2)} | ${k === 0 ? '-' : `+${(m - none).toFixed(2)}`} |`)
+    if (k > 0 && s.events() !== warmUp + logins)
+      throw new Error(`${name}: expected ${warmUp + logins} events, got ${s.events()}`)
+  })
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1] as number
+
+if (process.argv.includes('--cold')) {
+  const at = process.argv.indexOf('--builds')
+  const others = at === -1 ? [] : (process.argv[at + 1] ?? '').split(',').filter(Boolean)
+  const subjects: [string, Subject][] = [
+    ['without sqreen-auth', subject(false, sqreenAuth)],
+    [`with sqreen-auth (dist/, scoring ${scoring ? 'on' : 'off'})`, subject(true, sqreenAuth)],
+  ]
+  for (const dir of others) subjects.push([dir, subject(true, await build(dir))])
+  await coldRun(subjects, smoke ? 200 : 3_000)
+  process.exit(0)
+}
+
 /** µs per login, the events of each batch flushed (on the next turn) inside the timing. */
 const round = async (s: Subject, logins: number): Promise<number> => {
   const start = process.hrtime.bigint()
@@ -95,9 +163,8 @@ const round = async (s: Subject, logins: number): Promise<number> => {
   return Number(process.hrtime.bigint() - start) / logins / 1000
 }
 
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1] as number
-const baseline = subject(false)
-const candidate = subject(true)
+const baseline = subject(false, sqreenAuth)
+const candidate = subject(true, sqreenAuth)
 const rounds = smoke ? 1 : 9
 const logins = smoke ? 2_000 : 40_000
 for (let w = 0; w < (smoke ? 1 : 3); w++) {

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import fc from 'fast-check'
 import { eventTime } from '../lib/event.js'
+import { isoTimeFormatter } from '../lib/identity/iso-time.js'
 
 const iso = fc.integer({ min: -62_000_000_000_000, max: 250_000_000_000_000 }).map((ms) => new Date(ms).toISOString())
 
@@ -63,5 +64,37 @@ describe('eventTime', () => {
       ),
       { numRuns: 2_000 },
     )
+  })
+})
+
+describe('isoTimeFormatter', () => {
+  const real = (ms: number): string => new Date(ms).toISOString()
+
+  it('formats as toISOString(), one formatter over sequences of times (same second, next, back)', () => {
+    const time = fc.oneof(
+      fc.integer({ min: 0, max: 8_640_000_000_000_000 }),
+      fc.integer({ min: 1_700_000_000_000, max: 1_700_000_005_000 }),
+      fc.double({ min: -1e13, max: 1e13, noNaN: true }),
+    )
+    fc.assert(
+      fc.property(fc.array(time, { minLength: 1, maxLength: 30 }), (times) => {
+        const format = isoTimeFormatter()
+        for (const at of times) assert.equal(format(at), real(at), String(at))
+      }),
+      { numRuns: 5_000 },
+    )
+  })
+
+  it('crosses second, day and year boundaries, the epoch and year 10000', () => {
+    const format = isoTimeFormatter()
+    const edges = [0, 999, 1000, 1001, Date.UTC(2026, 11, 31, 23, 59, 59, 999), Date.UTC(2027, 0, 1)]
+    edges.push(Date.UTC(9999, 11, 31, 23, 59, 59, 999), Date.UTC(10000, 0, 1, 0, 0, 0, 7), 8_640_000_000_000_000)
+    for (const at of [...edges, ...edges.reverse()]) assert.equal(format(at), real(at), String(at))
+  })
+
+  it('throws for an invalid time, as toISOString() does', () => {
+    const format = isoTimeFormatter()
+    assert.throws(() => format(Number.NaN), RangeError)
+    assert.throws(() => format(8_640_000_000_000_001), RangeError)
   })
 })

@@ -5,6 +5,7 @@ import { type AuthEvent, type AuthEventType, hasFields, type Identity } from '..
 import type { Config, IdentifyResult } from '../options.js'
 import { automaticIdentity } from './automatic.js'
 import { createIdentityGuard, type IdentitySource } from './guard.js'
+import { isoTimeFormatter } from './iso-time.js'
 import { LoginLinks } from './links.js'
 import { loginPseudonym, normaliseLogin } from './pseudonym.js'
 import { userKeyOf } from './user-key.js'
@@ -37,17 +38,7 @@ export const createIdentityBoundary = (config: Config, diag: Diagnostics): Ident
   const guard = createIdentityGuard(mode, diag)
   const links = new LoginLinks()
 
-  // Logins arrive several per millisecond under load: formatting a Date costs more
-  // than remembering the last one.
-  let lastAt = Number.NaN
-  let lastIso = ''
-  const isoTime = (at: number): string => {
-    if (at !== lastAt) {
-      lastIso = new Date(at).toISOString()
-      lastAt = at
-    }
-    return lastIso
-  }
+  const isoTime = isoTimeFormatter()
 
   const loginKeyOf = (login: string): string =>
     // Advanced mode keys logins by HMAC; automatic mode forwards what it finds, as Sqreen did.
