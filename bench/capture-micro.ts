@@ -134,8 +134,12 @@ const coldRun = async (subjects: readonly (readonly [string, Subject])[], logins
   subjects.forEach(([name, s], k) => {
     const m = median(times[k] as number[])
     console.log(`| ${name} | ${m.toFixed(2)} | ${k === 0 ? '-' : `+${(m - none).toFixed(2)}`} |`)
-    if (k > 0 && s.events() !== warmUp + logins)
-      throw new Error(`${name}: expected ${warmUp + logins} events, got ${s.events()}`)
+    // dist/ must deliver every event; another build may be a copy with a part taken out.
+    if (k > 0 && s.events() !== warmUp + logins) {
+      const missing = `${name}: expected ${warmUp + logins} events, got ${s.events()}`
+      if (k === 1) throw new Error(missing)
+      console.log(`  (${missing})`)
+    }
   })
 }
 
