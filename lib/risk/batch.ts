@@ -18,7 +18,7 @@ import type { ScoredEntry, StoreOp, StoreResult, Threshold } from '../store/stor
  * Why two: with the memory store, the operation objects and result arrays of a
  * batch were half of what an event allocated, and at 100,000+ events a second
  * the young-generation collections that allocation triggers were a third of the
- * engine's time (measured: `bench/engine.ts`, README "Risk engine").
+ * engine's time (measured: `bench/engine.ts`; bench/README "Risk engine", bench/HISTORY.md).
  */
 export interface OpSink {
   hit(key: string, field: string, add: boolean, since: number, ttl: number, member?: string): number
