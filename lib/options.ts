@@ -258,14 +258,22 @@ const resolveSecret = (value: unknown, mode: UserContextMode): Buffer | undefine
     }
     return undefined
   }
+  return secretBytes(raw, 'secret')
+}
+
+/**
+ * A keying secret given as a string (its UTF-8 bytes) or a Buffer (copied: a later change
+ * to the caller's does not change the key), at least 16 bytes. Shared with `sqreenHub()`.
+ */
+export const secretBytes = (raw: unknown, name: string): Buffer => {
   let bytes: Buffer
   if (typeof raw === 'string') bytes = Buffer.from(raw, 'utf8')
   else if (Buffer.isBuffer(raw)) bytes = Buffer.from(raw)
-  else throw typeError('secret', 'a string or a Buffer', raw)
+  else throw typeError(name, 'a string or a Buffer', raw)
   if (bytes.length < MIN_SECRET_BYTES) {
     throw new SqreenAuthError(
       'ERR_SQREEN_SECRET',
-      `"secret" must be at least ${MIN_SECRET_BYTES} bytes long, got ${bytes.length}; generate one with \`openssl rand -base64 32\`.`,
+      `"${name}" must be at least ${MIN_SECRET_BYTES} bytes long, got ${bytes.length}; generate one with \`openssl rand -base64 32\`.`,
     )
   }
   return bytes

@@ -17,6 +17,7 @@ import {
   resolveWebhook,
   SCORING_AND_ALERT_KEYS,
   type ScoringAndAlertOptions,
+  secretBytes,
   typeError,
 } from '../options.js'
 import type { Detection } from '../risk/points.js'
@@ -78,6 +79,13 @@ export interface HubOptions extends ScoringAndAlertOptions {
   jwt: HubJwtOptions | undefined
   /** Where ledgers live. Defaults to a new `MemoryStore()` (closed with the hub). */
   store: Store
+  /**
+   * Keys IP-level state in the store by HMAC-SHA256 of the address (a key derived from
+   * this secret, >= 16 bytes), as `sqreenAuth()` does in advanced mode, so no client
+   * address is stored in a key or a window. Defaults to none: IP state is keyed by the
+   * address (or IPv6 /56 prefix) itself.
+   */
+  secret: string | Buffer
   /** Time source for scoring and the views, epoch ms. Defaults to `Date.now`. */
   clock: () => number
   /** Size limits (see `HubLimits`). */
@@ -110,6 +118,7 @@ export interface HubConfig {
     | { readonly key: VerificationKey; readonly issuer: string | undefined; readonly audience: string | undefined }
     | undefined
   readonly store: Store | undefined
+  readonly secret: Buffer | undefined
   readonly points: Readonly<Record<Detection, number>>
   readonly trigger: RiskTrigger | undefined
   readonly halfLifeMs: number
@@ -132,6 +141,7 @@ export interface HubConfig {
 
 const KNOWN_KEYS = [
   'key',
+  'secret',
   'token',
   'jwt',
   'limits',
@@ -317,6 +327,7 @@ export const resolveHubOptions = (input: unknown): HubConfig => {
     token,
     jwt,
     store: resolveStore(options.store),
+    secret: options.secret === undefined ? undefined : secretBytes(options.secret, 'secret'),
     points: resolvePoints(options.points),
     trigger: resolveTrigger(options.trigger),
     halfLifeMs: duration('halfLife', options.halfLife, 7 * 86_400_000),

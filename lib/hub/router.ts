@@ -6,6 +6,7 @@ import { SqreenAuthError } from '../errors.js'
 import { createDispatcher } from '../notify/dispatcher.js'
 import type { RiskAlert } from '../risk/alert.js'
 import { createRiskEngine, scoringSettings } from '../risk/engine.js'
+import { keyedIpRef } from '../risk/ip.js'
 import type { RiskSnapshot } from '../risk/ledger.js'
 import { MemoryStore } from '../store/memory.js'
 import { HUB_CSS, HUB_JS } from './assets.js'
@@ -198,6 +199,7 @@ export const sqreenHub = (options: Partial<HubOptions>): SqreenHub => {
     {
       ...scoringSettings(config),
       store,
+      ...(config.secret ? { ipRef: keyedIpRef(config.secret) } : {}),
       onAlert: (alert: RiskAlert) => {
         views.alert(alert)
         dispatcher.dispatch(alert)
