@@ -22,7 +22,7 @@ const script = `
   const KEY = 'hub-memory-spec-secret-0123456789abcdefghijkl'
   const settle = async () => { for (let i = 0; i < 3; i++) { await new Promise((r) => setTimeout(r, 10)); gc() } }
   // 10,000 events over 1,000 users: the views keep all of them (10 per user).
-  const run = async (userAgent) => {
+  const run = async (userAgent, strategy = 'local') => {
     const hub = sqreenHub({ key: KEY, token: 'hub-memory-spec-token-0123456789abcdefghij', reorderWindow: 0,
       onAlert() {}, logger: { warn() {}, error(m) { process.stderr.write(m + '\\n') } } })
     const app = express()
@@ -37,7 +37,7 @@ const script = `
       const events = Array.from({ length: 500 }, (_, i) => {
         const u = (b * 500 + i) % 1000
         return { id: randomUUID(), type: 'login.succeeded', at: new Date().toISOString(), source: 'passport',
-          mode: 'automatic', strategy: 'local', identity: { id: u }, userKey: 'id:' + u, ip: '198.51.100.' + (i % 200),
+          mode: 'automatic', strategy, identity: { id: u }, userKey: 'id:' + u, ip: '198.51.100.' + (i % 200),
           userAgent, status: 200 }
       })
       const body = JSON.stringify({ v: 2, iat: now, exp: now + 60, jti: randomUUID(), dropped: 0, events })
@@ -59,22 +59,32 @@ const script = `
   await run('curl/8.5.0')
   const long = await run('Mozilla/5.0 (X11; Linux x86_64) ' + 'x'.repeat(450) + ' Firefox/125.0')
   const short = await run('curl/8.5.0')
-  console.log(JSON.stringify({ long, short }))
+  const longStrategy = await run('curl/8.5.0', 'corporate-sso-' + 's'.repeat(100))
+  console.log(JSON.stringify({ long, short, longStrategy }))
 `
 
 describe('hub memory', () => {
-  it('keeps a long user agent repeated over 10,000 kept events once, not once per event', () => {
+  it('keeps a long user agent or strategy name repeated over 10,000 kept events once, not once per event', () => {
     const out = execFileSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', script], {
       cwd: root,
       encoding: 'utf8',
       timeout: 60_000,
     })
-    const { long, short } = JSON.parse(out.trim()) as { long: number; short: number }
+    const { long, short, longStrategy } = JSON.parse(out.trim()) as {
+      long: number
+      short: number
+      longStrategy: number
+    }
     // A copy per event would be 10,000 x about 500 B = 5 MB more with the long user agent.
     assert.ok(short > 0, `the views keep something (${short} B)`)
     assert.ok(
       long - short < 1_500_000,
       `a 500-character user agent on 10,000 kept events costs ${long - short} B more than a short one`,
+    )
+    // Strategy names are kept once too: a copy per event would be 10,000 x about 130 B.
+    assert.ok(
+      longStrategy - short < 500_000,
+      `a 114-character strategy name on 10,000 kept events costs ${longStrategy - short} B more than "local"`,
     )
   })
 })

@@ -287,12 +287,17 @@ export const createIngest = (config: HubConfig, engine: RiskEngine, views: HubVi
   const verify = createBatchVerifier(config.key, config)
   const userAgents = new Interner(1_000)
   const ips = new Interner(10_000)
-  /** The event, its user agent and IP replaced by the copies already held (see `Interner`). */
+  const strategies = new Interner(100)
+  /**
+   * The event, its user agent, IP and strategy replaced by the copies already held (see
+   * `Interner`; the schema check already did so for fields with a fixed set of values).
+   */
   const shareStrings = (event: AuthEvent): AuthEvent => {
     // The schema check hands over the parsed object itself: this batch's, to rewrite.
     const e = event as { -readonly [K in keyof AuthEvent]: AuthEvent[K] }
     if (e.userAgent !== null) e.userAgent = userAgents.intern(e.userAgent)
     if (e.ip !== null) e.ip = ips.intern(e.ip)
+    if (e.strategy !== null) e.strategy = strategies.intern(e.strategy)
     return e
   }
   /**
