@@ -205,7 +205,11 @@ const build = (raw: unknown, now: number, limits: SchemaLimits): AuthEvent => {
   return raw as unknown as AuthEvent
 }
 
-/** Checks one forwarded event; never throws. */
+/**
+ * Checks one forwarded event, as `JSON.parse` built it; never throws. The object itself is
+ * the event (not a copy), with the hub's own strings written into fields with a fixed set
+ * of values (see `choices`): it must be the caller's to change.
+ */
 export const checkEvent = (raw: unknown, now: number, limits: SchemaLimits): Checked => {
   try {
     return { ok: true, event: build(raw, now, limits) }
