@@ -143,6 +143,14 @@ describe('sqreenHub() options: no open default', () => {
         /"key" .*and "jwt.key" .*must differ/,
       )
     }
+    // Nor may the token be the JWT secret: whoever holds it could mint JWTs of any subject and lifetime.
+    for (const jwtKey of [HUB_TOKEN, Buffer.from(HUB_TOKEN), createSecretKey(Buffer.from(HUB_TOKEN))]) {
+      fails(
+        { key: HS_SECRET, token: HUB_TOKEN, jwt: { key: jwtKey } },
+        'ERR_SQREEN_HUB_AUTH',
+        /"token" and "jwt.key" must differ/,
+      )
+    }
   })
 
   it('accepts a token, a JWT config, or both, and an Ed25519 public key as KeyObject or PEM', async () => {

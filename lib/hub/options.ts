@@ -261,6 +261,7 @@ const keyMaterial = (key: VerificationKey): Buffer =>
  * One secret, one purpose. Whoever holds the batch key (every forwarder) could otherwise
  * open the API: with the token as their secret, by sending it; with the JWT key, by
  * minting JWTs (for Ed25519, the forwarders hold the very private key that signs them).
+ * The token and an HS256 JWT secret must differ too.
  */
 const checkSeparateKeys = (key: VerificationKey, token: string | undefined, jwt: HubConfig['jwt']): void => {
   const batchKey = keyMaterial(key)
@@ -275,6 +276,16 @@ const checkSeparateKeys = (key: VerificationKey, token: string | undefined, jwt:
       'ERR_SQREEN_HUB_AUTH',
       '"key" (which verifies forwarded batches) and "jwt.key" (which verifies API and dashboard JWTs) must differ: whoever signs batches could otherwise sign JWTs too.',
     )
+  }
+  // A token is sent to the hub (typed into the sign-in form, kept by scripts); were it also
+  // the JWT secret, whoever saw it could mint JWTs of any subject and any lifetime.
+  if (token !== undefined && jwt !== undefined && jwt.key.alg === 'HS256') {
+    if (keyMaterial(jwt.key).equals(Buffer.from(token, 'utf8'))) {
+      throw new SqreenAuthError(
+        'ERR_SQREEN_HUB_AUTH',
+        '"token" and "jwt.key" must differ: whoever holds the token could otherwise sign JWTs of any subject and lifetime. Generate another for each (e.g. `openssl rand -base64 32`).',
+      )
+    }
   }
 }
 
