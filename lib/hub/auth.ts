@@ -1,6 +1,8 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import { jwtVerify } from 'jose'
+import type { Diagnostics } from '../diagnostics.js'
+import type { Store } from '../store/store.js'
 import { BATCH_TYP } from './ingest.js'
 import type { HubConfig } from './options.js'
 
@@ -43,12 +45,133 @@ export interface HubAuth {
   verify(credential: string): Promise<Principal | undefined>
   /** `Authorization: Bearer ...` */
   bearer(req: IncomingMessage): Promise<Principal | undefined>
-  /** The session of the request's cookie, if it is live. */
-  session(req: IncomingMessage): Principal | undefined
-  /** Opens a session; returns the cookie value. */
-  open(principal: Principal): string
-  /** Ends the request's session (logout). */
-  end(req: IncomingMessage): void
+  /** The session of the request's cookie, if it is live (none while a shared store cannot be reached). */
+  session(req: IncomingMessage): Promise<Principal | undefined>
+  /** Opens a session; returns the cookie value. Rejects when a shared store cannot be reached. */
+  open(principal: Principal): Promise<string>
+  /** Ends the request's session (logout). Rejects when a shared store cannot be reached. */
+  end(req: IncomingMessage): Promise<void>
+}
+
+/** Where sessions are kept: this process, or a store shared by several hubs. */
+interface SessionKeeper {
+  get(cookie: string | undefined): Promise<Principal | undefined>
+  open(principal: Principal): Promise<string>
+  end(cookie: string | undefined): Promise<void>
+}
+
+const newSessionId = (): string => randomBytes(32).toString('base64url')
+const SESSION_ID = /^[A-Za-z0-9_-]{43}$/
+
+/** Sessions in this process: a Map of hashed ids, at most `MAX_SESSIONS` (the oldest go first). */
+const localSessions = (): SessionKeeper => {
+  const sessions = new Map<string, Principal>()
+  const digest = (cookie: string | undefined): string | undefined =>
+    cookie !== undefined && SESSION_ID.test(cookie) ? sha256(cookie).toString('hex') : undefined
+  return {
+    async get(cookie) {
+      const id = digest(cookie)
+      if (id === undefined) return undefined
+      const principal = sessions.get(id)
+      if (principal === undefined) return undefined
+      if (principal.expiresAt <= Date.now()) {
+        sessions.delete(id)
+        return undefined
+      }
+      return principal
+    },
+    async open(principal) {
+      const value = newSessionId()
+      sessions.set(sha256(value).toString('hex'), principal)
+      if (sessions.size > MAX_SESSIONS) {
+        const oldest = sessions.keys().next().value
+        if (oldest !== undefined) sessions.delete(oldest)
+      }
+      return value
+    },
+    async end(cookie) {
+      const id = digest(cookie)
+      if (id !== undefined) sessions.delete(id)
+    },
+  }
+}
+
+/**
+ * A cookie for a shared store: `<id>.<expiresAt>.<subject>` (epoch ms in base 10, the
+ * subject as base64url of its UTF-8). The store holds a mark only, so the cookie carries
+ * what the page shows, and the mark's field commits to it: a cookie whose subject or
+ * expiry was edited names a field that was never set.
+ */
+const SHARED_COOKIE = /^([A-Za-z0-9_-]{43})\.([1-9][0-9]{0,15})\.([A-Za-z0-9_-]{0,700})$/
+
+/**
+ * Store keys name owners (users `id:…`, `login:…`, IPs `ip:…`); `hub:` is the hub's own, as
+ * for replay marks (lib/hub/ingest.ts), and the field is one the engine never writes, so a
+ * forwarded event can neither create nor end a session. The id is hashed: a dump of the
+ * store gives no usable cookie.
+ */
+const sessionKey = (id: string): string => `hub:session:${sha256(id).toString('base64url')}`
+const sessionField = (expiresAt: number, subject: string): string =>
+  `hub:session:${sha256(`${expiresAt}\n${subject}`).toString('base64url')}`
+
+/**
+ * Sessions in a store that several hubs share (a `RedisStore`): a session opened on one
+ * hub is good on every hub of the store and survives restarts, and logout ends it on all
+ * of them. While the store cannot be reached nobody is signed in (access control fails
+ * closed); the outage is logged once.
+ */
+const sharedSessions = (store: Store, diag: Diagnostics): SessionKeeper => {
+  let failing = false
+  const ran = async <T>(ops: Parameters<Store['run']>[0]): Promise<T> => {
+    try {
+      const results = await store.run(ops, Date.now())
+      if (failing) {
+        failing = false
+        diag.rearm('hub_session_store_failed')
+      }
+      return results[0] as T
+    } catch (err) {
+      failing = true
+      diag.count('store_errors')
+      diag.error(
+        'hub_session_store_failed',
+        'the shared store could not be reached for a dashboard session; nobody can sign in until it is back',
+        err,
+      )
+      throw err
+    }
+  }
+  const parse = (cookie: string | undefined) => {
+    const match = cookie === undefined ? null : SHARED_COOKIE.exec(cookie)
+    if (match === null) return undefined
+    const expiresAt = Number(match[2])
+    const subject = Buffer.from(match[3] as string, 'base64url').toString('utf8')
+    return { key: sessionKey(match[1] as string), field: sessionField(expiresAt, subject), expiresAt, subject }
+  }
+  return {
+    async get(cookie) {
+      const session = parse(cookie)
+      if (session === undefined || session.expiresAt <= Date.now()) return undefined
+      try {
+        const live = await ran<boolean>([{ op: 'marked', key: session.key, field: session.field }])
+        return live ? { subject: session.subject, expiresAt: session.expiresAt } : undefined
+      } catch {
+        return undefined
+      }
+    },
+    async open({ subject: given, expiresAt }) {
+      // As the cookie will give it back: UTF-8 turns a lone surrogate into U+FFFD.
+      const subject = Buffer.from(given, 'utf8').toString('utf8')
+      const id = newSessionId()
+      const ttl = Math.max(1, expiresAt - Date.now())
+      await ran([{ op: 'claim', key: sessionKey(id), field: sessionField(expiresAt, subject), ttl }])
+      return `${id}.${expiresAt}.${Buffer.from(subject, 'utf8').toString('base64url')}`
+    },
+    async end(cookie) {
+      const session = parse(cookie)
+      if (session !== undefined) await ran([{ op: 'reset', key: session.key, field: session.field }])
+    },
+  }
 }
 
 /**
@@ -57,12 +180,12 @@ export interface HubAuth {
  * are verified with jose, pinned to the configured key's algorithm, `exp`
  * required, and never with a batch's `typ`. A browser exchanges either for a
  * session: a random id in an HttpOnly, SameSite=Strict cookie, kept server-side
- * (hashed) so logout really ends it. Sessions live in this process: a restart
- * signs everyone out.
+ * (hashed) so logout really ends it: in this process (a restart signs everyone
+ * out), or in the store several hubs share (`shared`: one sign-in for all of them).
  */
-export const createAuth = (config: HubConfig): HubAuth => {
+export const createAuth = (config: HubConfig, shared: Store | undefined, diag: Diagnostics): HubAuth => {
   const tokenDigest = config.token === undefined ? undefined : sha256(config.token)
-  const sessions = new Map<string, Principal>()
+  const sessions = shared === undefined ? localSessions() : sharedSessions(shared, diag)
   const jwt = config.jwt
   const jwtOptions = jwt
     ? {
@@ -74,10 +197,7 @@ export const createAuth = (config: HubConfig): HubAuth => {
       }
     : undefined
 
-  const sessionId = (req: IncomingMessage): string | undefined => {
-    const value = readCookie(req.headers.cookie, SESSION_COOKIE)
-    return value && /^[A-Za-z0-9_-]{43}$/.test(value) ? sha256(value).toString('hex') : undefined
-  }
+  const cookieOf = (req: IncomingMessage): string | undefined => readCookie(req.headers.cookie, SESSION_COOKIE)
 
   const verify = async (credential: string): Promise<Principal | undefined> => {
     if (credential.length === 0 || credential.length > MAX_CREDENTIAL) return undefined
@@ -105,30 +225,13 @@ export const createAuth = (config: HubConfig): HubAuth => {
       const match = typeof header === 'string' ? /^Bearer +(\S+)$/i.exec(header) : null
       return match ? verify(match[1] as string) : undefined
     },
-    session(req) {
-      const id = sessionId(req)
-      if (id === undefined) return undefined
-      const principal = sessions.get(id)
-      if (principal === undefined) return undefined
-      if (principal.expiresAt <= Date.now()) {
-        sessions.delete(id)
-        return undefined
-      }
-      return principal
-    },
-    open(principal) {
-      const value = randomBytes(32).toString('base64url')
-      const expiresAt = Math.min(principal.expiresAt, Date.now() + config.sessionTtlMs)
-      sessions.set(sha256(value).toString('hex'), { subject: principal.subject, expiresAt })
-      if (sessions.size > MAX_SESSIONS) {
-        const oldest = sessions.keys().next().value
-        if (oldest !== undefined) sessions.delete(oldest)
-      }
-      return value
-    },
-    end(req) {
-      const id = sessionId(req)
-      if (id !== undefined) sessions.delete(id)
-    },
+    session: (req) => sessions.get(cookieOf(req)),
+    open: (principal) =>
+      sessions.open({
+        subject: principal.subject,
+        // Whole milliseconds: the shared cookie writes the expiry as an integer.
+        expiresAt: Math.floor(Math.min(principal.expiresAt, Date.now() + config.sessionTtlMs)),
+      }),
+    end: (req) => sessions.end(cookieOf(req)),
   }
 }

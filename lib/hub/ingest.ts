@@ -72,6 +72,15 @@ export const batchKey = (jti: string): string =>
 /** The store key of an event id, which the schema check limits to 1 to 64 letters, digits, - or _. */
 export const eventKey = (id: string): string => `hub:event:${id}`
 
+/**
+ * The store several hubs may share (the documented Redis setup): one the application passed
+ * in that is not a MemoryStore. A MemoryStore lives and dies with this process, so what it
+ * would decide across processes (replays, event ids, dashboard sessions) is decided in
+ * process instead, exactly and more cheaply.
+ */
+export const sharedStore = (config: Pick<HubConfig, 'store'>): Store | undefined =>
+  config.store !== undefined && !(config.store instanceof MemoryStore) ? config.store : undefined
+
 export interface Rejection {
   readonly index: number
   readonly reason: string
@@ -301,14 +310,12 @@ export const createIngest = (config: HubConfig, engine: RiskEngine, views: HubVi
     return e
   }
   /**
-   * Where replay protection is decided when it must hold across processes: a store the
-   * application passed in may be shared by several hubs (the documented Redis setup),
-   * and outlives a restart. A MemoryStore lives and dies with this process, so the
-   * in-process caches are exact for it, and cheaper: a mark per event id in it would
-   * cost an owner record each and, past its `maxKeys`, evict users' ledgers.
+   * Where replay protection is decided when it must hold across processes (a store several
+   * hubs share, which outlives a restart). For a MemoryStore the in-process caches are
+   * exact, and cheaper: a mark per event id in it would cost an owner record each and,
+   * past its `maxKeys`, evict users' ledgers.
    */
-  const shared: Store | undefined =
-    config.store !== undefined && !(config.store instanceof MemoryStore) ? config.store : undefined
+  const shared = sharedStore(config)
   let storeFailing = false
   let busy = 0
   /** Events waiting to be scored in time order (`reorderWindow`); none when it is 0. */

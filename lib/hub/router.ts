@@ -12,7 +12,7 @@ import { MemoryStore } from '../store/memory.js'
 import { HUB_CSS, HUB_JS } from './assets.js'
 import { createAuth, type Principal, SESSION_COOKIE } from './auth.js'
 import { BodyPool } from './body-pool.js'
-import { BATCH_CONTENT_TYPE, BATCH_SIGNATURE_HEADER, createIngest } from './ingest.js'
+import { BATCH_CONTENT_TYPE, BATCH_SIGNATURE_HEADER, createIngest, sharedStore } from './ingest.js'
 import { type HubOptions, resolveHubOptions } from './options.js'
 import { loginPage, notFoundPage, overviewPage, type PageContext, userPage } from './pages.js'
 import { createQueries, StoreUnavailableError } from './queries.js'
@@ -209,7 +209,7 @@ export const sqreenHub = (options: Partial<HubOptions>): SqreenHub => {
   )
   const ingest = createIngest(config, engine, views, diag)
   const queries = createQueries(engine, views, config)
-  const auth = createAuth(config)
+  const auth = createAuth(config, sharedStore(config), diag)
   const reserve = createBudget(config.limits.inflight)
   // Idle body buffers kept for the next batches: a few batches' worth, never more than the budget.
   const bodies = new BodyPool(Math.min(config.limits.inflight, 4 * 1024 * 1024))
@@ -334,10 +334,13 @@ export const sqreenHub = (options: Partial<HubOptions>): SqreenHub => {
     res.type('js').send(HUB_JS)
   })
 
-  router.get('/login', (req, res) => {
-    if (auth.session(req)) res.redirect(303, `${req.baseUrl}/`)
-    else html(res, 200, loginPage(ctx(req)))
-  })
+  router.get(
+    '/login',
+    guarded(async (req, res) => {
+      if (await auth.session(req)) res.redirect(303, `${req.baseUrl}/`)
+      else html(res, 200, loginPage(ctx(req)))
+    }),
+  )
 
   router.post(
     '/login',
@@ -354,7 +357,14 @@ export const sqreenHub = (options: Partial<HubOptions>): SqreenHub => {
         html(res, 401, loginPage(ctx(req), 'That token is not valid.'))
         return
       }
-      const value = auth.open(principal)
+      let value: string
+      try {
+        value = await auth.open(principal)
+      } catch {
+        // The shared store is down (logged once by auth): no session can be recorded.
+        html(res, 503, loginPage(ctx(req), "The hub's store cannot be reached; try again in a moment."))
+        return
+      }
       res.cookie(SESSION_COOKIE, value, {
         httpOnly: true,
         sameSite: 'strict',
@@ -366,24 +376,41 @@ export const sqreenHub = (options: Partial<HubOptions>): SqreenHub => {
     }),
   )
 
-  router.post('/logout', (req, res) => {
-    if (wantsCrossSite(req)) {
-      // No Set-Cookie either: clearing the cookie would sign the operator out all the same.
-      html(res, 403, loginPage(ctx(req), 'Sign out from the hub itself.'))
-      return
-    }
-    auth.end(req)
-    res.clearCookie(SESSION_COOKIE, {
-      httpOnly: true,
-      sameSite: 'strict',
-      secure: req.secure,
-      path: req.baseUrl || '/',
-    })
-    res.redirect(303, `${req.baseUrl}/login`)
-  })
+  router.post(
+    '/logout',
+    guarded(async (req, res) => {
+      if (wantsCrossSite(req)) {
+        // No Set-Cookie either: clearing the cookie would sign the operator out all the same.
+        html(res, 403, loginPage(ctx(req), 'Sign out from the hub itself.'))
+        return
+      }
+      try {
+        await auth.end(req)
+      } catch {
+        // The session is still recorded in the shared store: keep the cookie, so signing
+        // out can be tried again, rather than leave a live session behind a cleared one.
+        html(
+          res,
+          503,
+          loginPage(
+            ctx(req),
+            "The hub's store cannot be reached, so the session could not be ended; try again in a moment.",
+          ),
+        )
+        return
+      }
+      res.clearCookie(SESSION_COOKIE, {
+        httpOnly: true,
+        sameSite: 'strict',
+        secure: req.secure,
+        path: req.baseUrl || '/',
+      })
+      res.redirect(303, `${req.baseUrl}/login`)
+    }),
+  )
 
   const principalOf = async (req: Request): Promise<Principal | undefined> =>
-    auth.session(req) ?? (req.headers.authorization ? await auth.bearer(req) : undefined)
+    (await auth.session(req)) ?? (req.headers.authorization ? await auth.bearer(req) : undefined)
 
   // The JSON API: 401 without a valid token, JWT or session, and never a byte of data.
   router.use(
@@ -433,7 +460,7 @@ export const sqreenHub = (options: Partial<HubOptions>): SqreenHub => {
   const page =
     (render: (req: Request, res: Response, principal: Principal) => Promise<void>) =>
     async (req: Request, res: Response): Promise<void> => {
-      const principal = auth.session(req)
+      const principal = await auth.session(req)
       if (principal === undefined) {
         secure(res)
         res.redirect(303, `${req.baseUrl}/login`)
