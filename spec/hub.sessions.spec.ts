@@ -7,13 +7,15 @@
  * real Express apps, HTTP through supertest.
  */
 import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
 import type { Redis } from 'ioredis'
 import { SignJWT } from 'jose'
 import request from 'supertest'
+import { sessionNames, sessionSecret } from '../lib/hub/auth.js'
 import { RedisStore } from '../lib/index.js'
 import { MemoryLogger } from './helpers/apps.js'
-import { HUB_TOKEN, type RunningHub, startHub } from './helpers/hub.js'
+import { ed25519, HUB_TOKEN, type RunningHub, startHub } from './helpers/hub.js'
 import { waitUntil } from './helpers/receivers.js'
 import { dropKeys, inspector, keysUnder, REDIS_URL, RedisServer, testPrefix } from './helpers/redis.js'
 
@@ -36,6 +38,16 @@ const signedInAs = async (hub: RunningHub, cookie: string): Promise<string | und
   }
   assert.equal(res.status, 200, res.text)
   return /signed in \(([^)]*)\)/.exec(res.text)?.[1]
+}
+
+const B64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+/** The same bytes in base64url with one spare trailing bit set: `Buffer` decodes both alike. */
+const respell = (encoded: string): string => {
+  assert.notEqual(encoded.length % 4, 0, 'needs spare bits')
+  const last = B64URL.indexOf(encoded.at(-1) as string)
+  const respelled = `${encoded.slice(0, -1)}${B64URL[last ^ 1]}`
+  assert.deepEqual(Buffer.from(respelled, 'base64url'), Buffer.from(encoded, 'base64url'))
+  return respelled
 }
 
 describe('hub dashboard sessions in a shared store', () => {
@@ -116,6 +128,8 @@ describe('hub dashboard sessions in a shared store', () => {
       `sqreen_hub=${id}`,
       `sqreen_hub=${id}.${expiresAt}`,
       'sqreen_hub=../../etc',
+      // Another spelling of the same subject (base64url ignores spare trailing bits).
+      `sqreen_hub=${id}.${expiresAt}.${respell(subject)}`,
     ]
     for (const bad of edited) assert.equal(await signedInAs(hub, bad), undefined, bad)
     // A hub on another store (another prefix) never saw the session.
@@ -128,6 +142,64 @@ describe('hub dashboard sessions in a shared store', () => {
     assert.equal(await signedInAs(local, cookie), undefined)
     // The edits left the real session alone.
     assert.equal(await signedInAs(hub, cookie), 'alice')
+  })
+
+  it("writing to the store is not enough: a session is named by the hub's own secrets", async () => {
+    const prefix = testPrefix('hub-sessions-forge')
+    prefixes.push(prefix)
+    const hub = await sharedHub(prefix)
+    const store = stores.at(-1) as RedisStore
+    // Whoever can write to the store (an application sharing the Redis server) sets a mark
+    // for a cookie of their own making, named with some secret: only the hub's opens.
+    const forge = async (secret: Buffer | undefined): Promise<string> => {
+      assert.ok(secret)
+      const id = randomBytes(32).toString('base64url')
+      const expiresAt = Date.now() + 3_600_000
+      const subject = 'forged-admin'
+      const { key, field } = sessionNames(secret, id, expiresAt, subject)
+      await store.run([{ op: 'claim', key, field, ttl: 3_600_000 }], Date.now())
+      return `sqreen_hub=${id}.${expiresAt}.${Buffer.from(subject).toString('base64url')}`
+    }
+    const otherToken = 'another-hub-token-0123456789abcdefghijklmnop'
+    for (const secret of [
+      sessionSecret({ token: otherToken, jwt: undefined, secret: undefined }),
+      sessionSecret({ token: undefined, jwt: undefined, secret: Buffer.from(HUB_TOKEN) }),
+      Buffer.alloc(32),
+    ]) {
+      assert.equal(await signedInAs(hub, await forge(secret)), undefined)
+    }
+    // The control: named with the hub's own secrets, the same write opens the dashboard.
+    const own = sessionSecret({
+      token: HUB_TOKEN,
+      jwt: { key: { alg: 'HS256', key: JWT_SECRET }, issuer: undefined, audience: undefined },
+      secret: undefined,
+    })
+    assert.equal(await signedInAs(hub, await forge(own)), 'forged-admin')
+
+    // A hub on the same store with another token shares no session with this one.
+    const cookie = await signIn(hub)
+    const other = await startHub({ store, token: otherToken, jwt: { key: JWT_SECRET } })
+    hubs.push(other)
+    assert.equal(await signedInAs(other, cookie), undefined)
+    assert.equal(await signedInAs(hub, cookie), 'token')
+  })
+
+  it('a hub with no secret of its own (a JWT public key only) keeps its sessions in its process', async () => {
+    const prefix = testPrefix('hub-sessions-public')
+    prefixes.push(prefix)
+    const keys = ed25519()
+    const store = new RedisStore({ url: REDIS_URL, prefix, logger: new MemoryLogger() })
+    stores.push(store)
+    const a = await startHub({ store, token: undefined, jwt: { key: keys.publicKey } })
+    const b = await startHub({ store, token: undefined, jwt: { key: keys.publicKey } })
+    hubs.push(a, b)
+    const jwt = await new SignJWT({ sub: 'bob', exp: Math.floor(Date.now() / 1000) + 600 })
+      .setProtectedHeader({ alg: 'EdDSA' })
+      .sign(keys.privateKey)
+    const cookie = await signIn(a, jwt)
+    assert.equal(await signedInAs(a, cookie), 'bob')
+    assert.equal(await signedInAs(b, cookie), undefined)
+    assert.deepEqual(await keysUnder(admin, prefix), [], 'nothing of a session in the store')
   })
 
   it('a session ends at its time (sessionTtl)', async () => {

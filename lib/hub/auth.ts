@@ -1,4 +1,4 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
+import { createHash, createHmac, hkdfSync, KeyObject, randomBytes, timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import { jwtVerify } from 'jose'
 import type { Diagnostics } from '../diagnostics.js'
@@ -99,28 +99,55 @@ const localSessions = (): SessionKeeper => {
 /**
  * A cookie for a shared store: `<id>.<expiresAt>.<subject>` (epoch ms in base 10, the
  * subject as base64url of its UTF-8). The store holds a mark only, so the cookie carries
- * what the page shows, and the mark's field commits to it: a cookie whose subject or
- * expiry was edited names a field that was never set.
+ * what the page shows, and the mark's name commits to it: a cookie whose subject or
+ * expiry was edited names a mark that was never set.
  */
 const SHARED_COOKIE = /^([A-Za-z0-9_-]{43})\.([1-9][0-9]{0,15})\.([A-Za-z0-9_-]{0,700})$/
 
 /**
+ * The key that names a session in the store: an HMAC, keyed by the hub's own secrets (see
+ * `sessionSecret`), so writing to the store is not enough to make a session (applications
+ * may share the Redis server with the hub), and the id is never in the store as it is (a
+ * dump gives no usable cookie). The field commits to the id, the expiry and the subject.
  * Store keys name owners (users `id:…`, `login:…`, IPs `ip:…`); `hub:` is the hub's own, as
  * for replay marks (lib/hub/ingest.ts), and the field is one the engine never writes, so a
- * forwarded event can neither create nor end a session. The id is hashed: a dump of the
- * store gives no usable cookie.
+ * forwarded event can neither create nor end a session.
  */
-const sessionKey = (id: string): string => `hub:session:${sha256(id).toString('base64url')}`
-const sessionField = (expiresAt: number, subject: string): string =>
-  `hub:session:${sha256(`${expiresAt}\n${subject}`).toString('base64url')}`
+export const sessionNames = (secret: Buffer, id: string, expiresAt: number, subject: string) => {
+  const mac = (text: string): string => createHmac('sha256', secret).update(text, 'utf8').digest('base64url')
+  return {
+    key: `hub:session:${mac(`id\n${id}`)}`,
+    field: `hub:session:${mac(`mark\n${id}\n${expiresAt}\n${subject}`)}`,
+  }
+}
+
+/**
+ * What keys the names of shared sessions: the hub's token, an HS256 `jwt.key` and its
+ * `secret`, whichever are set (none of which a forwarder holds). Hubs that share a store
+ * share sessions only when they share these, and changing any of them ends every session.
+ * `undefined` when the hub has none of them (only a JWT public key): its sessions then stay
+ * in its process.
+ */
+export const sessionSecret = (config: Pick<HubConfig, 'token' | 'jwt' | 'secret'>): Buffer | undefined => {
+  const parts: Buffer[] = []
+  if (config.token !== undefined) parts.push(sha256(`token\n${config.token}`))
+  const jwtKey = config.jwt?.key
+  if (jwtKey?.alg === 'HS256') {
+    const bytes = jwtKey.key instanceof KeyObject ? jwtKey.key.export() : Buffer.from(jwtKey.key)
+    parts.push(createHash('sha256').update('jwt\n').update(bytes).digest())
+  }
+  if (config.secret !== undefined) parts.push(createHash('sha256').update('secret\n').update(config.secret).digest())
+  if (parts.length === 0) return undefined
+  return Buffer.from(hkdfSync('sha256', Buffer.concat(parts), Buffer.alloc(0), 'sqreen-auth hub sessions', 32))
+}
 
 /**
  * Sessions in a store that several hubs share (a `RedisStore`): a session opened on one
- * hub is good on every hub of the store and survives restarts, and logout ends it on all
- * of them. While the store cannot be reached nobody is signed in (access control fails
- * closed); the outage is logged once.
+ * hub is good on every hub of the store with the same secrets and survives restarts, and
+ * logout ends it on all of them. While the store cannot be reached nobody is signed in
+ * (access control fails closed); the outage is logged once.
  */
-const sharedSessions = (store: Store, diag: Diagnostics): SessionKeeper => {
+const sharedSessions = (store: Store, secret: Buffer, diag: Diagnostics): SessionKeeper => {
   let failing = false
   const ran = async <T>(ops: Parameters<Store['run']>[0]): Promise<T> => {
     try {
@@ -144,9 +171,13 @@ const sharedSessions = (store: Store, diag: Diagnostics): SessionKeeper => {
   const parse = (cookie: string | undefined) => {
     const match = cookie === undefined ? null : SHARED_COOKIE.exec(cookie)
     if (match === null) return undefined
+    const id = match[1] as string
     const expiresAt = Number(match[2])
-    const subject = Buffer.from(match[3] as string, 'base64url').toString('utf8')
-    return { key: sessionKey(match[1] as string), field: sessionField(expiresAt, subject), expiresAt, subject }
+    const encoded = match[3] as string
+    const subject = Buffer.from(encoded, 'base64url').toString('utf8')
+    // One spelling per session: base64url ignores spare trailing bits, UTF-8 decoding replaces bad bytes.
+    if (Buffer.from(subject, 'utf8').toString('base64url') !== encoded) return undefined
+    return { ...sessionNames(secret, id, expiresAt, subject), expiresAt, subject }
   }
   return {
     async get(cookie) {
@@ -164,7 +195,8 @@ const sharedSessions = (store: Store, diag: Diagnostics): SessionKeeper => {
       const subject = Buffer.from(given, 'utf8').toString('utf8')
       const id = newSessionId()
       const ttl = Math.max(1, expiresAt - Date.now())
-      await ran([{ op: 'claim', key: sessionKey(id), field: sessionField(expiresAt, subject), ttl }])
+      const { key, field } = sessionNames(secret, id, expiresAt, subject)
+      await ran([{ op: 'claim', key, field, ttl }])
       return `${id}.${expiresAt}.${Buffer.from(subject, 'utf8').toString('base64url')}`
     },
     async end(cookie) {
@@ -181,11 +213,13 @@ const sharedSessions = (store: Store, diag: Diagnostics): SessionKeeper => {
  * required, and never with a batch's `typ`. A browser exchanges either for a
  * session: a random id in an HttpOnly, SameSite=Strict cookie, kept server-side
  * (hashed) so logout really ends it: in this process (a restart signs everyone
- * out), or in the store several hubs share (`shared`: one sign-in for all of them).
+ * out), or in the store several hubs share (`shared`: one sign-in for all of them, when
+ * the hub has a secret of its own to name sessions by, see `sessionSecret`).
  */
 export const createAuth = (config: HubConfig, shared: Store | undefined, diag: Diagnostics): HubAuth => {
   const tokenDigest = config.token === undefined ? undefined : sha256(config.token)
-  const sessions = shared === undefined ? localSessions() : sharedSessions(shared, diag)
+  const secret = shared === undefined ? undefined : sessionSecret(config)
+  const sessions = shared === undefined || secret === undefined ? localSessions() : sharedSessions(shared, secret, diag)
   const jwt = config.jwt
   const jwtOptions = jwt
     ? {
