@@ -77,10 +77,23 @@ export const sqreenAuth = (options: Partial<Options> = {}): SqreenAuth => {
   }
   const pipeline = createPipeline(boundary, sinks, config.maxPending, diag)
 
-  const isBlockedUser = (user: unknown): boolean => {
+  /**
+   * The user's key, or the login typed: failures of a login not yet linked to its user (the
+   * first success since this process started, as links are kept in memory) are scored under
+   * the login's key, and are merged into the user's ledger only after this success. Without
+   * the login's key the success that ends a brute force would get in.
+   */
+  const isBlockedUser = (user: unknown, login?: string): boolean => {
     if (!blocklist || blocklist.size === 0) return false
     const key = boundary.userKeyOfUser(user)
-    return typeof key === 'string' && blocklist.has(key)
+    if (typeof key === 'string' && blocklist.has(key)) return true
+    if (key === undefined) {
+      diag.warn(
+        'block_identify_async',
+        'identify() returned a promise, which the block check cannot wait for on the request path: users are checked by the login they typed only. Make identify synchronous to block users by their key.',
+      )
+    }
+    return login !== undefined && blocklist.has(boundary.loginKeyOf(login))
   }
   const refuseUser: RefusePredicate | undefined = blocklist ? isBlockedUser : undefined
   const recorder = createRecorder(config, (raw) => pipeline.submit(raw), diag, refuseUser)

@@ -50,9 +50,11 @@ export interface Options {
   /**
    * Maps a user object to a flat composite key. Required in advanced mode, where its output is
    * checked: no plain e-mail addresses (use `anonEmail`), no volatile keys (ip, time, session...).
-   * In automatic mode it replaces the built-in rule. Defaults to none.
+   * In automatic mode it replaces the built-in rule. May be async, but the opt-in `block`
+   * check runs on the request path and never waits: it needs a synchronous `identify` to
+   * know a user by key. Defaults to none.
    */
-  identify: ((user: any) => IdentifyResult) | undefined
+  identify: ((user: any) => IdentifyResult | Promise<IdentifyResult>) | undefined
   /**
    * Maps an attempted login (failed logins have no user object) to its user's identity,
    * e.g. by looking the account up. May be async. Defaults to none: the login is keyed by

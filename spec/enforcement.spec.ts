@@ -259,6 +259,58 @@ for (const variant of variants) {
       }
     })
 
+    it('the right password after a brute force is refused on the first login since start (the login not yet linked to its user)', async () => {
+      const a = build(variant, { block: { above: 10 } })
+      try {
+        // Links between a login and its user are made by a success and kept in memory, so
+        // after a restart a brute force on jane's login is scored under the login's key.
+        for (let i = 0; i < 10; i++) await logIn(a, { ...jane, password: `guess-${i}` }).expect(401)
+        await eventually(async () => (await a.sqreen.risk('login:jdoe-private')).score > 10, 'the login to pass 10')
+        assert.equal(a.sqreen.isBlocked(asRequest(jane)), false, "not jane's own key yet")
+        const res = await logIn(a, jane)
+        assert.equal(res.status, 403)
+        assert.equal(res.body.code, 'SQREEN_USER_BLOCKED')
+        const last = (await a.log.waitFor(11)).at(-1)
+        assert.deepEqual([last?.type, last?.reason, last?.userKey], ['login.failed', 'blocked', 'id:1'])
+        // Bob, whose login was never attacked, logs in.
+        assert.equal((await logIn(a, bob)).status, 200)
+      } finally {
+        await a.sqreen.close()
+      }
+    })
+
+    it('an async identify() that rejects while someone is blocked does not end the process; the block check says it cannot use it', async () => {
+      const unhandled: unknown[] = []
+      const onUnhandled = (reason: unknown): void => void unhandled.push(reason)
+      process.on('unhandledRejection', onUnhandled)
+      const a = build(variant, {
+        mode: 'advanced',
+        secret: 'enforcement-spec-secret-0123456789',
+        identify: async (user: unknown) => {
+          const { id } = user as User
+          if (id === 2) throw new Error('user database down')
+          return { id }
+        },
+        block: { above: 30 },
+      })
+      try {
+        await raise(a, jane, ['critical', 'critical'])
+        await waitUntil(() => a.sqreen.stats().counters.events === 2, 'the reports to be scored')
+        await eventually(async () => (await a.sqreen.risk('id:1')).score > 30, 'jane to be blocked')
+        // Bob's identify() rejects on the request path's block check (and again for his event).
+        assert.equal((await logIn(a, bob)).status, 200)
+        // The check cannot wait for a promise: jane is known by key only to a synchronous identify.
+        assert.equal((await logIn(a, jane)).status, 200)
+        await new Promise((resolve) => setTimeout(resolve, 50))
+        assert.deepEqual(unhandled, [])
+        const warned = a.logger.lines.filter((l) => l.includes('block_identify_async'))
+        assert.equal(warned.length, 1, JSON.stringify(a.logger.lines))
+      } finally {
+        process.off('unhandledRejection', onUnhandled)
+        await a.sqreen.close()
+      }
+    })
+
     it('without block nothing is refused, whatever the score', async () => {
       const a = build(variant, {})
       try {

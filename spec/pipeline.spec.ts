@@ -21,6 +21,7 @@ const event = (id: string): AuthEvent => ({ id }) as unknown as AuthEvent
 const boundary = (...answers: (AuthEvent | Promise<AuthEvent>)[]): IdentityBoundary => ({
   toEvent: () => answers.shift() ?? event('default'),
   userKeyOfUser: () => null,
+  loginKeyOf: (login) => `login:${login}`,
 })
 
 const quiet = () => {

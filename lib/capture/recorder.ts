@@ -90,8 +90,11 @@ const MAX_WAIT = 60_000
 const MIN_DELAY = 5
 const MAX_DELAY = 1_000
 
-/** Answers whether a successfully authenticated user must be refused (opt-in enforcement). */
-export type RefusePredicate = (user: unknown) => boolean
+/**
+ * Answers whether a successfully authenticated user must be refused (opt-in enforcement),
+ * given the login that was typed, if one was read: its failures may not be the user's yet.
+ */
+export type RefusePredicate = (user: unknown, login: string | undefined) => boolean
 
 /** What every attempt of one recorder shares. */
 interface AttemptEnv {
@@ -132,7 +135,7 @@ class AttemptRecord implements Tracker {
     if (refuseUser === undefined) return false
     let refused = false
     try {
-      refused = refuseUser(user)
+      refused = refuseUser(user, this.login)
     } catch (err) {
       diag.error('block_check_failed', 'could not check whether a user is blocked; the login was allowed', err)
     }

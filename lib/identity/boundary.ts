@@ -22,6 +22,8 @@ export interface IdentityBoundary {
    * path); `undefined` when it cannot be known without waiting (an async `identify`).
    */
   userKeyOfUser(user: unknown): string | null | undefined
+  /** The ledger key of an attempted login (`login:…`): where its failures count until it is linked to its user. */
+  loginKeyOf(login: string): string
 }
 
 const TYPE_OF_OUTCOME = {
@@ -131,7 +133,11 @@ export const createIdentityBoundary = (config: Config, diag: Diagnostics): Ident
     if (!identify) return userKeyOf(guard.identity(automaticIdentity(user), 'automatic'))
     try {
       const result = identify(user)
-      return isThenable(result) ? undefined : userKeyOf(guard.identity(result, 'identify'))
+      if (!isThenable(result)) return userKeyOf(guard.identity(result, 'identify'))
+      // Not awaited on the request path. Its rejection must not go unhandled (that would end
+      // the process); the event's own identify() call reports the problem.
+      result.then(undefined, () => {})
+      return undefined
     } catch (err) {
       diag.error('identify_threw', 'identify() threw; the user could not be checked against the block list', err)
       return undefined
@@ -140,6 +146,7 @@ export const createIdentityBoundary = (config: Config, diag: Diagnostics): Ident
 
   return {
     userKeyOfUser,
+    loginKeyOf,
     toEvent(raw) {
       const loginKey = raw.login === undefined ? undefined : loginKeyOf(raw.login)
       const who = resolveIdentity(raw, loginKey)
