@@ -33,6 +33,15 @@ export interface DiagnosticsSnapshot {
 
 const PREFIX = '[sqreen-auth]'
 
+/**
+ * Distinct problem kinds kept. Kinds are fixed strings in this package's code, but a kind
+ * built from something an application passes through (a property key read from a request)
+ * must not grow the map, or the log, without limit: past this many, new kinds are counted
+ * together under `OVERFLOW_KIND` and logged once.
+ */
+const MAX_KINDS = 1_000
+export const OVERFLOW_KIND = 'problems_overflow'
+
 /** Only the class name and code of an error are logged: its message may carry user input. */
 export const describeError = (err: unknown): string => {
   if (err instanceof Error) {
@@ -62,14 +71,23 @@ export const createDiagnostics = (logger: Logger): Diagnostics => {
     }
   }
 
+  /** The kind counted: itself, or `OVERFLOW_KIND` once `MAX_KINDS` others are held. */
+  const kept = (kind: string): string => (problems.has(kind) || problems.size < MAX_KINDS - 1 ? kind : OVERFLOW_KIND)
+
   return {
-    error(kind, message, err) {
+    error(given, message, err) {
+      const kind = kept(given)
+      if (kind === OVERFLOW_KIND)
+        message = `more than ${MAX_KINDS} kinds of problems; further new kinds are counted here`
       if (bump(problems, kind) === 1 || rearmed.delete(kind)) {
         const cause = err === undefined ? '' : `: ${describeError(err)}`
         safeLog('error', `${PREFIX} ${kind}: ${message}${cause} (further "${kind}" problems are counted, not logged)`)
       }
     },
-    warn(kind, message) {
+    warn(given, message) {
+      const kind = kept(given)
+      if (kind === OVERFLOW_KIND)
+        message = `more than ${MAX_KINDS} kinds of problems; further new kinds are counted here`
       if (bump(problems, kind) === 1 || rearmed.delete(kind)) {
         safeLog('warn', `${PREFIX} ${kind}: ${message} (further "${kind}" warnings are counted, not logged)`)
       }

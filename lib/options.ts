@@ -71,6 +71,12 @@ export interface Options {
    * HTTP Basic/Digest (whose logins are read automatically). Defaults to none.
    */
   login: ((req: Request, strategy: string) => string | undefined | null) | undefined
+  /**
+   * Strategy names whose attempts are not logins: an API token checked on every request
+   * (passport-jwt, passport-http-bearer, passport-headerapikey). Their attempts make no
+   * event, as the `session` strategy's never do. Defaults to `[]`.
+   */
+  ignoreStrategies: readonly string[]
   /** Called with every `AuthEvent`, after the response has been handed to Express. Defaults to none. */
   onEvent: ((event: AuthEvent) => unknown) | undefined
   /** Where warnings and errors go, each kind logged once. Defaults to `console`. */
@@ -140,6 +146,7 @@ export interface Config {
   readonly identifyLogin: Options['identifyLogin']
   readonly secret: Buffer | undefined
   readonly login: Options['login']
+  readonly ignoreStrategies: ReadonlySet<string>
   readonly onEvent: Options['onEvent']
   readonly logger: Logger
   readonly maxPending: number
@@ -196,6 +203,7 @@ const KNOWN_KEYS = [
   'identifyLogin',
   'secret',
   'login',
+  'ignoreStrategies',
   'onEvent',
   'maxPending',
   'scoring',
@@ -368,10 +376,36 @@ const resolvePoints = (value: unknown): Readonly<Record<Detection, number>> => {
 const resolveTrigger = (value: unknown): RiskTrigger | undefined => {
   if (value === false) return undefined
   if (value === undefined) return riskIncrease()
-  if (!isObject(value) || value.kind !== 'riskIncrease') {
-    throw typeError('trigger', 'the result of riskIncrease({ points, within, escalate }) or false', value)
+  const expected = 'the result of riskIncrease({ points, within, escalate }) or false'
+  if (!isObject(value) || value.kind !== 'riskIncrease') throw typeError('trigger', expected, value)
+  // Hand-made look-alikes are checked as riskIncrease() would have made them.
+  const { points, withinMs, escalate } = value
+  const finite = (n: unknown): boolean => typeof n === 'number' && Number.isFinite(n) && n >= 0
+  if (
+    !finite(points) ||
+    !finite(withinMs) ||
+    (withinMs as number) <= 0 ||
+    !Array.isArray(escalate) ||
+    !escalate.every(finite)
+  ) {
+    throw new SqreenAuthError(
+      'ERR_SQREEN_OPTION_TYPE',
+      `"trigger" must be ${expected}: an object with kind "riskIncrease" but without its points, withinMs and escalate was given.`,
+    )
   }
   return value as unknown as RiskTrigger
+}
+
+/** A list of strategy names: non-empty strings. */
+const resolveStrategyNames = (name: string, value: unknown): ReadonlySet<string> => {
+  if (value === undefined) return new Set()
+  if (!Array.isArray(value) || !value.every((v) => typeof v === 'string' && v !== '')) {
+    throw new SqreenAuthError(
+      'ERR_SQREEN_OPTION_TYPE',
+      `"${name}" must be an array of strategy names (the names given to passport.use), e.g. ["jwt"].`,
+    )
+  }
+  return new Set(value as string[])
 }
 
 const resolveSlack = (value: unknown): Config['slack'] => {
@@ -568,9 +602,26 @@ export const resolveOptions = (input: unknown = {}): Config => {
     )
   }
 
-  const maxPending = options.maxPending ?? 10_000
-  if (!Number.isInteger(maxPending) || maxPending < 1) {
+  // Only a missing value is the default: null is a mistake, said as one.
+  const maxPending = options.maxPending === undefined ? 10_000 : options.maxPending
+  if (!Number.isInteger(maxPending) || (maxPending as number) < 1) {
     throw typeError('maxPending', 'a positive integer', maxPending)
+  }
+  const scoring = resolveBoolean('scoring', options.scoring, true)
+  const maxScore = positiveNumber('maxScore', options.maxScore, 100)
+  const block = resolveBlock(options.block)
+  // Combinations that would be accepted and then never block anyone.
+  if (block !== undefined && !scoring) {
+    throw new SqreenAuthError(
+      'ERR_SQREEN_OPTION_TYPE',
+      '"block" needs scoring in this process ("scoring: false" was given): the block list is the scores this process computes, so nobody would ever be refused. Remove "block" or turn scoring on.',
+    )
+  }
+  if (block !== undefined && block.above >= maxScore) {
+    throw new SqreenAuthError(
+      'ERR_SQREEN_OPTION_TYPE',
+      `"block.above" (${block.above}) must be below "maxScore" (${maxScore}): a standing score never exceeds maxScore, so nobody would ever be refused.`,
+    )
   }
 
   return Object.freeze({
@@ -580,22 +631,23 @@ export const resolveOptions = (input: unknown = {}): Config => {
     identifyLogin: optionalFunction<Options['identifyLogin']>(options, 'identifyLogin'),
     secret: resolveSecret(options.secret, mode),
     login: optionalFunction<Options['login']>(options, 'login'),
+    ignoreStrategies: resolveStrategyNames('ignoreStrategies', options.ignoreStrategies),
     onEvent: optionalFunction<Options['onEvent']>(options, 'onEvent'),
     logger: resolveLogger(options.logger),
-    maxPending,
-    scoring: resolveBoolean('scoring', options.scoring, true),
+    maxPending: maxPending as number,
+    scoring,
     store: resolveStore(options.store),
     points: resolvePoints(options.points),
     trigger: resolveTrigger(options.trigger),
     halfLifeMs: options.halfLife === undefined ? 7 * 86_400_000 : parseDuration(options.halfLife, 'halfLife'),
-    maxScore: positiveNumber('maxScore', options.maxScore, 100),
+    maxScore,
     onAlert: optionalFunction<Options['onAlert']>(options, 'onAlert'),
     slack: resolveSlack(options.slack),
     email: resolveEmail(options.email),
     webhook: resolveWebhook(options.webhook),
     fetch: optionalFunction<FetchLike>(options, 'fetch'),
     delivery: resolveDelivery(options.delivery),
-    block: resolveBlock(options.block),
+    block,
     clock: optionalFunction<() => number>(options, 'clock') ?? Date.now,
     forward: resolveForward(options.forward),
   })

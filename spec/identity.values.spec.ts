@@ -213,3 +213,46 @@ describe('identify() output at the identity boundary: other modes and a fully re
     }
   })
 })
+
+describe('identity values: problem kinds stay bounded', () => {
+  it('property keys read from requests (one new key per request) make one problem kind and one log line', async () => {
+    const h = harness(
+      variants[0] as Variant,
+      ({ app, sqreen }) => {
+        app.get('/search', (req, res) => {
+          sqreen.trackEvent(req, 'search', { properties: req.query as Record<string, string> })
+          res.json({ ok: true })
+        })
+      },
+      { mode: 'advanced', secret: SECRET, identify: (u: User) => ({ id: u.id }) },
+    )
+    try {
+      for (let i = 0; i < 200; i++) await request(h.app).get(`/search?k${i}=someone${i}@example.org`).expect(200)
+      await h.log.waitFor(200)
+      const { problems, counters } = h.sqreen.stats()
+      assert.deepEqual(Object.keys(problems), ['identity_refused.trackEvent.properties.email'])
+      assert.equal(counters.identity_refused, 200)
+      assert.equal(h.logger.lines.filter((l) => l.includes('identity_refused')).length, 1, h.logger.lines.join('\n'))
+      // Named once, and never the value.
+      assert.ok(!h.logger.lines.join('\n').includes('@example.org'))
+    } finally {
+      await h.sqreen.close()
+    }
+  })
+
+  it('past 1,000 kinds of problems, new kinds are counted together and logged once', async () => {
+    const { createDiagnostics, OVERFLOW_KIND } = await import('../lib/diagnostics.js')
+    const lines: string[] = []
+    const diag = createDiagnostics({
+      warn: (l: string) => void lines.push(l),
+      error: (l: string) => void lines.push(l),
+    })
+    for (let i = 0; i < 1_500; i++) diag.warn(`kind.${i}`, 'a problem')
+    diag.warn('kind.3', 'seen before: still its own kind')
+    const { problems } = diag.snapshot()
+    assert.equal(Object.keys(problems).length, 1_000)
+    assert.equal(problems[OVERFLOW_KIND], 501)
+    assert.equal(problems['kind.3'], 2)
+    assert.equal(lines.length, 1_000, 'one line per kind kept, one for the overflow')
+  })
+})

@@ -153,6 +153,16 @@ const CASES: readonly Case[] = [
       ['delivery', { retries: 1.5 }, '"delivery.retries" must be a whole number'],
       ['block', { above: 'x' }, '"block.above" must be a number'],
       ['block', { above: 50, scope: 'some' }, '"block.scope" must be "login" or "all"'],
+      // Only a missing value is the default.
+      ['maxPending', null, '"maxPending" must be a positive integer, got null'],
+      ['ignoreStrategies', 'jwt', '"ignoreStrategies" must be an array of strategy names'],
+      // An object that claims to be a trigger without being one.
+      ['trigger', { kind: 'riskIncrease' }, '"trigger" must be the result of riskIncrease('],
+      [
+        'trigger',
+        { kind: 'riskIncrease', points: 10, withinMs: 0, escalate: [] },
+        'without its points, withinMs and escalate',
+      ],
     ] as const
   ).map(
     ([key, value, says]): Case => ({
@@ -162,6 +172,25 @@ const CASES: readonly Case[] = [
       says: [says],
     }),
   ),
+  // Combinations that would be accepted and then never block anyone.
+  {
+    title: 'block without scoring in this process',
+    run: setupWith(base({ block: { above: 20 }, scoring: false })),
+    code: 'ERR_SQREEN_OPTION_TYPE',
+    says: ['"block" needs scoring in this process'],
+  },
+  {
+    title: 'block above maxScore',
+    run: setupWith(base({ block: { above: 150 } })),
+    code: 'ERR_SQREEN_OPTION_TYPE',
+    says: ['"block.above" (150) must be below "maxScore" (100)'],
+  },
+  {
+    title: 'block at maxScore',
+    run: setupWith(base({ block: { above: 50 }, maxScore: 50 })),
+    code: 'ERR_SQREEN_OPTION_TYPE',
+    says: ['"block.above" (50) must be below "maxScore" (50)'],
+  },
   // Something that is not an Authenticator.
   ...([{}, null, 'passport', { authenticate: () => {} }] as const).map(
     (value): Case => ({

@@ -29,6 +29,19 @@ const isStrategy = (value: unknown): value is StrategyLike =>
 // The session strategy restores a login from the session on every request; it is never a login.
 const isSessionStrategy = (name: string): boolean => name === 'session'
 
+/**
+ * The TypeError V8 throws when code reads a class's `#private` member (or calls a private
+ * method) on an object that is not an instance of that class, as a per-request object
+ * derived from the strategy is not.
+ */
+const isPrivateAccessError = (err: unknown): boolean =>
+  err instanceof TypeError && /private member|Receiver must be an instance of class/.test(err.message)
+
+const isThenable = (value: unknown): value is PromiseLike<unknown> =>
+  value !== null && typeof value === 'object' && typeof (value as { then?: unknown }).then === 'function'
+
+const ACTIONS = ['success', 'fail', 'error', 'redirect', 'pass'] as const
+
 const strategyName = (strategy: StrategyLike): string =>
   typeof strategy.name === 'string' && strategy.name !== '' ? strategy.name : 'anonymous'
 
@@ -50,6 +63,13 @@ export const observePassport = (
   let active = true
   const derivedByName = new WeakMap<object, Map<string, StrategyLike>>()
   const derivedObjects = new WeakSet<object>()
+  /**
+   * Strategy objects (passed directly to `authenticate`) that only work on themselves:
+   * their class reads `#private` members, which a derived per-request object does not have.
+   * They get what Passport gives them without sqreen-auth: the actions assigned to the
+   * object itself (observed all the same), and Passport's own hazard with an async verify.
+   */
+  const selfOnly = new WeakSet<object>()
 
   const recordFailed = (err: unknown): void => diag.error('capture_failed', 'could not record a strategy action', err)
 
@@ -145,7 +165,28 @@ export const observePassport = (
             return pass.apply(this, arguments as unknown as unknown[])
           }
         }
-        return original.authenticate.call(instance, req, options)
+        // A named strategy runs on Passport's own per-request object, as it would without us.
+        if (instance === this) return original.authenticate.call(instance, req, options)
+        const onItself = (): unknown => {
+          selfOnly.add(original)
+          const target = original as unknown as Record<string, unknown>
+          for (const action of ACTIONS) if (instance[action] !== undefined) target[action] = instance[action]
+          return original.authenticate.call(original, req, options)
+        }
+        if (selfOnly.has(original)) return onItself()
+        // Fail open: a class with `#private` members throws on the derived object before it
+        // acts; it is then run on itself, as Passport would run it, rather than break the login.
+        try {
+          const result = original.authenticate.call(instance, req, options)
+          if (!isThenable(result)) return result
+          return Promise.resolve(result).then(undefined, (err: unknown) => {
+            if (isPrivateAccessError(err) && !t.acted()) return onItself()
+            throw err
+          })
+        } catch (err) {
+          if (isPrivateAccessError(err) && !t.acted()) return onItself()
+          throw err
+        }
       },
     })
     derivedObjects.add(derived)

@@ -16,6 +16,8 @@ export interface Tracker {
   errored(err: unknown): void
   redirected(): void
   passed(): void
+  /** Whether the strategy has taken an action yet. */
+  acted(): boolean
 }
 
 /** A manual `authTrack` for the request; it replaces the automatic login event. */
@@ -166,6 +168,10 @@ class AttemptRecord implements Tracker {
 
   passed(): void {
     if (this.outcome === 'pending') this.outcome = 'pass'
+  }
+
+  acted(): boolean {
+    return this.outcome !== 'pending'
   }
 }
 
@@ -437,6 +443,8 @@ export const createRecorder = (
       return undefined
     }
     if (req === null || typeof req !== 'object') return undefined
+    // An API token checked on every request is not a login (the application says which).
+    if (config.ignoreStrategies.size > 0 && config.ignoreStrategies.has(strategyName)) return undefined
     const login = readLogin(req, strategy, strategyName, config.login, loginOptionThrew)
     const ctx = contextOf(req)
     const record = new AttemptRecord(env, ctx, req, strategyName, login)

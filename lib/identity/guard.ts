@@ -85,9 +85,19 @@ export interface IdentityGuard {
  * the rule, never the value.
  */
 export const createIdentityGuard = (mode: UserContextMode, diag: Diagnostics): IdentityGuard => {
-  const refuse = (source: string, rule: string, key: string, why: string): void => {
+  /**
+   * Identity keys are the application's own names, a handful: each refused key is its own
+   * kind, so each is named once. Property keys may come from request data
+   * (`trackEvent(req, name, { properties: req.query })`): one kind per rule there, or the
+   * problem counts and the log would grow with every new key (diagnostics caps the kinds
+   * too).
+   */
+  const refuse = (source: string, rule: string, key: string, why: string, perKey = true): void => {
     diag.count('identity_refused')
-    diag.warn(`identity_refused.${source}.${rule}.${key}`, `${source} returned key "${key}", which was dropped: ${why}`)
+    diag.warn(
+      perKey ? `identity_refused.${source}.${rule}.${key}` : `identity_refused.${source}.${rule}`,
+      `${source} returned key "${key}", which was dropped: ${why}`,
+    )
   }
 
   const flatValue = (value: unknown): string | number | undefined => {
@@ -172,7 +182,7 @@ export const createIdentityGuard = (mode: UserContextMode, diag: Diagnostics): I
           const value = flatValue(raw)
           if (value === undefined) continue
           if (mode === 'advanced' && typeof value === 'string' && looksLikeEmail(value) && !isAnonEmail(value)) {
-            refuse('trackEvent.properties', 'email', key, 'advanced user context refuses e-mail addresses.')
+            refuse('trackEvent.properties', 'email', key, 'advanced user context refuses e-mail addresses.', false)
             continue
           }
           out[key] = value
