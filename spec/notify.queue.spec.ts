@@ -4,7 +4,8 @@
  * dropped and counted as `deliveries_dropped`, what was queued is still delivered,
  * logins and reports are not slowed), exponential backoff with equal jitter from
  * `baseDelay` capped at `maxDelay` (read from the receiver's own clock), and
- * `Retry-After` (seconds or an HTTP date) winning over the backoff.
+ * `Retry-After` (seconds or an HTTP date) winning over the backoff, and `close()`
+ * bounded by `closeTimeout`, counting every delivery it drops.
  */
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
@@ -201,6 +202,43 @@ describe('alert delivery queue', () => {
       assert.ok((first ?? 0) < 3500, `retried after ${first} ms; Retry-After said ${date}`)
       assert.ok((second ?? 0) >= 10 && (second ?? 0) < 400, `"soon" is no date: backoff expected, waited ${second} ms`)
       assert.equal(h.sqreen.stats().counters['deliveries.webhook'], 1)
+    } finally {
+      await h.sqreen.close()
+      await receiver.close()
+    }
+  })
+
+  it('close() drops nothing silently: deliveries still queued are counted as abandoned and logged once', async () => {
+    // The queue runs 4 deliveries at once: 4 hang (until their 1 s timeout), 3 wait behind them.
+    const receiver = (await WebhookReceiver.start(SECRET)).script('hang', 'hang', 'hang', 'hang')
+    const h = webhookApp(receiver, { timeout: 1000, retries: 0, closeTimeout: 200 })
+    try {
+      for (let i = 0; i < 7; i++) await attack(h.app, `u-close-${i}`)
+      await waitUntil(() => h.sqreen.stats().counters.alerts === 7, 'seven alerts raised')
+      await receiver.waitFor(4)
+      const started = Date.now()
+      await h.sqreen.close()
+      const took = Date.now() - started
+      // Still bounded: close() waits closeTimeout, not for the hung deliveries' own timeout.
+      assert.ok(took >= 150 && took < 800, `close() took ${took} ms (closeTimeout 200, delivery timeout 1000)`)
+      assert.equal(h.sqreen.stats().counters.deliveries_abandoned, 3, 'the three that never started')
+      const lines = h.logger.lines.filter((l) => l.includes('delivery_abandoned'))
+      assert.equal(lines.length, 1, `logged once: ${h.logger.lines.join('\n')}`)
+      assert.match(lines[0] ?? '', /^error .*3 alert deliveries were still queued .*after 200 ms \(webhook: 3\)/)
+
+      // The four running were not cut short: they end on their own timeout, counted as failed, not retried.
+      await waitUntil(
+        () => h.sqreen.stats().counters['deliveries_failed.webhook'] === 4,
+        'the hung deliveries to time out',
+      )
+      assert.equal(receiver.requests.length, 4, 'nothing sent after close()')
+      const { counters } = h.sqreen.stats()
+      const accounted =
+        (counters['deliveries.webhook'] ?? 0) +
+        (counters['deliveries_failed.webhook'] ?? 0) +
+        (counters.deliveries_abandoned ?? 0) +
+        (counters.deliveries_dropped ?? 0)
+      assert.equal(accounted, 7, `every alert accounted for: ${JSON.stringify(counters)}`)
     } finally {
       await h.sqreen.close()
       await receiver.close()

@@ -19,7 +19,15 @@ import { after, before, describe, it } from 'node:test'
 import type { Redis } from 'ioredis'
 import { createDiagnostics } from '../lib/diagnostics.js'
 import type { AuthEvent } from '../lib/event.js'
-import { anonEmail, MemoryStore, RedisStore, type RiskAlert, type Store } from '../lib/index.js'
+import {
+  anonEmail,
+  MemoryStore,
+  RedisStore,
+  type RiskAlert,
+  type Store,
+  type StoreOp,
+  type StoreResult,
+} from '../lib/index.js'
 import { DirectOps } from '../lib/risk/batch.js'
 import { createRiskEngine, type RiskEngine } from '../lib/risk/engine.js'
 import { DEFAULT_POINTS } from '../lib/risk/points.js'
@@ -403,5 +411,170 @@ describe('risk engine: the direct path and the batch path agree', () => {
     assert.equal(ops.begin(T0).marked('ip:1', 'flagged'), 0)
     ops.end()
     void store.close()
+  })
+})
+
+describe('risk engine: a login merged into its user, and a crossing whose ledger cannot be read', () => {
+  const IP = '203.0.113.7'
+  let n = 0
+  const at = (ms: number): string => new Date(T0 + ms).toISOString()
+  const failure = (ms: number, login = 'alice'): AuthEvent => ({
+    id: `m${n++}`,
+    type: 'login.failed',
+    reason: 'invalid_credentials',
+    at: at(ms),
+    source: 'passport',
+    mode: 'advanced',
+    strategy: 'local',
+    identity: { login },
+    userKey: `login:${login}`,
+    loginKey: `login:${login}`,
+    ip: IP,
+    userAgent: UAS[0] as string,
+  })
+  const success = (ms: number, id = 1, login = 'alice'): AuthEvent => ({
+    id: `m${n++}`,
+    type: 'login.succeeded',
+    at: at(ms),
+    source: 'passport',
+    mode: 'advanced',
+    strategy: 'local',
+    identity: { id },
+    userKey: `id:${id}`,
+    loginKey: `login:${login}`,
+    ip: IP,
+    userAgent: UAS[0] as string,
+  })
+  const attack = (ms: number, severity: 'low' | 'high'): AuthEvent => ({
+    id: `m${n++}`,
+    type: 'custom',
+    at: at(ms),
+    source: 'sdk',
+    mode: 'advanced',
+    strategy: null,
+    name: 'probe',
+    severity,
+    identity: { id: 1 },
+    userKey: 'id:1',
+    ip: IP,
+    userAgent: null,
+  })
+
+  /** Runs `fn` on a MemoryStore (direct path), a MemoryStore through run() and a RedisStore. */
+  const onEveryStore = async (fn: (store: Store, name: string) => Promise<void>): Promise<void> => {
+    await fn(new MemoryStore(), 'memory (direct)')
+    await fn(runOnly(new MemoryStore()), 'memory (run)')
+    const prefix = testPrefix('engine-merge')
+    const redis = new RedisStore({ url: REDIS_URL, prefix })
+    try {
+      await fn(redis, 'redis')
+    } finally {
+      await redis.close()
+      await dropKeys(admin, prefix)
+    }
+  }
+
+  it('a user inherits every alert mark of its login: escalate [20], 10 failures then a success alert once (login:alice@20)', async () => {
+    await onEveryStore(async (store, name) => {
+      const alerts: string[] = []
+      const engine = engineOn(
+        store,
+        { onAlert: (alert) => alerts.push(`${alert.userKey}@${alert.level}`) },
+        riskIncrease({ escalate: [20] }),
+      )
+      // 5 wrong passwords + a burst + a brute force: 24 points under the login, over 10 and 20.
+      for (let i = 0; i < 10; i++) await engine.process(failure(i * 1_000))
+      // The right password: the login's 24 and success_after_brute_force's 20 are the user's 44.
+      await engine.process(success(11_000))
+      assert.equal((await engine.risk('id:1')).rise24h, 44, name)
+      assert.deepEqual(alerts, ['login:alice@20'], `${name}: one alert, not a second at 20 for id:1`)
+    })
+  })
+
+  it('two successes of one login at once merge its ledger once (no doubled rise, no false alert)', async () => {
+    await onEveryStore(async (store, name) => {
+      const alerts: string[] = []
+      const engine = engineOn(store, { onAlert: (alert) => alerts.push(`${alert.userKey}@${alert.level}`) })
+      // 5 typos: 5 wrong passwords and a burst, 9 points under the login, no alert.
+      for (let i = 0; i < 5; i++) await engine.process(failure(i * 1_000))
+      // Two sign-ins of that login overlap (two tabs, two processes, a hub scoring a batch):
+      // both facts batches run before either score batch (on Redis: in one script call each).
+      await Promise.all([engine.process(success(10_000)), engine.process(success(10_000))])
+      const user = await engine.risk('id:1')
+      assert.deepEqual(
+        user.entries.map((e) => e.detection),
+        [...Array(5).fill('wrong_password'), 'failure_burst'],
+        name,
+      )
+      assert.equal(user.rise24h, 9, name)
+      assert.deepEqual((await engine.risk('login:alice')).entries, [], name)
+      assert.deepEqual(alerts, [], `${name}: 9 points alert no one`)
+    })
+  })
+
+  /**
+   * A store whose ledger read right after a crossing fails once (a Redis blip between
+   * the score's batch and the read). Keeps the direct path (`applySync`) when the
+   * wrapped store has one, so both of the engine's paths are covered.
+   */
+  const blipAfterCrossing = (inner: Store): Store => {
+    let armed = false
+    const crossed = (r: StoreResult): boolean =>
+      r !== null && typeof r === 'object' && 'crossed' in r && r.crossed.length > 0
+    const blip = (): Error => {
+      armed = false
+      return new Error('read ECONNRESET (simulated)')
+    }
+    const wrapped: Store & { applySync?: (op: StoreOp, now: number) => StoreResult } = {
+      run(ops, now) {
+        if (armed && ops.length === 1 && ops[0]?.op === 'read') return Promise.reject(blip())
+        return inner.run(ops, now).then((results) => {
+          if (results.some(crossed)) armed = true
+          return results
+        })
+      },
+      close: () => inner.close(),
+    }
+    if (inner instanceof MemoryStore) {
+      wrapped.applySync = (op, now) => {
+        if (armed && op.op === 'read') throw blip()
+        const result = inner.applySync(op, now)
+        if (crossed(result)) armed = true
+        return result
+      }
+    }
+    return wrapped
+  }
+
+  it('a crossing still alerts when the ledger read after it fails: a partial alert from the score, counted as a store error', async () => {
+    await onEveryStore(async (store, name) => {
+      const alerts: RiskAlert[] = []
+      const errors: string[] = []
+      const diag = createDiagnostics({ warn: () => {}, error: (m) => errors.push(m) })
+      const engine = engineOn(
+        blipAfterCrossing(store),
+        { onAlert: (alert) => alerts.push(alert) },
+        riskIncrease(),
+        diag,
+      )
+      await engine.process(attack(0, 'high')) // 10: not above 10
+      await engine.process(attack(MINUTE, 'low')) // 12: crosses, and the read fails
+      await engine.process(attack(2 * MINUTE, 'high')) // 22: the window's mark is held
+      assert.equal(alerts.length, 1, `${name}: the crossing alerted`)
+      const [alert] = alerts as [RiskAlert]
+      assert.equal(alert.partial, true, name)
+      assert.equal(alert.level, 10, name)
+      assert.equal(alert.rise, 12, name)
+      assert.equal(alert.at, at(MINUTE), name)
+      assert.deepEqual(
+        alert.detections.map((d) => [d.detection, d.points, d.at]),
+        [['attack_low', 2, at(MINUTE)]],
+        name,
+      )
+      assert.equal(alert.score, 2, name)
+      assert.equal(diag.snapshot().counters.store_errors, 1, name)
+      assert.equal(errors.length, 1, name)
+      assert.equal((await engine.risk('id:1')).entries.length, 3, name)
+    })
   })
 })

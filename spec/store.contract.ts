@@ -349,6 +349,92 @@ export const storeContract = (
         })
       })
 
+      it("a ledger moves: entries merged in time order (the target's first at equal times), evidence intact, the later expiry, the source empty", async () => {
+        await score(k('login'), T0, [{ entry: entry('wrong_password', 1, T0) }], { ttl: 2 * HOUR })
+        await score(k('login'), T0 + 2 * MINUTE, [{ entry: entry('brute_force', 15, T0 + 2 * MINUTE, { ip: 'x' }) }], {
+          ttl: 2 * HOUR,
+        })
+        await score(k('user'), T0 + MINUTE, [{ entry: entry('new_device', 2, T0 + MINUTE) }], { ttl: HOUR })
+        await score(k('user'), T0 + 2 * MINUTE, [{ entry: entry('own', 3, T0 + 2 * MINUTE) }], { ttl: HOUR })
+        assert.deepEqual(await move(k('login'), k('user'), T0 + 3 * MINUTE, 'ledger'), null)
+        assert.deepEqual(await read(k('user'), T0 + 3 * MINUTE, T0 - 1), [
+          entry('wrong_password', 1, T0),
+          entry('new_device', 2, T0 + MINUTE),
+          entry('own', 3, T0 + 2 * MINUTE),
+          entry('brute_force', 15, T0 + 2 * MINUTE, { ip: 'x' }),
+        ])
+        assert.deepEqual(await read(k('login'), T0 + 3 * MINUTE, T0 - 1), [])
+        // The login's expiry (2 h after its last write) outlives the user's (1 h): kept.
+        assert.equal((await read(k('user'), T0 + 90 * MINUTE, T0 - 1)).length, 4)
+        assert.deepEqual(await read(k('user'), T0 + 2 * MINUTE + 2 * HOUR + 1, T0 - 1), [])
+        // The emptied source scores again from nothing.
+        assert.deepEqual(await score(k('login'), T0 + 4 * MINUTE, [{ entry: entry('x', 1, T0 + 4 * MINUTE) }]), {
+          added: [entry('x', 1, T0 + 4 * MINUTE)],
+          sum: 1,
+          crossed: [],
+        })
+        // To a key without a ledger it arrives whole.
+        await move(k('login'), k('fresh'), T0 + 5 * MINUTE, 'ledger')
+        assert.deepEqual(await read(k('fresh'), T0 + 5 * MINUTE, T0 - 1), [entry('x', 1, T0 + 4 * MINUTE)])
+      })
+
+      it('a score after a ledger move in the same batch counts the moved entries and crosses on them', async () => {
+        await score(k('login'), T0, [{ entry: entry('brute_force', 15, T0) }])
+        await score(k('user'), T0, [{ entry: entry('own', 1, T0) }])
+        const [moved, scored] = await run(
+          [
+            { op: 'move', key: k('login'), field: 'ledger', to: k('user') },
+            {
+              op: 'score',
+              key: k('user'),
+              field: 'ledger',
+              entries: [{ entry: entry('success', 2, T0 + 1) }],
+              keepSince: T0 - HOUR,
+              max: 100,
+              ttl: HOUR,
+              windowSince: T0 - HOUR,
+              thresholds: [{ level: 10, field: 'alert:10', ttl: HOUR }],
+            },
+          ],
+          T0 + 1,
+        )
+        assert.equal(moved, null)
+        assert.deepEqual(scored, { added: [entry('success', 2, T0 + 1)], sum: 18, crossed: [10] })
+      })
+
+      it('a ledger moved by parallel batches is merged once: the first takes it, the others find nothing', async () => {
+        for (let i = 0; i < 5; i++) await score(k('login'), T0 + i, [{ entry: entry(`e${i}`, 1, T0 + i) }])
+        const results = await Promise.all(
+          Array.from({ length: 20 }, (_, i) =>
+            run(
+              [
+                { op: 'move', key: k('login'), field: 'ledger', to: k('user') },
+                {
+                  op: 'score',
+                  key: k('user'),
+                  field: 'ledger',
+                  entries: [],
+                  keepSince: T0 - HOUR,
+                  max: 100,
+                  ttl: HOUR,
+                  windowSince: T0 - HOUR,
+                  thresholds: [{ level: 5, field: 'alert:5', ttl: HOUR }],
+                },
+              ],
+              T0 + 10 + i,
+            ),
+          ),
+        )
+        assert.deepEqual(
+          results.map(([, r]) => (r as ScoreResult).sum),
+          Array(20).fill(5),
+        )
+        assert.deepEqual(
+          (await read(k('user'), T0 + 40, T0 - 1)).map((e) => e.detection),
+          ['e0', 'e1', 'e2', 'e3', 'e4'],
+        )
+      })
+
       it('moving what is not there, or has expired, changes nothing', async () => {
         await hit(k('to'), T0)
         await hit(k('old'), T0, { ttl: MINUTE })

@@ -291,6 +291,29 @@ describe('MemoryStore (memory-only behaviour)', () => {
     }
   })
 
+  it("the sweep timer sweeps at the store's time (the newest op's now), not the wall clock: a replayed backlog keeps its live windows", async () => {
+    const store = new MemoryStore({ sweepInterval: 5 })
+    const tick = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 40))
+    try {
+      // A hub replaying a forwarder's backlog from two days ago: a window with a day to live.
+      const old = Date.now() - 2 * 24 * HOUR
+      await store.run([write('ip:backlog', 24 * HOUR)], old)
+      await tick()
+      await store.run([write('ip:backlog', 24 * HOUR)], old + HOUR)
+      await tick()
+      // Swept by the wall clock it would be gone: expired two days' worth ago.
+      assert.equal(store.size, 1, 'the window the backlog still counts was swept')
+      assert.equal(await count(store, 'ip:backlog', old + 2 * HOUR), 2)
+      // Time still moves on when no op comes: what expires is freed while the store is idle.
+      await store.run([write('ip:short', 20)], old + 3 * HOUR)
+      const deadline = Date.now() + 2_000
+      while (store.size > 1 && Date.now() < deadline) await tick()
+      assert.equal(store.size, 1, 'an idle store still sweeps what has expired since its newest op')
+    } finally {
+      await store.close()
+    }
+  })
+
   it('the sweep timer is unref-ed: a process that only creates a store exits by itself', async () => {
     const memory = pathToFileURL(new URL('../lib/store/memory.ts', import.meta.url).pathname).href
     const cwd = new URL('..', import.meta.url).pathname

@@ -283,11 +283,15 @@ describe('RedisStore (Redis-only behaviour)', () => {
                   ],
                 }
               case 6:
-                // A window or a mark (same field names on both sides), or a kind that does not move.
+                // A window, a mark or a ledger (same field names on both sides), or a kind that does not move.
                 return {
                   op: 'move',
                   key,
-                  field: [field, `mark${rand(3)}`, 'recent'][rand(3)] as string,
+                  // From the high bits: an LCG's low bits cycle (seed % 8 has period 8), so after
+                  // case 6, `rand(4)` always answered 0 and moves only ever named a window.
+                  field: [field, `mark${rand(3)}`, 'recent', 'ledger'][
+                    Math.floor(rand(0x40000000) / 0x10000000)
+                  ] as string,
                   to: keys[rand(keys.length)] as string,
                 }
               default:

@@ -18,12 +18,24 @@ export interface QueueOptions {
   readonly maxDelayMs: number
   /** Deliveries running at once. */
   readonly concurrency: number
+  /** Longest pause of a channel for one `Retry-After`. Defaults to `MAX_CHANNEL_PAUSE_MS`. */
+  readonly maxPauseMs?: number
 }
+
+/** A `Retry-After` pauses its channel for at most this long (10 min), however far it points. */
+export const MAX_CHANNEL_PAUSE_MS = 10 * 60_000
 
 interface Job {
   readonly channel: Channel
   readonly alert: RiskAlert
+  /** Enqueue order: a job put back after a `Retry-After` goes before its channel's later jobs. */
+  readonly seq: number
   attempt: number
+}
+
+interface Pause {
+  readonly until: number
+  readonly timer: NodeJS.Timeout
 }
 
 /** Exponential backoff with "equal jitter": half fixed, half random, so retries spread out. */
@@ -32,24 +44,33 @@ export const backoff = (attempt: number, base: number, max: number, random = Mat
   return Math.round(ceiling / 2 + random() * (ceiling / 2))
 }
 
+const duration = (ms: number): string =>
+  ms >= 60_000 ? `${+(ms / 60_000).toFixed(1)} min` : `${+(ms / 1000).toFixed(1)} s`
+
 /**
  * Delivers alerts off the request path. Bounded (a flood of alerts or a dead
  * receiver cannot grow memory), retried with backoff and jitter, honouring
- * `Retry-After`; a channel that answers "gone" is disabled loudly. Nothing here
- * ever throws into the caller.
+ * `Retry-After` for the whole channel; a channel that answers "gone" is disabled
+ * loudly. Nothing here ever throws into the caller.
  */
 export class DeliveryQueue {
   readonly #options: QueueOptions
+  readonly #maxPauseMs: number
   readonly #diag: Diagnostics
   readonly #ready: Job[] = []
-  readonly #waiting = new Set<NodeJS.Timeout>()
+  /** Backoff timers of jobs waiting for a retry, and those jobs (counted if close() stops them). */
+  readonly #waiting = new Map<NodeJS.Timeout, Job>()
   readonly #disabled = new Set<string>()
+  /** Channels told to wait by their receiver (`Retry-After`): their jobs stay queued, in order. */
+  readonly #paused = new Map<string, Pause>()
+  #seq = 0
   #running = 0
   #idle: (() => void)[] = []
   #closed = false
 
   constructor(options: QueueOptions, diag: Diagnostics) {
     this.#options = options
+    this.#maxPauseMs = options.maxPauseMs ?? MAX_CHANNEL_PAUSE_MS
     this.#diag = diag
   }
 
@@ -59,6 +80,11 @@ export class DeliveryQueue {
 
   isDisabled(channel: string): boolean {
     return this.#disabled.has(channel)
+  }
+
+  /** Whether a receiver's `Retry-After` is holding this channel's deliveries back. */
+  isPaused(channel: string): boolean {
+    return this.#paused.has(channel)
   }
 
   enqueue(channel: Channel, alert: RiskAlert): void {
@@ -71,7 +97,7 @@ export class DeliveryQueue {
       )
       return
     }
-    this.#ready.push({ channel, alert, attempt: 0 })
+    this.#ready.push({ channel, alert, seq: this.#seq++, attempt: 0 })
     this.#pump()
   }
 
@@ -80,22 +106,42 @@ export class DeliveryQueue {
     return this.size === 0 ? Promise.resolve() : new Promise((resolve) => this.#idle.push(resolve))
   }
 
-  /** Stops retries that have not started; waits for running deliveries up to `timeoutMs`. */
+  /**
+   * Waits up to `timeoutMs` for everything queued, running or waiting for a retry;
+   * then drops what has not started (queued, paused or waiting for a retry), counted
+   * as `deliveries_abandoned` and logged once. Deliveries already running finish
+   * (each within its own timeout) and are counted as usual, but are not retried.
+   */
   async close(timeoutMs: number): Promise<void> {
     let timer: NodeJS.Timeout | undefined
     await Promise.race([this.drain(), new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)))])
     clearTimeout(timer)
     this.#closed = true
-    for (const t of this.#waiting) clearTimeout(t)
-    if (this.#waiting.size > 0) this.#diag.count('deliveries_abandoned', this.#waiting.size)
+    for (const pause of this.#paused.values()) clearTimeout(pause.timer)
+    this.#paused.clear()
+    for (const t of this.#waiting.keys()) clearTimeout(t)
+    const abandoned = [...this.#ready, ...this.#waiting.values()]
     this.#waiting.clear()
     this.#ready.length = 0
+    if (abandoned.length > 0) {
+      this.#diag.count('deliveries_abandoned', abandoned.length)
+      const perChannel = new Map<string, number>()
+      for (const job of abandoned) perChannel.set(job.channel.name, (perChannel.get(job.channel.name) ?? 0) + 1)
+      const channels = [...perChannel].map(([name, n]) => `${name}: ${n}`).join(', ')
+      this.#diag.error(
+        'delivery_abandoned',
+        `${abandoned.length} alert ${abandoned.length === 1 ? 'delivery was' : 'deliveries were'} still queued or waiting for a retry when close() stopped waiting after ${timeoutMs} ms (${channels}); dropped`,
+      )
+    }
     this.#settle()
   }
 
   #pump(): void {
-    while (this.#running < this.#options.concurrency && this.#ready.length > 0) {
-      const job = this.#ready.shift() as Job
+    while (this.#running < this.#options.concurrency) {
+      // The first job whose channel is not paused: a paused channel holds back its own jobs only.
+      const index = this.#paused.size === 0 ? 0 : this.#ready.findIndex((j) => !this.#paused.has(j.channel.name))
+      if (index < 0 || index >= this.#ready.length) return
+      const job = this.#ready.splice(index, 1)[0] as Job
       this.#running++
       void this.#run(job).finally(() => {
         this.#running--
@@ -111,6 +157,41 @@ export class DeliveryQueue {
       this.#idle = []
       for (const resolve of waiting) resolve()
     }
+  }
+
+  /** Puts a job back among the queued ones by enqueue order, so its channel's later alerts stay behind it. */
+  #putBack(job: Job): void {
+    const index = this.#ready.findIndex((j) => j.seq > job.seq)
+    if (index < 0) this.#ready.push(job)
+    else this.#ready.splice(index, 0, job)
+  }
+
+  /**
+   * Holds back every delivery of a channel until `ms` from now (at most `maxPauseMs`).
+   * `Retry-After` speaks for the receiver, not for one alert: during an alert storm
+   * the other alerts would otherwise be sent into the same limit, each burning its
+   * retries. A longer wait given while paused extends the pause.
+   */
+  #pause(channel: Channel, ms: number, reason: string): void {
+    const name = channel.name
+    const wait = Math.min(ms, this.#maxPauseMs)
+    const until = Date.now() + wait
+    const current = this.#paused.get(name)
+    if (current !== undefined && current.until >= until) return
+    if (current !== undefined) clearTimeout(current.timer)
+    else {
+      this.#diag.count(`deliveries_paused.${name}`)
+      this.#diag.warn(
+        `channel_paused.${name}`,
+        `the ${name} receiver answered ${reason} with Retry-After: ${name} deliveries are paused for ${duration(wait)} (Retry-After is capped at ${duration(this.#maxPauseMs)}); queued ${name} alerts keep their order, the other channels carry on`,
+      )
+    }
+    const timer = setTimeout(() => {
+      this.#paused.delete(name)
+      this.#pump()
+    }, wait)
+    timer.unref()
+    this.#paused.set(name, { until, timer })
   }
 
   async #run(job: Job): Promise<void> {
@@ -136,8 +217,18 @@ export class DeliveryQueue {
       )
       return
     }
-    if (result.retry && job.attempt < this.#options.retries && !this.#closed) {
-      const delay = result.retryAfterMs ?? backoff(job.attempt, this.#options.baseDelayMs, this.#options.maxDelayMs)
+    if (result.retry && !this.#closed && result.retryAfterMs !== undefined) {
+      // The receiver said when to come back: the whole channel waits (see #pause), and this
+      // job waits in the queue, ahead of the channel's later alerts, rather than on a timer.
+      this.#pause(channel, result.retryAfterMs, result.reason)
+      if (job.attempt < this.#options.retries) {
+        job.attempt++
+        this.#diag.count(`deliveries_retried.${channel.name}`)
+        this.#putBack(job)
+        return
+      }
+    } else if (result.retry && job.attempt < this.#options.retries && !this.#closed) {
+      const delay = backoff(job.attempt, this.#options.baseDelayMs, this.#options.maxDelayMs)
       job.attempt++
       this.#diag.count(`deliveries_retried.${channel.name}`)
       const timer = setTimeout(() => {
@@ -146,7 +237,7 @@ export class DeliveryQueue {
         this.#pump()
       }, delay)
       timer.unref()
-      this.#waiting.add(timer)
+      this.#waiting.set(timer, job)
       return
     }
     this.#diag.count(`deliveries_failed.${channel.name}`)

@@ -34,4 +34,10 @@ export interface RiskAlert {
   readonly detections: readonly AlertDetection[]
   /** The truncated IP of the event that crossed the threshold, when known. */
   readonly ip?: string
+  /**
+   * Set when the user's ledger could not be read after the crossing (a store blip): `rise`
+   * is still exact, but `detections` and `score` cover only the entries of the event that
+   * crossed. The alert is sent rather than lost, since the crossing's mark is already set.
+   */
+  readonly partial?: true
 }

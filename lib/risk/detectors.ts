@@ -61,7 +61,8 @@ export interface Plan {
   iDevice: number
   iAliasLedger: number
   iAliasBruteForce: number
-  iAliasAlert: number
+  /** The first of the alias's alert marks (one per trigger level, consecutive), or -1. */
+  iAliasAlerts: number
   /** Once-marks the user already holds (see `planEvent`). */
   iOnceBurst: number
   iOnceRun: number
@@ -72,13 +73,22 @@ export interface Plan {
 
 export interface Decision {
   readonly entries: ScoredEntry[]
-  /** Ledger entries merged from the login's pseudonymous ledger (earlier failures). */
-  readonly merged: readonly LedgerEntry[]
-  /** The login's ledger already alerted: the user inherits that alert instead of raising a second one. */
-  readonly inheritAlert: boolean
+  /**
+   * The login's pseudonymous ledger (earlier failures) had entries when the facts batch
+   * read it: the user's score must run, after the engine's `move` of that ledger, so the
+   * trigger counts them. Only a hint: the move itself, one atomic op, decides what is merged
+   * (two successes of one login at once both see entries here; the first move takes them).
+   */
+  readonly merging: boolean
+  /**
+   * The alert marks (`alert:<level>`, base and escalations) the login holds: they move to
+   * the user before the score, so an alert the login already raised is not raised again
+   * for the same entries at any level.
+   */
+  readonly inherit: readonly string[]
   /** Fields of the alias (the login's key) to forget once merged. */
   readonly forget: readonly string[]
-  /** Fields of the alias to move to the user (`move`): its failure window and once-marks. */
+  /** Fields of the alias to move to the user (`move`) after the score: its failure window and once-marks. */
   readonly carry: readonly string[]
   /** The store key of an IP that this event showed to be a credential-stuffing source. */
   readonly flagIp: string | undefined
@@ -95,7 +105,7 @@ export const planEvent = (
   event: AuthEvent,
   now: number,
   retentionSince: number,
-  alertField: string,
+  alertFields: readonly string[],
   sink: OpSink,
   ipRef?: (facts: IpFacts) => IpRef,
 ): Plan => {
@@ -123,7 +133,7 @@ export const planEvent = (
     iDevice: -1,
     iAliasLedger: -1,
     iAliasBruteForce: -1,
-    iAliasAlert: -1,
+    iAliasAlerts: -1,
     iOnceBurst: -1,
     iOnceRun: -1,
     iOnceSpread: -1,
@@ -175,12 +185,17 @@ export const planEvent = (
       RULES.DEVICE_MEMORY,
       RULES.LONG_MEMORY,
     )
-    // A success under a login that failed before it was known to be this user:
-    // bring that login's pseudonymous ledger over, so the brute force counts against the account.
+    // A success under a login that failed before it was known to be this user: that
+    // login's pseudonymous ledger comes over (the engine's `move`, in the next batch), so
+    // the brute force counts against the account. Read here only to know whether there is
+    // anything to carry (see `Decision.merging`); its alert marks move unconditionally.
     if (alias !== undefined) {
       plan.iAliasLedger = sink.read(alias, fields.ledger, retentionSince)
       plan.iAliasBruteForce = sink.marked(alias, fields.once('brute_force'))
-      plan.iAliasAlert = sink.marked(alias, alertField)
+      for (let i = 0; i < alertFields.length; i++) {
+        const at = sink.marked(alias, alertFields[i] as string)
+        if (i === 0) plan.iAliasAlerts = at
+      }
     }
     sink.reset(u, fields.consecutive)
   }
@@ -241,16 +256,16 @@ const add = (list: ScoredEntry[], entry: ScoredEntry | undefined): void => {
 const scores = (plan: Plan, points: PointsTable, detection: Detection): boolean =>
   points[detection] > 0 && plan.event.userKey !== null
 
-const NOTHING: readonly LedgerEntry[] = []
+const NOTHING: readonly string[] = []
 /**
- * A login's ledger is merged into the user's and its run of consecutive failures ends
- * with the success, like the user's own. Its failure window and once-marks join the
+ * A login's ledger is moved into the user's (by the engine, before the score) and its run
+ * of consecutive failures ends with the success, like the user's own. Its failure window and once-marks join the
  * user's: the failures typed before the login was known to be this user's still count
  * towards the daily cap, the burst and the spread, and a detection that already fired
  * for the login does not fire again for the user within its window (five typos, a
  * success and two more typos are seven failures of one day, not two).
  */
-const FORGET_ALIAS: readonly string[] = [fields.ledger, fields.consecutive]
+const FORGET_ALIAS: readonly string[] = [fields.consecutive]
 const CARRY_ALIAS: readonly string[] = [
   fields.failures,
   ...(
@@ -265,14 +280,30 @@ const CARRY_ALIAS: readonly string[] = [
   ).map(fields.once),
 ]
 
-export const decide = (plan: Plan, r: readonly StoreResult[], points: PointsTable): Decision => {
+/** The alert marks the alias holds (`planEvent` asked for each, in order); no array when none (nearly always). */
+const heldAlerts = (plan: Plan, r: readonly StoreResult[], alertFields: readonly string[]): readonly string[] => {
+  let held: string[] | undefined
+  for (let i = 0; i < alertFields.length; i++) {
+    if (r[plan.iAliasAlerts + i] !== true) continue
+    held ??= []
+    held.push(alertFields[i] as string)
+  }
+  return held ?? NOTHING
+}
+
+export const decide = (
+  plan: Plan,
+  r: readonly StoreResult[],
+  points: PointsTable,
+  alertFields: readonly string[],
+): Decision => {
   const { event } = plan
   const entries: ScoredEntry[] = []
   let flagIp: string | undefined
-  let merged = NOTHING
-  let inheritAlert = false
-  let forget: readonly string[] = NOTHING as unknown as readonly string[]
-  let carry = forget
+  let merging = false
+  let inherit = NOTHING
+  let forget = NOTHING
+  let carry = NOTHING
   let held = false
 
   if (event.type === 'login.failed' && event.reason === 'invalid_credentials') {
@@ -328,13 +359,13 @@ export const decide = (plan: Plan, r: readonly StoreResult[], points: PointsTabl
     }
     add(entries, domainEntry(plan, points))
     if (plan.alias !== undefined) {
-      merged = (r[plan.iAliasLedger] as readonly LedgerEntry[] | undefined) ?? NOTHING
-      inheritAlert = r[plan.iAliasAlert] === true
+      merging = ((r[plan.iAliasLedger] as readonly LedgerEntry[] | undefined)?.length ?? 0) > 0
       forget = FORGET_ALIAS
+      inherit = heldAlerts(plan, r, alertFields)
       // Most successes come from logins that never failed: nothing to move (seven operations
       // saved on nearly every success). A login that failed has ledger entries, since its first
       // failure scores, unless wrong_password is switched off, when only its window stays behind.
-      if (merged.length > 0 || r[plan.iAliasBruteForce] === true) carry = CARRY_ALIAS
+      if (merging || r[plan.iAliasBruteForce] === true) carry = CARRY_ALIAS
     }
   } else if (event.type === 'custom') {
     const severity = event.severity ?? 'low'
@@ -344,5 +375,5 @@ export const decide = (plan: Plan, r: readonly StoreResult[], points: PointsTabl
     add(entries, domainEntry(plan, points))
   }
   // login.error is an infrastructure problem, not something the user did: nothing to score.
-  return { entries, merged, inheritAlert, forget, carry, flagIp, held }
+  return { entries, merging, inherit, forget, carry, flagIp, held }
 }

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { Diagnostics } from '../diagnostics.js'
 import { type AuthEvent, eventTime } from '../event.js'
-import type { LedgerEntry, ScoredEntry, ScoreResult, Store, StoreOp, StoreResult, Threshold } from '../store/store.js'
+import type { LedgerEntry, ScoreResult, Store, StoreOp, StoreResult, Threshold } from '../store/store.js'
 import type { RiskAlert } from './alert.js'
 import { DirectOps, OpList, type OpSink, type SyncStore } from './batch.js'
 import { type Decision, decide, fields, type Plan, planEvent } from './detectors.js'
@@ -64,7 +64,6 @@ export const createRiskEngine = (config: RiskEngineConfig, diag: Diagnostics): R
   const windowMs = trigger?.withinMs ?? RULES.DAY
   const maths: LedgerMaths = { halfLifeMs: config.halfLifeMs, maxScore: config.maxScore, windowMs }
   const levels = trigger ? [trigger.points, ...trigger.escalate] : []
-  const alertField = fields.alert(trigger?.points ?? Number.POSITIVE_INFINITY)
   // The memory store answers each operation at once: no operation objects, no promise per step.
   const direct = hasApplySync(store) ? new DirectOps(store) : undefined
 
@@ -74,17 +73,25 @@ export const createRiskEngine = (config: RiskEngineConfig, diag: Diagnostics): R
 
   // The same for every user (marks are fields of the user's key): built once.
   const thresholds: readonly Threshold[] = levels.map((level) => ({ level, field: fields.alert(level), ttl: windowMs }))
+  const alertFields: readonly string[] = thresholds.map((t) => t.field)
 
   const readLedger = (u: string, now: number): StoreOp[] => [
     { op: 'read', key: u, field: fields.ledger, since: now - RETENTION },
   ]
 
+  /**
+   * The alert for a crossing. `entries` is the user's ledger, read after the score; when
+   * that read failed (`partial`), the crossing's mark is already claimed, so this is the
+   * only alert the window will get: it is built from the score's own answer instead (the
+   * exact rise, the entries this event added, a standing score from those alone).
+   */
   const alertFrom = (
     event: AuthEvent,
     u: string,
     level: number,
     now: number,
     entries: readonly LedgerEntry[],
+    partialRise?: number,
   ): void => {
     const inWindow = entries.filter((e) => e.at > now - windowMs)
     const ip = displayIp(event.ip)
@@ -96,7 +103,7 @@ export const createRiskEngine = (config: RiskEngineConfig, diag: Diagnostics): R
       identity: event.identity,
       level,
       escalation: level !== trigger?.points,
-      rise: Math.round(inWindow.reduce((sum, e) => sum + e.points, 0) * 100) / 100,
+      rise: Math.round((partialRise ?? inWindow.reduce((sum, e) => sum + e.points, 0)) * 100) / 100,
       windowMs,
       score: standingScore(entries, now, maths),
       detections: inWindow.map((e) => ({
@@ -106,6 +113,7 @@ export const createRiskEngine = (config: RiskEngineConfig, diag: Diagnostics): R
         ...(e.evidence ? { evidence: e.evidence } : {}),
       })),
       ...(ip === undefined ? {} : { ip }),
+      ...(partialRise === undefined ? {} : { partial: true as const }),
     }
     diag.count('alerts')
     try {
@@ -116,23 +124,29 @@ export const createRiskEngine = (config: RiskEngineConfig, diag: Diagnostics): R
   }
 
   /**
-   * The second batch: append the user's entries and claim any threshold crossed, flag an
-   * IP, forget a merged login and move its failures and marks to the user. Answers the index of the score's result (-1 without one).
+   * The second batch: merge a login into its user, append the user's entries and claim any
+   * threshold crossed, flag an IP, move the login's failures and once-marks to the user.
+   * Answers the index of the score's result (-1 without one).
    */
   const scoreInto = (sink: OpSink, plan: Plan, decision: Decision, now: number): number => {
     const u = plan.event.userKey
+    const alias = plan.alias
+    if (alias !== undefined && u !== null) {
+      // Before the score, so the trigger counts the login's entries and sees its alert marks.
+      // The ledger moves in one op, even when the facts batch saw it empty: a read there and
+      // a write here would let two successes of one login at once both merge it (two
+      // processes, or the hub's batches), and a failure scored in between would be lost.
+      sink.move(alias, fields.ledger, u)
+      // The user inherits every alert the login already raised (base and escalations).
+      for (const field of decision.inherit) sink.move(alias, field, u)
+      for (const field of decision.forget) sink.reset(alias, field)
+    }
     let scoreAt = -1
-    if (u !== null && (decision.entries.length > 0 || decision.merged.length > 0 || decision.held)) {
-      // A user inherits the alert already sent for the login it was attacked under.
-      if (decision.inheritAlert && trigger) sink.claim(u, alertField, windowMs)
-      const entries: ScoredEntry[] =
-        decision.merged.length === 0
-          ? decision.entries
-          : [...decision.merged.map((entry) => ({ entry })), ...decision.entries]
+    if (u !== null && (decision.entries.length > 0 || decision.merging || decision.held)) {
       scoreAt = sink.score(
         u,
         fields.ledger,
-        entries,
+        decision.entries,
         now - RETENTION,
         MAX_ENTRIES,
         RETENTION,
@@ -141,11 +155,8 @@ export const createRiskEngine = (config: RiskEngineConfig, diag: Diagnostics): R
       )
     }
     if (decision.flagIp !== undefined) sink.claim(decision.flagIp, fields.flagged, RULES.DAY)
-    const alias = plan.alias
-    if (alias !== undefined && u !== null) {
-      for (const field of decision.forget) sink.reset(alias, field)
-      for (const field of decision.carry) sink.move(alias, field, u)
-    }
+    // After the score: the login's once-marks must not hold back the success's own entries.
+    if (alias !== undefined && u !== null) for (const field of decision.carry) sink.move(alias, field, u)
     return scoreAt
   }
 
@@ -172,6 +183,19 @@ export const createRiskEngine = (config: RiskEngineConfig, diag: Diagnostics): R
     }
   }
 
+  /**
+   * The ledger read after a crossing failed (a Redis blip between the score's batch and
+   * the read): the score op has claimed the level's mark, so no other event or process
+   * will alert for this user in this window. The alert goes out anyway, from what the
+   * score answered, marked `partial`. (The score op itself does not return the ledger:
+   * that would ship it back on every crossing-free event too, or need a second op kind.)
+   */
+  const partialAlert = (event: AuthEvent, now: number, score: ScoreResult): void => {
+    diag.count('detections', score.added.length)
+    const level = score.crossed[score.crossed.length - 1]
+    if (level !== undefined) alertFrom(event, event.userKey as string, level, now, score.added, score.sum)
+  }
+
   /** The memory store's path: the same steps as `processAsync`, each operation answered at once. */
   const processDirect = (shared: DirectOps, event: AuthEvent, now: number): void => {
     // Alerts and scores are reported after the batches, so a listener that scores an event
@@ -179,31 +203,48 @@ export const createRiskEngine = (config: RiskEngineConfig, diag: Diagnostics): R
     const sink = shared.busy ? new DirectOps(shared.store) : shared
     let score: ScoreResult | undefined
     let ledger: readonly LedgerEntry[] | undefined
+    let readFailed = false
+    let readError: unknown
     try {
-      const plan = planEvent(event, now, now - RETENTION, alertField, sink.begin(now), config.ipRef)
-      const decision = decide(plan, sink.results, points)
+      const plan = planEvent(event, now, now - RETENTION, alertFields, sink.begin(now), config.ipRef)
+      const decision = decide(plan, sink.results, points, alertFields)
       const scoreAt = scoreInto(sink.begin(now), plan, decision, now)
       score = scoreAt === -1 ? undefined : (sink.results[scoreAt] as ScoreResult)
       if (wantsLedger(event, score)) {
-        ledger = sink.results[sink.read(event.userKey as string, fields.ledger, now - RETENTION)] as LedgerEntry[]
+        try {
+          ledger = sink.results[sink.read(event.userKey as string, fields.ledger, now - RETENTION)] as LedgerEntry[]
+        } catch (err) {
+          readFailed = true
+          readError = err
+        }
       }
     } finally {
       sink.end()
     }
-    afterScore(event, now, score, ledger)
+    if (!readFailed) {
+      afterScore(event, now, score, ledger)
+      return
+    }
+    partialAlert(event, now, score as ScoreResult)
+    throw readError
   }
 
   const processAsync = (event: AuthEvent, now: number): Promise<void> => {
     const facts = new OpList()
-    const plan = planEvent(event, now, now - RETENTION, alertField, facts, config.ipRef)
+    const plan = planEvent(event, now, now - RETENTION, alertFields, facts, config.ipRef)
     return step(facts.ops, now, (r) => {
       const batch = new OpList()
-      const scoreAt = scoreInto(batch, plan, decide(plan, r, points), now)
+      const scoreAt = scoreInto(batch, plan, decide(plan, r, points, alertFields), now)
       return step(batch.ops, now, (results): void | Promise<void> => {
         const score = scoreAt === -1 ? undefined : (results[scoreAt] as ScoreResult)
         if (!wantsLedger(event, score)) return afterScore(event, now, score, undefined)
-        return step(readLedger(event.userKey as string, now), now, ([entries]) =>
-          afterScore(event, now, score, entries as readonly LedgerEntry[]),
+        return store.run(readLedger(event.userKey as string, now), now).then(
+          ([entries]) => afterScore(event, now, score, entries as readonly LedgerEntry[]),
+          (err: unknown) => {
+            partialAlert(event, now, score as ScoreResult)
+            // Still a store error: counted and logged like any other.
+            throw err
+          },
         )
       })
     })

@@ -260,13 +260,17 @@ export class MemoryStore implements Store {
   readonly #bodies = new Map<string, Body>()
   /** Scratch for counting distinct members (at most `DISTINCT_CAP`), reused by every hit. */
   readonly #seen: number[] = []
+  /** The latest `now` any op was given (event time), and the wall clock when a sweep first saw it. */
+  #newest = 0
+  #newestSeen = 0
+  #newestWall = 0
 
   constructor(options?: MemoryStoreOptions) {
     checkOptions('MemoryStore', options, ['maxKeys', 'sweepInterval', 'sweepBatch'])
     options ??= {}
     this.#maxKeys = positiveInteger(options, 'maxKeys', 1_000_000)
     this.#sweepBatch = positiveInteger(options, 'sweepBatch', 20_000)
-    this.#timer = setInterval(() => this.sweep(Date.now()), positiveInteger(options, 'sweepInterval', 60_000))
+    this.#timer = setInterval(() => this.sweep(this.#sweepTime()), positiveInteger(options, 'sweepInterval', 60_000))
     this.#timer.unref()
   }
 
@@ -302,6 +306,25 @@ export class MemoryStore implements Store {
    */
   applySync(op: StoreOp, now: number): StoreResult {
     return this.#apply(op, now)
+  }
+
+  /**
+   * The time the timer sweeps at: the store's own time, not the wall clock. Expiry is
+   * decided by the `now` ops are given, which is event time (a hub replaying a forwarder's
+   * backlog scores events hours or days old): swept by `Date.now()`, a window that those
+   * events still count would be dropped mid-replay, while Redis (pruned by the batch's
+   * `now`) keeps it. So the sweep uses the newest `now` seen, moved on by the wall-clock
+   * time since a sweep first saw it, so that an idle store still frees what expires (an
+   * underestimate by up to one interval: it only sweeps later). Tracked per op by one
+   * comparison; `Date.now()` is read once per sweep tick, not per op.
+   */
+  #sweepTime(): number {
+    const wall = Date.now()
+    if (this.#newest !== this.#newestSeen) {
+      this.#newestSeen = this.#newest
+      this.#newestWall = wall
+    }
+    return this.#newest + (wall - this.#newestWall)
   }
 
   /**
@@ -431,6 +454,7 @@ export class MemoryStore implements Store {
   }
 
   #apply(op: StoreOp, now: number): StoreResult {
+    if (now > this.#newest) this.#newest = now
     switch (op.op) {
       case 'hit':
         return this.#hit(op, now)
@@ -462,11 +486,16 @@ export class MemoryStore implements Store {
     if (op.key === op.to) return
     const source = this.#owner(op.key, now)
     const from = this.#slot(source, op.field, now)
-    // Recent-value lists and ledgers are not moved (the engine merges ledgers itself).
-    if (source === undefined || !(from instanceof Mark || from instanceof Hits)) return
+    // Recent-value lists are not moved (devices are per user: a login's are not the user's).
+    if (source === undefined || from === undefined || from instanceof RecentList) return
     const target = this.#owner(op.to, now)
     const into = this.#slot(target, op.field, now)
-    if (from instanceof Mark) {
+    if (from instanceof Ledger) {
+      this.#attach(op.to, target, into instanceof Ledger ? mergeLedgers(into, from) : copyLedger(from))
+      // Cleared: the source slot is reused by its key's next score, and must not keep the bodies alive.
+      forget(from.bodies, 0, from.n)
+      from.n = 0
+    } else if (from instanceof Mark) {
       if (into instanceof Mark && target !== undefined) {
         if (from.expires > into.expires) into.expires = from.expires
         this.#wrote(target, into.expires)
@@ -737,6 +766,35 @@ const mergeHits = (a: Hits, b: Hits): Hits => {
     if (members !== undefined) members[k] = hits.members === undefined ? NO_MEMBER : (hits.members[at] as number)
   }
   return new Hits(a.field, Math.max(a.expires, b.expires), total, ts, members)
+}
+
+/** A ledger's entries in arrays of their own (the source's are cleared and reused by its next score). */
+const copyLedger = (ledger: Ledger): Ledger =>
+  new Ledger(ledger.field, ledger.expires, ledger.n, ledger.at.slice(0, ledger.n), ledger.bodies.slice(0, ledger.n))
+
+/**
+ * Two ledgers' entries in time order, `into`'s first at equal times (the order the
+ * engine's score gave them when it appended a login's entries itself, and the Redis
+ * script's), with the later expiry. Both are ascending: one pass, no sort. Not cut to a
+ * maximum here: the score that follows the move (the engine's next op) trims it.
+ */
+const mergeLedgers = (into: Ledger, from: Ledger): Ledger => {
+  const total = into.n + from.n
+  const at = new Array<number>(total)
+  const bodies = new Array<Body>(total)
+  let i = 0
+  let j = 0
+  for (let k = 0; k < total; k++) {
+    const fromInto = j >= from.n || (i < into.n && (into.at[i] as number) <= (from.at[j] as number))
+    if (fromInto) {
+      at[k] = into.at[i] as number
+      bodies[k] = into.bodies[i++] as Body
+    } else {
+      at[k] = from.at[j] as number
+      bodies[k] = from.bodies[j++] as Body
+    }
+  }
+  return new Ledger(into.field, Math.max(into.expires, from.expires), total, at, bodies)
 }
 
 /** Clears a ledger's room from `from` to `to` (entries dropped or expired), so their bodies can be collected. */

@@ -330,9 +330,44 @@ local function keep(k, f, v)
   touch(k)
 end
 
--- move: a window or a mark from owner a to owner b (see the Store contract).
-local function move(a, f, b)
+-- Moves ledger la into ledger lb: entries merged in time order, lb's first at equal times
+-- (the memory store's merge), the later expiry kept; la is deleted. Not trimmed: the score
+-- that follows in the engine's batch trims it, as in the memory store.
+local function moveLedger(la, lb)
+  local v = ledger(la)
+  if not v then return end
+  call('DEL', KEYS[la])
+  ledgers[la] = false
+  local w = ledger(lb)
+  local m = v
+  if w then
+    local na, nb = (#w - 1) / 3, (#v - 1) / 3
+    m = {w[1]}
+    if v[1] > w[1] then m[1] = v[1] end
+    local i, j, len = 0, 0, 1
+    for _ = 1, na + nb do
+      local x
+      if j >= nb or (i < na and w[2 + 3 * i] <= v[2 + 3 * j]) then
+        x = 2 + 3 * i
+        m[len + 1], m[len + 2], m[len + 3] = w[x], w[x + 1], w[x + 2]
+        i = i + 1
+      else
+        x = 2 + 3 * j
+        m[len + 1], m[len + 2], m[len + 3] = v[x], v[x + 1], v[x + 2]
+        j = j + 1
+      end
+      len = len + 3
+    end
+  end
+  ledgers[lb] = m
+  call('SET', KEYS[lb], pack(m), 'PXAT', expireAt(m[1]))
+end
+
+-- move: a window, a mark or a ledger from owner a to owner b (see the Store contract). A
+-- field that is not in a's record may be a ledger (la, lb: the ledgers' KEYS indices), as in reset.
+local function move(a, f, b, la, lb)
   if a == b then return end
+  if record(a)[f] == nil then return moveLedger(la, lb) end
   local v = field(a, f)
   if not v or (v[2] ~= 1 and v[2] ~= 2) then return end
   record(a)[f] = nil
@@ -418,8 +453,8 @@ for _ = 1, prog[2] do
       read(prog[p + 1], prog[p + 2])
       p = p + 3
     elseif code == 8 then
-      move(prog[p + 1], prog[p + 2], prog[p + 3])
-      p = p + 4
+      move(prog[p + 1], prog[p + 2], prog[p + 3], prog[p + 4], prog[p + 5])
+      p = p + 6
     else
       return redis.error_reply('sqreen-auth: unknown op code ' .. tostring(code))
     end

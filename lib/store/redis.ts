@@ -571,7 +571,15 @@ const encode = (prefix: string, batches: readonly Pending[]): { keys: string[]; 
           program.push(OP_CLAIM, record(op.key), op.field, op.ttl)
           break
         case 'move':
-          program.push(OP_MOVE, record(op.key), op.field, record(op.to))
+          // The ledgers' keys too: the script looks there when the field is not in the record (as reset).
+          program.push(
+            OP_MOVE,
+            record(op.key),
+            op.field,
+            record(op.to),
+            ledger(op.key, op.field),
+            ledger(op.to, op.field),
+          )
           break
         case 'marked':
           program.push(OP_MARKED, record(op.key), op.field)

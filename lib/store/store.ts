@@ -55,11 +55,15 @@ export type StoreOp =
   /** Forget a field (of any kind). */
   | { readonly op: 'reset'; readonly key: string; readonly field: string }
   /**
-   * Move a window or a mark from `key` to `to` (the same field), merged with what `to`
-   * holds there: a window's hits are combined in time order (its most recent
-   * `WINDOW_CAP` kept, members with them), a mark keeps the later expiry, and either
-   * keeps the later of the two expiries. The field is then gone from `key`. A login's
-   * failures, recorded before the login was known to be a user's, join the user's own.
+   * Move a window, a mark or a ledger from `key` to `to` (the same field), merged with
+   * what `to` holds there: a window's hits are combined in time order (its most recent
+   * `WINDOW_CAP` kept, members with them), a ledger's entries in time order (at equal
+   * times the entries `to` already held first; a following `score` trims it), a mark
+   * keeps the later expiry, and each keeps the later of the two expiries. The field is
+   * then gone from `key`. A login's failures and ledger, recorded before the login was
+   * known to be a user's, join the user's own. Being one op, a ledger moved by two
+   * batches at once (two successes of one login on two processes) is merged once: a
+   * ledger read in one batch and written to the user in the next was merged by both.
    */
   | { readonly op: 'move'; readonly key: string; readonly field: string; readonly to: string }
   /** Set a mark if absent: `true` for the one caller that set it. Once-per-window detections and alerts use it. */

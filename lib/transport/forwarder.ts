@@ -24,7 +24,11 @@ export interface ForwardOptions {
   maxQueued?: number
   /** Per-request timeout, ms. Defaults to `10000`. */
   timeout?: number
-  /** Backoff while the hub is unreachable (exponential with jitter, ms); `Retry-After` wins. Defaults to `1000` and `60000`. */
+  /**
+   * Backoff while the hub is unreachable (exponential with jitter, ms). A `Retry-After` wins,
+   * plus a random share of up to half this backoff so that forwarders do not retry in step.
+   * Defaults to `1000` and `60000`.
+   */
   baseDelay?: number
   maxDelay?: number
   /** Lifetime of each signed batch (`exp - iat`), ms or a duration, 1 s to 1 h; the hub refuses more than its `maxTokenAge` (5 min). Defaults to `60000`. */
@@ -91,6 +95,21 @@ const HINTS: Record<number, string> = {
 }
 
 const utf8 = new TextEncoder()
+
+/**
+ * The wait after a hub's `Retry-After`: never less than it asked, plus a random share of
+ * up to half the backoff's ceiling (`baseDelay * 2^attempt`, at most `maxDelay`). A busy
+ * hub answers every forwarder the same fixed `Retry-After: 1`; obeyed exactly, they would
+ * all come back in the same instant and find it busy again. The share grows while the
+ * hub stays busy, as the backoff does.
+ */
+export const retryAfterWait = (
+  afterMs: number,
+  attempt: number,
+  base: number,
+  max: number,
+  random = Math.random,
+): number => Math.round(afterMs + (random() * Math.min(max, base * 2 ** attempt)) / 2)
 
 /**
  * Ships `AuthEvent`s (already past the identity boundary) to a Security Hub in
@@ -328,7 +347,10 @@ export const createForwarder = (
             `the hub did not take a batch (${outcome.reason}); retrying with backoff, events are kept (up to ${config.maxQueued}).`,
           )
           if (closed) return
-          const delay = outcome.afterMs ?? backoff(attempt, config.baseDelayMs, config.maxDelayMs)
+          const delay =
+            outcome.afterMs === undefined
+              ? backoff(attempt, config.baseDelayMs, config.maxDelayMs)
+              : retryAfterWait(outcome.afterMs, attempt, config.baseDelayMs, config.maxDelayMs)
           attempt++
           await waitBackoff(delay)
           if (closed) return

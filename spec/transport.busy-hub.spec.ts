@@ -1,0 +1,100 @@
+/**
+ * Forwarders against a busy hub. The hub answers every forwarder the same fixed
+ * `503 busy` with `Retry-After: 1`; forwarders that obeyed it exactly would all come
+ * back in the same instant and find it busy again. Each waits at least what the hub
+ * asked, plus a random share of its backoff, so they come back spread out. The busy
+ * hub is a local HTTP server that answers as the hub's router does when busy.
+ */
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
+import { createDiagnostics } from '../lib/diagnostics.js'
+import { nodeFetch } from '../lib/notify/http.js'
+import { createForwarder, type Forwarder, retryAfterWait } from '../lib/transport/forwarder.js'
+import { signingKey } from '../lib/transport/keys.js'
+import { MemoryLogger } from './helpers/apps.js'
+import { HS_SECRET, sampleEvent } from './helpers/hub.js'
+import { type ReceivedRequest, SlackReceiver, waitUntil } from './helpers/receivers.js'
+
+const BUSY = {
+  status: 503,
+  headers: { 'retry-after': '1', 'content-type': 'application/json' },
+  body: '{"error":"busy","message":"the hub is receiving other batches; retry later"}',
+} as const
+
+describe('forwarders and a busy hub (Retry-After)', () => {
+  it('the wait after Retry-After is never shorter than asked, plus up to half the backoff ceiling', () => {
+    // base 1000, max 60000: the share is up to 500 ms on the first retry, then 1 s, 2 s ... at most 30 s.
+    assert.equal(
+      retryAfterWait(1000, 0, 1000, 60_000, () => 0),
+      1000,
+    )
+    assert.equal(
+      retryAfterWait(1000, 0, 1000, 60_000, () => 1),
+      1500,
+    )
+    assert.equal(
+      retryAfterWait(1000, 2, 1000, 60_000, () => 1),
+      3000,
+    )
+    assert.equal(
+      retryAfterWait(1000, 20, 1000, 60_000, () => 1),
+      31_000,
+    )
+    assert.equal(
+      retryAfterWait(600_000, 0, 1000, 60_000, () => 0.5),
+      600_250,
+    )
+  })
+
+  it('twelve forwarders told "Retry-After: 1" at once come back spread out, none before the second is up', async () => {
+    const n = 12
+    const hub = (await SlackReceiver.start()).script(...Array.from({ length: n }, () => BUSY))
+    const diag = createDiagnostics(new MemoryLogger())
+    const forwarders: Forwarder[] = Array.from({ length: n }, () =>
+      createForwarder(
+        {
+          url: hub.url,
+          key: signingKey(HS_SECRET),
+          batchSize: 10,
+          flushIntervalMs: 10,
+          maxQueued: 100,
+          timeoutMs: 5000,
+          // The defaults: the share on top of Retry-After is 0-500 ms on the first retry.
+          baseDelayMs: 1000,
+          maxDelayMs: 60_000,
+          expiresInSeconds: 60,
+          closeTimeoutMs: 5000,
+          flushOnExit: false,
+        },
+        nodeFetch,
+        diag,
+      ),
+    )
+    try {
+      for (const [i, f] of forwarders.entries()) f.push(sampleEvent({ identity: { login: `f${i}` } }))
+      await hub.waitFor(2 * n, 5000)
+      await waitUntil(() => diag.snapshot().counters['forward.sent'] === n, 'every event delivered')
+      const from = (r: ReceivedRequest): string =>
+        (JSON.parse(r.body) as { events: { identity: { login: string } }[] }).events[0]?.identity.login ?? '?'
+      const waits = Array.from({ length: n }, (_, i) => {
+        const mine = hub.requests.filter((r) => from(r) === `f${i}`)
+        assert.equal(mine.length, 2, `forwarder ${i}: one busy answer, one retry`)
+        return (mine[1] as ReceivedRequest).at - (mine[0] as ReceivedRequest).at
+      })
+      const shown = waits.join(', ')
+      for (const w of waits) {
+        // Never earlier than the hub asked (timers never fire early; 5 ms for clock rounding).
+        assert.ok(w >= 995, `a forwarder came back after ${w} ms; the hub said 1 s (${shown})`)
+        // 1 s plus at most half of baseDelay, plus a loaded machine's scheduling.
+        assert.ok(w <= 1000 + 500 + 300, `a forwarder came back after ${w} ms (${shown})`)
+      }
+      // Exactly 1 s each, they would all arrive within a few ms of one another.
+      const spread = Math.max(...waits) - Math.min(...waits)
+      assert.ok(spread >= 150, `the retries came back in step (spread ${spread} ms): ${shown}`)
+      assert.equal(diag.snapshot().counters['forward.retries'], n)
+    } finally {
+      await Promise.all(forwarders.map((f) => f.close(1000)))
+      await hub.close()
+    }
+  })
+})
