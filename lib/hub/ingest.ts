@@ -35,7 +35,14 @@ type RiskEngine = ReturnType<typeof createRiskEngine>
  */
 const MAX_EVENT_AGE_MS = 30 * 86_400_000
 
-/** Events held for reordering at most (about 50 MB); past it the earliest are scored at once. */
+/**
+ * Events held for reordering at most; past it the earliest are scored at once. A count,
+ * not bytes: 100,000 forwarder-like events (a login failure with a short identity, about
+ * 500 bytes of JSON each) hold about 80 MB of heap, but the schema lets an event be
+ * 20 kB of JSON (16 identity values, 32 properties, 16 attempts, long keys), and 100,000
+ * of those hold 2.5 GB (4.5 GB in non-Latin-1 text), measured. Only a key holder can send
+ * them, at the rate `limits.inflight` and `limits.concurrency` allow over `reorderWindow`.
+ */
 const MAX_HELD = 100_000
 
 /**
@@ -107,6 +114,12 @@ export interface Ingest {
   ingest(body: Uint8Array, signature: string | undefined): Promise<IngestResult>
   /** Scores the events held for reordering now, and waits for them. */
   flush(): Promise<void>
+  /**
+   * Refuses every batch from now on (503 `closing`), waits for the batches being
+   * verified or scored (at most `timeoutMs`), then scores what they left held.
+   * Idempotent: every call waits for the same end.
+   */
+  close(timeoutMs: number): Promise<void>
   readonly busy: number
 }
 
@@ -116,6 +129,39 @@ const refuse = (status: number, error: string, message: string, retryAfterSecond
     : { status, body: { error, message }, retryAfterSeconds }
 
 const REPLAYED = refuse(409, 'replayed', 'this batch (jti) was already received')
+
+/**
+ * How long a hub that is shutting down asks senders to wait. Long enough not to spin
+ * against a hub that is going away, short enough that a restart or a balancer's other
+ * hub gets the events soon. The forwarder retries any 5xx, after Retry-After when given.
+ */
+export const CLOSING_RETRY_AFTER_SECONDS = 5
+
+/** What a hub that is shutting down answers: not scored, to be sent again. */
+export const CLOSING = refuse(
+  503,
+  'closing',
+  'the hub is shutting down; the batch was not scored, retry later',
+  CLOSING_RETRY_AFTER_SECONDS,
+)
+
+/**
+ * The largest `dropped` a batch may add to `hub.dropped_upstream`. A forwarder holds at
+ * most 10,000,000 events and reports the ones it dropped since its last delivered batch,
+ * so a billion is more than any real outage; it keeps the counter exact (far below
+ * 2^53) however many batches claim it, where a forged or buggy `1e308` made it Infinity.
+ */
+export const MAX_DROPPED_PER_BATCH = 1_000_000_000
+
+/**
+ * Until when (epoch ms) a batch expiring at `exp` must stay remembered: past the last
+ * instant the verifier still accepts it. The verifier compares whole seconds
+ * (`exp <= floor(now) - tolerance` refuses), so a fractional `exp` stays acceptable until
+ * the second after it; `(exp + tolerance) * 1000` forgot it up to a second early, and a
+ * replay in that second was accepted. One second past `floor(exp)` covers every case.
+ */
+export const replayableUntilMs = (exp: number, toleranceSeconds: number): number =>
+  (Math.floor(exp) + Math.ceil(toleranceSeconds) + 1) * 1000
 
 /**
  * Without Retry-After: the forwarder then backs off exponentially (up to its maxDelay),
@@ -317,15 +363,31 @@ export const createIngest = (config: HubConfig, engine: RiskEngine, views: HubVi
    */
   const shared = sharedStore(config)
   let storeFailing = false
+  /** Batches being verified or scored (at most `limits.concurrency`). */
   let busy = 0
+  /** Set by `close()`: every batch from then on is answered 503 `closing`. */
+  let closing: Promise<void> | undefined
+  /** Resolves `close()`'s wait when the last batch in progress ends. */
+  let idle: (() => void) | undefined
+  /**
+   * Scores an event, then marks its user's view changed. Only then: the views mark a user
+   * when its event arrives, but a list read before the event is scored (it waits out the
+   * reorder window, or a remote store's round trips) caches the score from before it and
+   * clears the mark; without a second mark the lists showed that score for up to a minute.
+   */
+  const score = (event: AuthEvent): Promise<void> | undefined => {
+    const pending = engine.process(event)
+    if (pending === undefined) {
+      views.scored(event)
+      return undefined
+    }
+    return pending.then(() => views.scored(event))
+  }
   /** Events waiting to be scored in time order (`reorderWindow`); none when it is 0. */
   const held =
     config.reorderWindowMs > 0
-      ? new ReorderBuffer(
-          config.reorderWindowMs,
-          MAX_HELD,
-          (event) => engine.process(event),
-          (err) => diag.error('hub_scoring_failed', 'a held event could not be scored', err),
+      ? new ReorderBuffer(config.reorderWindowMs, MAX_HELD, score, (err) =>
+          diag.error('hub_scoring_failed', 'a held event could not be scored', err),
         )
       : undefined
 
@@ -354,8 +416,8 @@ export const createIngest = (config: HubConfig, engine: RiskEngine, views: HubVi
     nowMs: number,
     valid: readonly AuthEvent[],
   ): Promise<readonly boolean[] | 'replayed' | 'unavailable'> => {
-    // Until exp + tolerance, when the verifier starts refusing the batch as expired. A
-    // fractional exp can leave less than a second: a mark must not be born expired.
+    // Until the verifier refuses the batch as expired (`replayableUntilMs`); at least a
+    // second, so that a mark is never born expired.
     const jtiTtl = Math.max(1000, Math.ceil(expiresAtMs - nowMs))
     // Never shorter than the batch's own mark (a maxTokenAge over ten minutes): while
     // the batch can be replayed, its events stay claimed too.
@@ -407,7 +469,7 @@ export const createIngest = (config: HubConfig, engine: RiskEngine, views: HubVi
     // Only after the signature and the claims: an unsigned flood must not fill the cache.
     // With a shared store this is a fast first check; the store is authoritative.
     const nowMs = Date.now()
-    const expiresAtMs = (exp + config.clockToleranceSeconds) * 1000
+    const expiresAtMs = replayableUntilMs(exp, config.clockToleranceSeconds)
     const claim = replays.claim(jti, expiresAtMs, nowMs)
     if (claim === 'replayed') return refused(REPLAYED)
     // A full cache only matters when it is the only protection: with a shared store,
@@ -443,8 +505,9 @@ export const createIngest = (config: HubConfig, engine: RiskEngine, views: HubVi
       if (outcome === 'replayed') return refused(REPLAYED)
       fresh = outcome
     }
-    if (typeof dropped === 'number' && Number.isInteger(dropped) && dropped > 0) {
-      diag.count('hub.dropped_upstream', dropped)
+    // A safe integer only (1e308 is an integer too, and made the counter Infinity), capped.
+    if (typeof dropped === 'number' && Number.isSafeInteger(dropped) && dropped > 0) {
+      diag.count('hub.dropped_upstream', Math.min(dropped, MAX_DROPPED_PER_BATCH))
     }
 
     let accepted = 0
@@ -463,7 +526,7 @@ export const createIngest = (config: HubConfig, engine: RiskEngine, views: HubVi
       }
       // Sequential: one user's events are scored in order. The memory store answers
       // synchronously (no promise); a remote store is awaited event by event.
-      const pending = engine.process(event)
+      const pending = score(event)
       if (pending !== undefined) await pending
     }
     diag.count('hub.accepted', accepted)
@@ -484,7 +547,35 @@ export const createIngest = (config: HubConfig, engine: RiskEngine, views: HubVi
       return busy
     },
     flush: () => held?.flush() ?? Promise.resolve(),
+    close(timeoutMs) {
+      closing ??= (async () => {
+        if (busy > 0) {
+          // A batch that got in before the close is answered 200 once its events are scored
+          // or held: wait for it, or close() would release the store under it and leave
+          // what it adds to the reorder buffer behind an unref'd timer, never scored.
+          let timer: NodeJS.Timeout | undefined
+          await new Promise<void>((resolve) => {
+            idle = resolve
+            timer = setTimeout(resolve, timeoutMs)
+          })
+          clearTimeout(timer)
+          idle = undefined
+          if (busy > 0) {
+            diag.warn(
+              'hub_close_timeout',
+              `close() stopped waiting after ${timeoutMs} ms for ${busy} batch(es) still being scored`,
+            )
+          }
+        }
+        // Again after the wait: the batches that ended during it held their events.
+        await held?.flush()
+      })()
+      return closing
+    },
     async ingest(body, signature) {
+      // Refused, not held: the reorder buffer is flushed once more by close() and no
+      // longer after it, so an event accepted now would be answered 200 and never scored.
+      if (closing !== undefined) return CLOSING
       if (busy >= config.limits.concurrency) {
         diag.count('hub.busy')
         return refuse(503, 'busy', 'the hub is scoring other batches; retry later', 1)
@@ -497,6 +588,7 @@ export const createIngest = (config: HubConfig, engine: RiskEngine, views: HubVi
         return refuse(500, 'internal', 'the batch could not be processed')
       } finally {
         busy--
+        if (busy === 0) idle?.()
       }
     },
   }

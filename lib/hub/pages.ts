@@ -1,5 +1,5 @@
 import type { DiagnosticsSnapshot } from '../diagnostics.js'
-import type { Identity } from '../event.js'
+import { eventTime, type Identity } from '../event.js'
 import { detectionLabel } from '../notify/format.js'
 import type { RiskAlert } from '../risk/alert.js'
 import type { ScorePoint, UserDetail, UserRow } from './queries.js'
@@ -27,8 +27,16 @@ export interface PageContext {
 
 const userHref = (ctx: PageContext, userKey: string): string => `${ctx.base}/users/${encodeURIComponent(userKey)}`
 
-const time = (iso: string): string =>
-  `<time datetime="${esc(iso)}">${esc(iso.replace('T', ' ').slice(0, 19))} UTC</time>`
+/**
+ * A time shown in UTC. Event times come as the forwarder wrote them, possibly with an
+ * offset (`...02:41:32+05:00` is 21:41:32 UTC the day before): read as an instant
+ * first, never cut as text.
+ */
+const time = (at: string): string => {
+  const ms = eventTime(at)
+  const iso = Number.isFinite(ms) ? new Date(ms).toISOString() : at
+  return `<time datetime="${esc(iso)}">${esc(iso.replace('T', ' ').slice(0, 19))} UTC</time>`
+}
 
 const identityText = (identity: Identity): string =>
   Object.entries(identity)
@@ -241,6 +249,14 @@ ${alertItems(ctx, user.alerts)}
 </section>`,
     true,
   )
+}
+
+const ERROR_TITLES: Readonly<Record<number, string>> = { 400: 'Bad request', 413: 'Too large' }
+
+/** A request the hub could not take (a malformed URL, say): the status and nothing else, whoever asks. */
+export const errorPage = (ctx: PageContext, status: number): string => {
+  const title = ERROR_TITLES[status] ?? (status >= 500 ? 'Something went wrong' : 'Request refused')
+  return layout(ctx, title, `<h1>${esc(title)}</h1><p><a href="${esc(ctx.base)}/">Overview</a></p>`)
 }
 
 export const notFoundPage = (ctx: PageContext, what: string): string =>

@@ -125,8 +125,17 @@ export const createQueries = (engine: RiskEngine, views: HubViews, config: Query
     const due: UserView[] = []
     for (const v of views.users()) if (v.dirty || now - v.refreshedAt > STALE_MS) due.push(v)
     for (const v of due) {
-      const risk = await riskOf(v.userKey)
+      // Cleared before the read, not after: an event scored while it is in flight marks
+      // the view again, and that mark must survive this refresh.
+      const dirty = v.dirty
       v.dirty = false
+      let risk: RiskSnapshot
+      try {
+        risk = await riskOf(v.userKey)
+      } catch (err) {
+        v.dirty ||= dirty
+        throw err
+      }
       v.score = risk.score
       v.rise24h = risk.rise24h
       v.refreshedAt = now
@@ -155,7 +164,16 @@ export const createQueries = (engine: RiskEngine, views: HubViews, config: Query
     },
     async user(userKey) {
       const view = views.user(userKey)
-      const risk = await riskOf(userKey)
+      // Cleared before the read, as in `refreshDue`.
+      const dirty = view?.dirty ?? false
+      if (view) view.dirty = false
+      let risk: RiskSnapshot
+      try {
+        risk = await riskOf(userKey)
+      } catch (err) {
+        if (view) view.dirty ||= dirty
+        throw err
+      }
       if (view === undefined && risk.entries.length === 0) return undefined
       const now = config.clock()
       const base: UserRow = view
@@ -175,7 +193,6 @@ export const createQueries = (engine: RiskEngine, views: HubViews, config: Query
         view.score = risk.score
         view.rise24h = risk.rise24h
         view.refreshedAt = now
-        view.dirty = false
       }
       return {
         ...base,

@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module'
 import type expressModule from 'express'
-import type { NextFunction, Request, Response, Router } from 'express'
+import type { ErrorRequestHandler, NextFunction, Request, Response, Router } from 'express'
 import { createDiagnostics, type DiagnosticsSnapshot } from '../diagnostics.js'
 import { SqreenAuthError } from '../errors.js'
 import { createDispatcher } from '../notify/dispatcher.js'
@@ -12,9 +12,9 @@ import { MemoryStore } from '../store/memory.js'
 import { HUB_CSS, HUB_JS } from './assets.js'
 import { createAuth, type Principal, SESSION_COOKIE } from './auth.js'
 import { BodyPool } from './body-pool.js'
-import { BATCH_CONTENT_TYPE, BATCH_SIGNATURE_HEADER, createIngest, sharedStore } from './ingest.js'
+import { BATCH_CONTENT_TYPE, BATCH_SIGNATURE_HEADER, CLOSING, createIngest, sharedStore } from './ingest.js'
 import { type HubOptions, resolveHubOptions } from './options.js'
-import { loginPage, notFoundPage, overviewPage, type PageContext, userPage } from './pages.js'
+import { errorPage, loginPage, notFoundPage, overviewPage, type PageContext, userPage } from './pages.js'
 import { createQueries, StoreUnavailableError } from './queries.js'
 import { HubViews } from './views.js'
 
@@ -28,7 +28,12 @@ export interface SqreenHub extends Router {
    * a test or a graceful shutdown wants before reading scores.
    */
   flush(): Promise<void>
-  /** Scores the events it holds, waits for alert deliveries (bounded), then releases the store it created. Idempotent. */
+  /**
+   * Refuses new batches (503 `closing`, with Retry-After: the forwarders keep them and
+   * retry), waits for the batches being scored (bounded by `delivery.closeTimeout`), scores
+   * the events it holds, waits for alert deliveries (bounded), then releases the store it
+   * created. Idempotent.
+   */
   close(): Promise<void>
 }
 
@@ -254,6 +259,14 @@ export const sqreenHub = (options: Partial<HubOptions>): SqreenHub => {
   router.post(
     '/v1/events',
     guarded(async (req, res) => {
+      // First: a hub that is shutting down scores nothing more (see close()).
+      if (closing !== undefined) {
+        // Not a byte of the body read: the forwarder keeps the batch and sends it again.
+        res.setHeader('Retry-After', String(CLOSING.retryAfterSeconds))
+        res.setHeader('Connection', 'close')
+        json(res, CLOSING.status, CLOSING.body)
+        return
+      }
       const type = String(req.headers['content-type'] ?? '')
         .split(';')[0]
         ?.trim()
@@ -501,13 +514,42 @@ export const sqreenHub = (options: Partial<HubOptions>): SqreenHub => {
     ),
   )
 
+  /**
+   * Last: what a route or a middleware passed on as an error (a malformed `%` escape in
+   * `:userKey` makes Express's router throw before any handler, and before the sign-in
+   * redirect). Express's own answer would be a page with the stack (outside production)
+   * and none of the hub's headers; this one says nothing but the status, to anyone.
+   */
+  const failed: ErrorRequestHandler = (err: unknown, req, res, next) => {
+    if (res.headersSent) {
+      // Too late to answer: Express ends the connection.
+      next(err)
+      return
+    }
+    const declared = (err as { status?: unknown } | null)?.status
+    const status =
+      typeof declared === 'number' && Number.isInteger(declared) && declared >= 400 && declared < 500
+        ? declared
+        : undefined
+    if (status === undefined) diag.error('hub_handler_failed', 'a hub request failed', err)
+    const answer = status ?? 500
+    if (req.path === '/v1' || req.path.startsWith('/v1/')) {
+      json(res, answer, { error: answer === 500 ? 'internal' : 'bad_request' })
+    } else {
+      html(res, answer, errorPage({ base: req.baseUrl }, answer))
+    }
+  }
+  router.use(failed)
+
   return Object.assign(router, {
     risk: (userKey: string) => engine.risk(userKey),
     stats: () => diag.snapshot(),
     flush: () => ingest.flush(),
     close: () => {
       closing ??= (async () => {
-        await ingest.flush()
+        // Before anything else: the ingest refuses batches from now on, and the ones in
+        // progress are scored (or held, then flushed) before the store is released.
+        await ingest.close(config.delivery.closeTimeoutMs)
         await dispatcher.close(config.delivery.closeTimeoutMs)
         if (config.store === undefined) await store.close()
       })()

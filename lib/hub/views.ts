@@ -1,6 +1,8 @@
+import { Buffer } from 'node:buffer'
 import { ClockHand } from '../clock-hand.js'
 import { type AuthEvent, eventTime, hasFields, type Identity } from '../event.js'
 import type { RiskAlert } from '../risk/alert.js'
+import { Interner } from './interner.js'
 
 /** What the hub keeps of an event for people: enough for a timeline, nothing more. */
 export interface EventSummary {
@@ -53,14 +55,35 @@ const takeSecondChance = (view: UserView): boolean => {
   return recent
 }
 
-const summary = (e: AuthEvent): EventSummary => {
+/**
+ * What the views keep of a user agent: what the user page shows of it (pages.ts). The
+ * schema allows 512 characters, and a key holder sending unique ones kept 50 of them
+ * for each of 10,000 users (about half a gigabyte); cut, they are a quarter of that.
+ */
+export const USER_AGENT_SHOWN = 120
+
+/**
+ * The first `USER_AGENT_SHOWN` characters of a user agent, as a string of its own: V8's
+ * `slice` of a long string is a view that keeps the whole original alive. A high surrogate
+ * left alone at the cut is dropped rather than kept half a character.
+ */
+export const shownUserAgent = (ua: string): string => {
+  if (ua.length <= USER_AGENT_SHOWN) return ua
+  let end = USER_AGENT_SHOWN
+  const last = ua.charCodeAt(end - 1)
+  if (last >= 0xd800 && last <= 0xdbff) end--
+  // Through a Buffer: a fresh flat string, lossless for any UTF-16 (lone surrogates too).
+  return Buffer.from(ua.slice(0, end), 'utf16le').toString('utf16le')
+}
+
+const summary = (e: AuthEvent, userAgent: string | null): EventSummary => {
   const s: { -readonly [K in keyof EventSummary]: EventSummary[K] } = {
     id: e.id,
     type: e.type,
     at: e.at,
     strategy: e.strategy,
     ip: e.ip,
-    userAgent: e.userAgent,
+    userAgent,
   }
   if (e.reason !== undefined) s.reason = e.reason
   if (e.name !== undefined) s.name = e.name
@@ -85,6 +108,11 @@ export class HubViews {
   readonly #hand = new ClockHand(this.#users)
   readonly #alerts: RiskAlert[] = []
   readonly #limits: ViewLimits
+  /**
+   * Cut user agents, one string per value: the ingest shares full ones between events,
+   * and a cut copy per event would undo that for every agent longer than the cut.
+   */
+  readonly #userAgents = new Interner(1_000)
 
   constructor(limits: ViewLimits) {
     this.#limits = limits
@@ -125,7 +153,12 @@ export class HubViews {
     view.firstSeen = Math.min(view.firstSeen, at)
     view.lastSeen = Math.max(view.lastSeen, at)
     view.dirty = true
-    this.#push(view, summary(event), at)
+    const ua = event.userAgent
+    this.#push(
+      view,
+      summary(event, ua === null || ua.length <= USER_AGENT_SHOWN ? ua : this.#userAgents.intern(shownUserAgent(ua))),
+      at,
+    )
     // The engine merges the failures recorded under an attempted login into the user
     // who then logs in with it; the timeline follows, so the brute force shows there.
     if (event.type === 'login.succeeded' && event.loginKey !== undefined && event.loginKey !== key) {
@@ -170,6 +203,16 @@ export class HubViews {
     view.events = kept.map((i) => all[i] as EventSummary)
     const last = kept[kept.length - 1]
     view.newest = last === undefined ? Number.NEGATIVE_INFINITY : (times[last] as number)
+  }
+
+  /**
+   * An event of this user was scored: its risk may have changed since a list last read
+   * it. `record` marks the user too, but on arrival, before the scoring (see ingest).
+   */
+  scored(event: AuthEvent): void {
+    if (event.userKey === null) return
+    const view = this.#users.get(event.userKey)
+    if (view) view.dirty = true
   }
 
   alert(alert: RiskAlert): void {
