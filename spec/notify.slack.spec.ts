@@ -150,6 +150,8 @@ describe('Slack alerts', () => {
         await webhook.waitFor(2)
         await h.sqreen.close()
         assert.equal(slack.requests.length, seen + 1, 'nothing is sent to a disabled Slack webhook')
+        // Each alert Slack misses is counted, not dropped silently.
+        assert.equal(h.sqreen.stats().counters['deliveries_disabled.slack'], 1)
         assert.deepEqual(
           webhook.verified.map((a) => a.userKey),
           ['id:u-first', 'id:u-second'],

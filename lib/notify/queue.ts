@@ -88,7 +88,12 @@ export class DeliveryQueue {
   }
 
   enqueue(channel: Channel, alert: RiskAlert): void {
-    if (this.#closed || this.#disabled.has(channel.name)) return
+    if (this.#closed) return
+    if (this.#disabled.has(channel.name)) {
+      // Not silently: the channel's revoked receiver was logged once, each alert it misses is counted.
+      this.#diag.count(`deliveries_disabled.${channel.name}`)
+      return
+    }
     if (this.size >= this.#options.maxQueued) {
       this.#diag.count('deliveries_dropped')
       this.#diag.warn(
@@ -196,7 +201,11 @@ export class DeliveryQueue {
 
   async #run(job: Job): Promise<void> {
     const { channel } = job
-    if (this.#disabled.has(channel.name)) return
+    if (this.#disabled.has(channel.name)) {
+      // Queued before the channel was disabled.
+      this.#diag.count(`deliveries_disabled.${channel.name}`)
+      return
+    }
     let result: SendResult
     try {
       result = await channel.send(job.alert, job.attempt)
