@@ -8,25 +8,9 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import request from 'supertest'
-import type { AuthEvent } from '../lib/index.js'
-import { HS_SECRET, HUB_TOKEN, postBatch, sampleEvent, signBatch, startHub } from './helpers/hub.js'
+import { attackOn, HS_SECRET, HUB_TOKEN, postBatch, signBatch, startHub } from './helpers/hub.js'
 
 const key = new TextEncoder().encode(HS_SECRET)
-
-const attackOn = (userKey: string): AuthEvent =>
-  sampleEvent({
-    type: 'custom',
-    source: 'sdk',
-    strategy: null,
-    reason: undefined,
-    name: 'sql_injection',
-    severity: 'high',
-    userKey,
-    identity: { id: userKey },
-    loginKey: undefined,
-    attempts: undefined,
-    status: undefined,
-  })
 
 const listed = async (base: string, sort: 'score' | 'rise'): Promise<{ userKey: string; score: number }[]> => {
   const res = await fetch(`${base}/v1/users?sort=${sort}`, { headers: { Authorization: `Bearer ${HUB_TOKEN}` } })

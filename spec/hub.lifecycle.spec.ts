@@ -8,12 +8,12 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { createDiagnostics } from '../lib/diagnostics.js'
-import { type AuthEvent, MemoryStore } from '../lib/index.js'
+import { MemoryStore } from '../lib/index.js'
 import type { Store, StoreOp, StoreResult } from '../lib/store/store.js'
 import { createForwarder } from '../lib/transport/forwarder.js'
 import { signingKey } from '../lib/transport/keys.js'
 import { MemoryLogger } from './helpers/apps.js'
-import { HS_SECRET, postBatch, recordingFetch, sampleEvent, signBatch, startHub } from './helpers/hub.js'
+import { attackOn, HS_SECRET, postBatch, recordingFetch, sampleEvent, signBatch, startHub } from './helpers/hub.js'
 
 const key = new TextEncoder().encode(HS_SECRET)
 
@@ -26,22 +26,6 @@ const waitUntil = async (condition: () => boolean, what: string, ms = 5000): Pro
     await sleep(5)
   }
 }
-
-/** A custom event of high severity: one ledger entry for `userKey` once scored. */
-const attackOn = (userKey: string): AuthEvent =>
-  sampleEvent({
-    type: 'custom',
-    source: 'sdk',
-    strategy: null,
-    reason: undefined,
-    name: 'sql_injection',
-    severity: 'high',
-    userKey,
-    identity: { id: userKey },
-    loginKey: undefined,
-    attempts: undefined,
-    status: undefined,
-  })
 
 /**
  * A store several hubs could share (not a MemoryStore, so batches are claimed in it),

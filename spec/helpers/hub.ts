@@ -270,3 +270,19 @@ export const recordingFetch = (): { fetch: FetchLike; sent: SentBatch[] } => {
   }
   return { fetch, sent }
 }
+
+/** An attack the application reported (`trackEvent`, high severity): one ledger entry for `userKey` once scored. */
+export const attackOn = (userKey: string): AuthEvent =>
+  sampleEvent({
+    type: 'custom',
+    source: 'sdk',
+    strategy: null,
+    reason: undefined,
+    name: 'sql_injection',
+    severity: 'high',
+    userKey,
+    identity: { id: userKey },
+    loginKey: undefined,
+    attempts: undefined,
+    status: undefined,
+  })
