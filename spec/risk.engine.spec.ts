@@ -491,6 +491,42 @@ describe('risk engine: a login merged into its user, and a crossing whose ledger
     })
   })
 
+  it("a login crossing on another process between a success's two batches: its entries and its alert come over together (one alert)", async () => {
+    // Two processes on one Redis: A scores the success, whose second batch waits while B
+    // scores failures on the login that cross 10 there.
+    const prefix = testPrefix('engine-merge-race')
+    const storeA = new RedisStore({ url: REDIS_URL, prefix })
+    const storeB = new RedisStore({ url: REDIS_URL, prefix })
+    try {
+      let release: (() => void) | undefined
+      let calls = 0
+      const gated: Store = {
+        run: async (ops, now) => {
+          if (++calls === 2) await new Promise<void>((resolve) => (release = resolve))
+          return storeA.run(ops, now)
+        },
+        close: async () => {},
+      }
+      const alerts: string[] = []
+      const onAlert = (alert: { userKey: string; level: number }): void =>
+        void alerts.push(`${alert.userKey}@${alert.level}`)
+      const a = engineOn(gated, { onAlert })
+      const b = engineOn(storeB, { onAlert })
+      for (let i = 0; i < 4; i++) await b.process(failure(i * 1_000))
+      const pending = a.process(success(10_000))
+      while (release === undefined) await new Promise((resolve) => setTimeout(resolve, 5))
+      for (let i = 0; i < 8; i++) await b.process(failure(4_000 + i * 500))
+      release()
+      await pending
+      assert.deepEqual(alerts, ['login:alice@10'], 'the user inherits the alert its entries already raised')
+      assert.ok((await a.risk('id:1')).rise24h > 10, 'the entries came over')
+    } finally {
+      await storeA.close()
+      await storeB.close()
+      await dropKeys(admin, prefix)
+    }
+  })
+
   it('two successes of one login at once merge its ledger once (no doubled rise, no false alert)', async () => {
     await onEveryStore(async (store, name) => {
       const alerts: string[] = []

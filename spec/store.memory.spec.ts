@@ -314,6 +314,36 @@ describe('MemoryStore (memory-only behaviour)', () => {
     }
   })
 
+  it('the sweep clock follows writes only, and never runs ahead of the wall clock', async () => {
+    const tick = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 40))
+    // A backlog replay, then a read at the wall clock (risk(), the hub's lists): the sweep stays on the backlog's time.
+    const replay = new MemoryStore({ sweepInterval: 5 })
+    try {
+      const old = Date.now() - 2 * 24 * HOUR
+      await replay.run([write('ip:backlog', 24 * HOUR)], old)
+      await replay.run([{ op: 'read', key: 'id:someone', field: 'ledger', since: 0 }], Date.now())
+      await replay.run([{ op: 'marked', key: 'id:someone', field: 'x' }], Date.now())
+      await replay.run([{ op: 'hit', key: 'id:someone', field: 'hits', add: false, since: 0, ttl: HOUR }], Date.now())
+      await tick()
+      assert.equal(replay.size, 1, 'a read at the wall clock swept the window the backlog still counts')
+    } finally {
+      await replay.close()
+    }
+    // A write from a sender whose clock runs 90 s fast: a mark with a minute to live stays.
+    const skewed = new MemoryStore({ sweepInterval: 5 })
+    try {
+      const now = Date.now()
+      await skewed.run([write('ip:ahead', 1)], now + 90_000)
+      await skewed.run([{ op: 'claim', key: 'id:u2', field: 'once:failure_burst', ttl: 60_000 }], now)
+      await tick()
+      assert.deepEqual(await skewed.run([{ op: 'marked', key: 'id:u2', field: 'once:failure_burst' }], now + 100), [
+        true,
+      ])
+    } finally {
+      await skewed.close()
+    }
+  })
+
   it('the sweep timer is unref-ed: a process that only creates a store exits by itself', async () => {
     const memory = pathToFileURL(new URL('../lib/store/memory.ts', import.meta.url).pathname).href
     const cwd = new URL('..', import.meta.url).pathname

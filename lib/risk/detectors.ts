@@ -62,7 +62,6 @@ export interface Plan {
   iAliasLedger: number
   iAliasBruteForce: number
   /** The first of the alias's alert marks (one per trigger level, consecutive), or -1. */
-  iAliasAlerts: number
   /** Once-marks the user already holds (see `planEvent`). */
   iOnceBurst: number
   iOnceRun: number
@@ -80,12 +79,6 @@ export interface Decision {
    * (two successes of one login at once both see entries here; the first move takes them).
    */
   readonly merging: boolean
-  /**
-   * The alert marks (`alert:<level>`, base and escalations) the login holds: they move to
-   * the user before the score, so an alert the login already raised is not raised again
-   * for the same entries at any level.
-   */
-  readonly inherit: readonly string[]
   /** Fields of the alias (the login's key) to forget once merged. */
   readonly forget: readonly string[]
   /** Fields of the alias to move to the user (`move`) after the score: its failure window and once-marks. */
@@ -105,7 +98,6 @@ export const planEvent = (
   event: AuthEvent,
   now: number,
   retentionSince: number,
-  alertFields: readonly string[],
   sink: OpSink,
   ipRef?: (facts: IpFacts) => IpRef,
 ): Plan => {
@@ -133,7 +125,6 @@ export const planEvent = (
     iDevice: -1,
     iAliasLedger: -1,
     iAliasBruteForce: -1,
-    iAliasAlerts: -1,
     iOnceBurst: -1,
     iOnceRun: -1,
     iOnceSpread: -1,
@@ -188,14 +179,10 @@ export const planEvent = (
     // A success under a login that failed before it was known to be this user: that
     // login's pseudonymous ledger comes over (the engine's `move`, in the next batch), so
     // the brute force counts against the account. Read here only to know whether there is
-    // anything to carry (see `Decision.merging`); its alert marks move unconditionally.
+    // anything to carry (see `Decision.merging`); its alert marks move unconditionally (the engine).
     if (alias !== undefined) {
       plan.iAliasLedger = sink.read(alias, fields.ledger, retentionSince)
       plan.iAliasBruteForce = sink.marked(alias, fields.once('brute_force'))
-      for (let i = 0; i < alertFields.length; i++) {
-        const at = sink.marked(alias, alertFields[i] as string)
-        if (i === 0) plan.iAliasAlerts = at
-      }
     }
     sink.reset(u, fields.consecutive)
   }
@@ -280,28 +267,11 @@ const CARRY_ALIAS: readonly string[] = [
   ).map(fields.once),
 ]
 
-/** The alert marks the alias holds (`planEvent` asked for each, in order); no array when none (nearly always). */
-const heldAlerts = (plan: Plan, r: readonly StoreResult[], alertFields: readonly string[]): readonly string[] => {
-  let held: string[] | undefined
-  for (let i = 0; i < alertFields.length; i++) {
-    if (r[plan.iAliasAlerts + i] !== true) continue
-    held ??= []
-    held.push(alertFields[i] as string)
-  }
-  return held ?? NOTHING
-}
-
-export const decide = (
-  plan: Plan,
-  r: readonly StoreResult[],
-  points: PointsTable,
-  alertFields: readonly string[],
-): Decision => {
+export const decide = (plan: Plan, r: readonly StoreResult[], points: PointsTable): Decision => {
   const { event } = plan
   const entries: ScoredEntry[] = []
   let flagIp: string | undefined
   let merging = false
-  let inherit = NOTHING
   let forget = NOTHING
   let carry = NOTHING
   let held = false
@@ -361,7 +331,6 @@ export const decide = (
     if (plan.alias !== undefined) {
       merging = ((r[plan.iAliasLedger] as readonly LedgerEntry[] | undefined)?.length ?? 0) > 0
       forget = FORGET_ALIAS
-      inherit = heldAlerts(plan, r, alertFields)
       // Most successes come from logins that never failed: nothing to move (seven operations
       // saved on nearly every success). A login that failed has ledger entries, since its first
       // failure scores, unless wrong_password is switched off, when only its window stays behind.
@@ -375,5 +344,5 @@ export const decide = (
     add(entries, domainEntry(plan, points))
   }
   // login.error is an infrastructure problem, not something the user did: nothing to score.
-  return { entries, merging, inherit, forget, carry, flagIp, held }
+  return { entries, merging, forget, carry, flagIp, held }
 }

@@ -137,8 +137,11 @@ export const createRiskEngine = (config: RiskEngineConfig, diag: Diagnostics): R
       // a write here would let two successes of one login at once both merge it (two
       // processes, or the hub's batches), and a failure scored in between would be lost.
       sink.move(alias, fields.ledger, u)
-      // The user inherits every alert the login already raised (base and escalations).
-      for (const field of decision.inherit) sink.move(alias, field, u)
+      // The user inherits every alert the login already raised (base and escalations). All
+      // of them, not those the facts batch saw: the login may cross a level on another
+      // process in between, and its entries come over here, so its mark must too (a move of
+      // a mark the login does not hold does nothing).
+      for (const field of alertFields) sink.move(alias, field, u)
       for (const field of decision.forget) sink.reset(alias, field)
     }
     let scoreAt = -1
@@ -206,8 +209,8 @@ export const createRiskEngine = (config: RiskEngineConfig, diag: Diagnostics): R
     let readFailed = false
     let readError: unknown
     try {
-      const plan = planEvent(event, now, now - RETENTION, alertFields, sink.begin(now), config.ipRef)
-      const decision = decide(plan, sink.results, points, alertFields)
+      const plan = planEvent(event, now, now - RETENTION, sink.begin(now), config.ipRef)
+      const decision = decide(plan, sink.results, points)
       const scoreAt = scoreInto(sink.begin(now), plan, decision, now)
       score = scoreAt === -1 ? undefined : (sink.results[scoreAt] as ScoreResult)
       if (wantsLedger(event, score)) {
@@ -231,10 +234,10 @@ export const createRiskEngine = (config: RiskEngineConfig, diag: Diagnostics): R
 
   const processAsync = (event: AuthEvent, now: number): Promise<void> => {
     const facts = new OpList()
-    const plan = planEvent(event, now, now - RETENTION, alertFields, facts, config.ipRef)
+    const plan = planEvent(event, now, now - RETENTION, facts, config.ipRef)
     return step(facts.ops, now, (r) => {
       const batch = new OpList()
-      const scoreAt = scoreInto(batch, plan, decide(plan, r, points, alertFields), now)
+      const scoreAt = scoreInto(batch, plan, decide(plan, r, points), now)
       return step(batch.ops, now, (results): void | Promise<void> => {
         const score = scoreAt === -1 ? undefined : (results[scoreAt] as ScoreResult)
         if (!wantsLedger(event, score)) return afterScore(event, now, score, undefined)

@@ -313,7 +313,7 @@ export class MemoryStore implements Store {
    * decided by the `now` ops are given, which is event time (a hub replaying a forwarder's
    * backlog scores events hours or days old): swept by `Date.now()`, a window that those
    * events still count would be dropped mid-replay, while Redis (pruned by the batch's
-   * `now`) keeps it. So the sweep uses the newest `now` seen, moved on by the wall-clock
+   * `now`) keeps it. So the sweep uses the newest `now` a write was given, moved on by the wall-clock
    * time since a sweep first saw it, so that an idle store still frees what expires (an
    * underestimate by up to one interval: it only sweeps later). Tracked per op by one
    * comparison; `Date.now()` is read once per sweep tick, not per op.
@@ -324,7 +324,9 @@ export class MemoryStore implements Store {
       this.#newestSeen = this.#newest
       this.#newestWall = wall
     }
-    return this.#newest + (wall - this.#newestWall)
+    // Never ahead of the wall clock: an event from a sender whose clock runs fast (a hub
+    // accepts them up to a minute and a half ahead) must not expire live keys early.
+    return Math.min(this.#newest + (wall - this.#newestWall), wall)
   }
 
   /**
@@ -454,7 +456,9 @@ export class MemoryStore implements Store {
   }
 
   #apply(op: StoreOp, now: number): StoreResult {
-    if (now > this.#newest) this.#newest = now
+    // Writes move the store's time on; reads do not: `risk()` and the hub's lists read at
+    // the wall clock, which during a backlog replay would put the sweep back on it.
+    if (now > this.#newest && op.op !== 'marked' && op.op !== 'read' && (op.op !== 'hit' || op.add)) this.#newest = now
     switch (op.op) {
       case 'hit':
         return this.#hit(op, now)
