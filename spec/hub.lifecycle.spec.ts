@@ -141,6 +141,26 @@ describe('hub.close() and batches in flight', () => {
     }
   })
 
+  it('a batch close() stopped waiting for scores its events itself instead of holding them behind a timer', async () => {
+    const store = new SlowStore(300)
+    const hub = await startHub({ store, delivery: { closeTimeout: 50 } }, { reorder: true })
+    try {
+      const answer = postBatch(hub.ingestUrl, await signBatch([attackOn('id:straggler')], { key }))
+      await waitUntil(() => store.calls > 0, 'the batch to reach the store')
+      await hub.hub.close()
+      assert.ok(
+        hub.logger.lines.some((l) => l.includes('hub_close_timeout')),
+        'close() gave up waiting',
+      )
+      assert.equal((await answer).status, 200)
+      // Read before the reorder window (2 s) could have released it on its own.
+      assert.equal((await hub.hub.risk('id:straggler')).entries.length, 1, 'the straggler was held, not scored')
+    } finally {
+      await hub.close()
+      await store.close()
+    }
+  })
+
   it('close() scores what a batch in progress holds for reordering (flushed after it, not left behind a timer)', async () => {
     const store = new SlowStore(40)
     const hub = await startHub({ store }, { reorder: true })

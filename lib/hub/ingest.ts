@@ -367,6 +367,12 @@ export const createIngest = (config: HubConfig, engine: RiskEngine, views: HubVi
   let busy = 0
   /** Set by `close()`: every batch from then on is answered 503 `closing`. */
   let closing: Promise<void> | undefined
+  /**
+   * Set once `close()` has flushed the reorder buffer for the last time. A batch that was
+   * still running then (close() stopped waiting for it) scores its events at once: held,
+   * they would sit behind an unref'd timer in a process about to exit, answered 200.
+   */
+  let flushedForClose = false
   /** Resolves `close()`'s wait when the last batch in progress ends. */
   let idle: (() => void) | undefined
   /**
@@ -520,7 +526,7 @@ export const createIngest = (config: HubConfig, engine: RiskEngine, views: HubVi
       }
       accepted++
       views.record(event)
-      if (held !== undefined) {
+      if (held !== undefined && !flushedForClose) {
         held.add(event)
         continue
       }
@@ -569,6 +575,7 @@ export const createIngest = (config: HubConfig, engine: RiskEngine, views: HubVi
         }
         // Again after the wait: the batches that ended during it held their events.
         await held?.flush()
+        flushedForClose = true
       })()
       return closing
     },
