@@ -15,6 +15,7 @@ import type { RiskAlert } from '../lib/index.js'
 import { nodeFetch } from '../lib/notify/http.js'
 import { DeliveryQueue, MAX_CHANNEL_PAUSE_MS } from '../lib/notify/queue.js'
 import { slackChannel } from '../lib/notify/slack.js'
+import { webhookChannel } from '../lib/notify/webhook.js'
 import { MemoryLogger, variants } from './helpers/apps.js'
 import {
   alertApp,
@@ -136,6 +137,51 @@ describe('Slack rate limit (429 + Retry-After) during an alert storm', () => {
       )
     } finally {
       await h.sqreen.close()
+      await slack.close()
+      await webhook.close()
+    }
+  })
+
+  it("a channel paused for minutes holds at most its share of the queue: the other channels' alerts are not dropped", async () => {
+    // Rate limited for two minutes: every request answered 429.
+    const limited = { status: 429, headers: { 'retry-after': '120' }, body: 'rate_limited' }
+    const slack = (await SlackReceiver.start()).script(...Array.from({ length: 50 }, () => limited))
+    const webhook = await WebhookReceiver.start(WEBHOOK_SECRET)
+    const diag = createDiagnostics(new MemoryLogger())
+    const queue = new DeliveryQueue(
+      { maxQueued: 20, retries: 2, baseDelayMs: 10, maxDelayMs: 50, concurrency: 4 },
+      diag,
+    )
+    const slackOut = slackChannel(slack.url, nodeFetch, 2000)
+    const hook = webhookChannel(webhook.url, WEBHOOK_SECRET, nodeFetch, 2000, Date.now)
+    const alert = (i: number): RiskAlert => ({
+      type: 'user.risk.increased',
+      id: `storm-${i}`,
+      at: new Date().toISOString(),
+      userKey: `id:u-${i}`,
+      identity: { id: `u-${i}` },
+      level: 10,
+      escalation: false,
+      rise: 20,
+      windowMs: 86_400_000,
+      score: 20,
+      detections: [],
+    })
+    try {
+      // An alert storm spread over time: each alert goes to both channels.
+      for (let i = 0; i < 40; i++) {
+        queue.enqueue(slackOut, alert(i))
+        queue.enqueue(hook, alert(i))
+        await waitUntil(() => webhook.verified.length === i + 1, `webhook alert ${i} to arrive`, 2000)
+      }
+      assert.ok(queue.isPaused('slack'))
+      assert.equal(webhook.verified.length, 40, 'every webhook alert was delivered')
+      // Slack's alerts beyond its share (half of 20) were dropped and counted.
+      assert.ok(queue.size <= 10, `slack holds ${queue.size}`)
+      assert.equal(diag.snapshot().counters.deliveries_dropped, 30, JSON.stringify(diag.snapshot()))
+      assert.equal(diag.snapshot().counters['deliveries.slack'], undefined)
+    } finally {
+      await queue.close(10)
       await slack.close()
       await webhook.close()
     }

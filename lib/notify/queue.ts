@@ -31,6 +31,8 @@ interface Job {
   /** Enqueue order: a job put back after a `Retry-After` goes before its channel's later jobs. */
   readonly seq: number
   attempt: number
+  /** Set while a run of the job has put it back (a retry): it is still held. */
+  requeued: boolean
 }
 
 interface Pause {
@@ -65,6 +67,14 @@ export class DeliveryQueue {
   readonly #paused = new Map<string, Pause>()
   #seq = 0
   #running = 0
+  /**
+   * Deliveries held per channel (queued, waiting for a retry or running). A channel may
+   * hold at most its share of `maxQueued`: a receiver that is down or paused for minutes
+   * keeps its alerts queued, and would otherwise fill the queue and have every other
+   * channel's new alerts dropped. An alert goes to every channel, so while all of them
+   * work each holds about the same number and the shares change nothing.
+   */
+  readonly #held = new Map<string, number>()
   #idle: (() => void)[] = []
   #closed = false
 
@@ -102,7 +112,19 @@ export class DeliveryQueue {
       )
       return
     }
-    this.#ready.push({ channel, alert, seq: this.#seq++, attempt: 0 })
+    const held = this.#held.get(channel.name) ?? 0
+    if (!this.#held.has(channel.name)) this.#held.set(channel.name, 0)
+    const share = Math.ceil(this.#options.maxQueued / this.#held.size)
+    if (held >= share) {
+      this.#diag.count('deliveries_dropped')
+      this.#diag.warn(
+        `delivery_channel_full.${channel.name}`,
+        `${held} ${channel.name} alert deliveries are waiting, its share of the queue; new ${channel.name} alerts are dropped, the other channels carry on.`,
+      )
+      return
+    }
+    this.#held.set(channel.name, held + 1)
+    this.#ready.push({ channel, alert, seq: this.#seq++, attempt: 0, requeued: false })
     this.#pump()
   }
 
@@ -128,6 +150,7 @@ export class DeliveryQueue {
     const abandoned = [...this.#ready, ...this.#waiting.values()]
     this.#waiting.clear()
     this.#ready.length = 0
+    for (const job of abandoned) this.#release(job)
     if (abandoned.length > 0) {
       this.#diag.count('deliveries_abandoned', abandoned.length)
       const perChannel = new Map<string, number>()
@@ -148,8 +171,10 @@ export class DeliveryQueue {
       if (index < 0 || index >= this.#ready.length) return
       const job = this.#ready.splice(index, 1)[0] as Job
       this.#running++
+      job.requeued = false
       void this.#run(job).finally(() => {
         this.#running--
+        if (!job.requeued) this.#release(job)
         this.#pump()
         this.#settle()
       })
@@ -164,8 +189,15 @@ export class DeliveryQueue {
     }
   }
 
+  /** A job is done with (delivered, failed, dropped): its channel holds one fewer. */
+  #release(job: Job): void {
+    const name = job.channel.name
+    this.#held.set(name, Math.max(0, (this.#held.get(name) ?? 1) - 1))
+  }
+
   /** Puts a job back among the queued ones by enqueue order, so its channel's later alerts stay behind it. */
   #putBack(job: Job): void {
+    job.requeued = true
     const index = this.#ready.findIndex((j) => j.seq > job.seq)
     if (index < 0) this.#ready.push(job)
     else this.#ready.splice(index, 0, job)
@@ -239,6 +271,7 @@ export class DeliveryQueue {
     } else if (result.retry && job.attempt < this.#options.retries && !this.#closed) {
       const delay = backoff(job.attempt, this.#options.baseDelayMs, this.#options.maxDelayMs)
       job.attempt++
+      job.requeued = true
       this.#diag.count(`deliveries_retried.${channel.name}`)
       const timer = setTimeout(() => {
         this.#waiting.delete(timer)
