@@ -1,9 +1,4 @@
-/**
- * Every error this package throws is a `SqreenAuthError` with a stable `code`,
- * so applications and tests can branch on the code instead of the wording.
- * Errors are only thrown at setup (bad options) or by pure helpers such as
- * `anonEmail`; nothing on the request path throws into the application.
- */
+/** The stable codes of `SqreenAuthError` (see the README's error codes table). */
 export type SqreenAuthErrorCode =
   | 'ERR_SQREEN_OPTIONS'
   | 'ERR_SQREEN_UNKNOWN_OPTION'
@@ -24,7 +19,14 @@ export type SqreenAuthErrorCode =
   /** Not thrown into the application: the rejection of a Redis store batch while Redis is unreachable. */
   | 'ERR_SQREEN_REDIS_UNAVAILABLE'
 
+/**
+ * Every error this package throws is a `SqreenAuthError` with a stable `code`,
+ * so applications and tests can branch on the code instead of the wording.
+ * Errors are only thrown at setup (bad options) or by pure helpers such as
+ * `anonEmail`; nothing on the request path throws into the application.
+ */
 export class SqreenAuthError extends Error {
+  /** Stable across versions: branch on it, not on the message. */
   readonly code: SqreenAuthErrorCode
 
   constructor(code: SqreenAuthErrorCode, message: string) {

@@ -27,7 +27,7 @@ export { type SqreenAuth, sqreenAuth } from './middleware.js'
 export type { EmailOptions } from './notify/email.js'
 export type { FetchLike } from './notify/http.js'
 export { signWebhook, type VerifyWebhookOptions, verifyWebhook } from './notify/webhook.js'
-export type { IdentifyResult, Logger, Options, PassportLike } from './options.js'
+export type { IdentifyResult, Logger, Options, OptionsInput, PassportLike } from './options.js'
 export type { AlertDetection, RiskAlert } from './risk/alert.js'
 export type { RiskSnapshot } from './risk/ledger.js'
 export { DEFAULT_POINTS, type Detection } from './risk/points.js'
@@ -52,5 +52,7 @@ export type {
   StoreResult,
   Threshold,
 } from './store/store.js'
+// For custom Store implementations: the contract's caps on a window's hits and distinct members.
+export { DISTINCT_CAP, WINDOW_CAP } from './store/store.js'
 export type { ForwardOptions } from './transport/forwarder.js'
 export type { ForwardKeyInput } from './transport/keys.js'

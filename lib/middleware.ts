@@ -8,7 +8,7 @@ import { BlockList, refuse } from './enforcement.js'
 import { createIdentityBoundary } from './identity/boundary.js'
 import { createDispatcher } from './notify/dispatcher.js'
 import { type FetchLike, nodeFetch } from './notify/http.js'
-import { type Options, resolveOptions } from './options.js'
+import { type Options, type OptionsInput, resolveOptions } from './options.js'
 import { createPipeline, type EventSink } from './pipeline.js'
 import { createRiskEngine, scoringSettings } from './risk/engine.js'
 import { keyedIpRef } from './risk/ip.js'
@@ -39,7 +39,7 @@ export interface SqreenAuth extends Sdk {
  * Observes every Passport login of the application. Options are validated here,
  * once; a configuration mistake throws a `SqreenAuthError` with a stable code.
  */
-export const sqreenAuth = (options: Partial<Options> = {}): SqreenAuth => {
+export const sqreenAuth = (options: OptionsInput<Options> = {}): SqreenAuth => {
   const config = resolveOptions(options)
   const diag = createDiagnostics(config.logger)
   const store = config.store ?? new MemoryStore()

@@ -135,8 +135,16 @@ export interface Options {
    * `{ url, key }` plus tuning (see `ForwardOptions`). Combine with `scoring: false`
    * to score only at the hub. Defaults to none.
    */
-  forward: ForwardOptions | undefined
+  forward: OptionsInput<ForwardOptions> | undefined
 }
+
+/**
+ * What the option functions and constructors take: every field optional, and `undefined`
+ * as good as absent (so `process.env.X` can be passed as it is under
+ * `exactOptionalPropertyTypes`; what is missing but required is refused at setup with a
+ * clear error).
+ */
+export type OptionsInput<T> = { [K in keyof T]?: T[K] | undefined }
 
 /** The resolved, frozen configuration the stages share. */
 export interface Config {

@@ -20,7 +20,13 @@ export interface TrackEventOptions {
 export interface Sdk {
   /** Records a login outcome for `req`; it replaces what automatic capture saw for that request. */
   authTrack(req: Request, success: boolean, identity: Record<string, string | number>): void
+  /** Records a sign-up of the user `identity` names (a `signup` event; it scores nothing by itself). */
   signupTrack(req: Request, identity: Record<string, string | number>): void
+  /**
+   * Records an attack or suspicious action the application detected (`custom` event): it
+   * raises the user's risk by its severity (low 2, medium 5, high 10, critical 20). About
+   * `options.identity`, else the request's user. Never throws: bad arguments are counted and logged once.
+   */
   trackEvent(req: Request, name: string, options?: TrackEventOptions): void
 }
 

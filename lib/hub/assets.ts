@@ -6,7 +6,7 @@
  * times in the reader's time zone; the page works without it.
  */
 
-export const HUB_CSS = `:root { color-scheme: light dark; --fg: #1d232b; --muted: #66707c; --bg: #f5f6f8; --card: #fff; --line: #dde1e6; --accent: #2456d8; --bad: #c62828; --warn: #d97706; --good: #2e7d32; }
+export const HUB_CSS: string = `:root { color-scheme: light dark; --fg: #1d232b; --muted: #66707c; --bg: #f5f6f8; --card: #fff; --line: #dde1e6; --accent: #2456d8; --bad: #c62828; --warn: #d97706; --good: #2e7d32; }
 @media (prefers-color-scheme: dark) { :root { --fg: #e6e9ee; --muted: #9aa4b0; --bg: #14171c; --card: #1d2229; --line: #2f3640; --accent: #7aa2ff; } }
 * { box-sizing: border-box; }
 body { margin: 0; font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg); background: var(--bg); }
@@ -49,7 +49,7 @@ input[type=password] { width: 100%; padding: 8px; border: 1px solid var(--line);
 button { padding: 6px 14px; border: 1px solid var(--accent); border-radius: 6px; background: var(--accent); color: #fff; font-weight: 600; cursor: pointer; }
 `
 
-export const HUB_JS = `// sqreen-auth Security Hub: local times, and <main> refreshed in place.
+export const HUB_JS: string = `// sqreen-auth Security Hub: local times, and <main> refreshed in place.
 ;(() => {
   'use strict'
   const localTimes = (root) => {

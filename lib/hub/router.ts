@@ -4,6 +4,7 @@ import type { ErrorRequestHandler, NextFunction, Request, Response, Router } fro
 import { createDiagnostics, type DiagnosticsSnapshot } from '../diagnostics.js'
 import { SqreenAuthError } from '../errors.js'
 import { createDispatcher } from '../notify/dispatcher.js'
+import type { OptionsInput } from '../options.js'
 import type { RiskAlert } from '../risk/alert.js'
 import { createRiskEngine, scoringSettings } from '../risk/engine.js'
 import { keyedIpRef } from '../risk/ip.js'
@@ -193,7 +194,7 @@ const wantsCrossSite = (req: Request): boolean => req.headers['sec-fetch-site'] 
  *   `GET /v1/stats`: JSON, for `Authorization: Bearer <token or JWT>` or a session.
  * - `GET /`, `GET /users/:userKey`: the dashboard; `GET|POST /login`, `POST /logout`.
  */
-export const sqreenHub = (options: Partial<HubOptions>): SqreenHub => {
+export const sqreenHub = (options: OptionsInput<HubOptions>): SqreenHub => {
   const config = resolveHubOptions(options)
   const express = loadExpress()
   const diag = createDiagnostics(config.logger)

@@ -45,7 +45,8 @@ export interface VerifyWebhookOptions {
 export const verifyWebhook = (
   headers: unknown,
   body: string | Buffer,
-  secret: string | Buffer,
+  // `undefined` is taken (process.env.WEBHOOK_SECRET as it is) and refused at run time: ERR_SQREEN_SECRET.
+  secret: string | Buffer | undefined,
   options: VerifyWebhookOptions = {},
 ): RiskAlert => {
   const fail = (why: string): never => {

@@ -43,7 +43,7 @@
  * Numbers stay exact: MessagePack keeps doubles both ways, and the one non-integer of
  * the reply (a score's sum) is printed with %.17g.
  */
-export const BATCH_SCRIPT = `
+export const BATCH_SCRIPT: string = `
 local prog = cmsgpack.unpack(ARGV[1])
 -- The oldest now of the call's batches: records are pruned and their TTLs set with it, so
 -- nothing a batch of this call still counts as live is dropped.

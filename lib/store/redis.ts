@@ -3,7 +3,7 @@ import { createRequire } from 'node:module'
 import type { Redis, RedisOptions } from 'ioredis'
 import { describeError } from '../diagnostics.js'
 import { didYouMean, SqreenAuthError } from '../errors.js'
-import type { Logger } from '../options.js'
+import type { Logger, OptionsInput } from '../options.js'
 import { BATCH_SCRIPT } from './redis.lua.js'
 import type {
   HitResult,
@@ -121,6 +121,8 @@ const memberHash = (member: string): number => {
 
 /** The error a batch fails with while the server cannot be reached (the engine counts it, logins go on). */
 export class RedisStoreUnavailableError extends SqreenAuthError {
+  declare readonly code: 'ERR_SQREEN_REDIS_UNAVAILABLE'
+
   constructor(message: string) {
     super('ERR_SQREEN_REDIS_UNAVAILABLE', message)
     this.name = 'RedisStoreUnavailableError'
@@ -138,7 +140,11 @@ const optionError = (name: string, expected: string, value: unknown): SqreenAuth
     `RedisStore: "${name}" must be ${expected}, got ${value === null ? 'null' : typeof value}.`,
   )
 
-const positive = (options: Partial<RedisStoreOptions>, name: keyof RedisStoreOptions, fallback: number): number => {
+const positive = (
+  options: OptionsInput<RedisStoreOptions>,
+  name: keyof RedisStoreOptions,
+  fallback: number,
+): number => {
   const value = options[name]
   if (value === undefined) return fallback
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0)
@@ -188,7 +194,7 @@ export class RedisStore implements Store {
   #startTimer: NodeJS.Timeout | undefined
   readonly #listeners: [string, (...args: any[]) => void][]
 
-  constructor(options: Partial<RedisStoreOptions> = {}) {
+  constructor(options: OptionsInput<RedisStoreOptions> = {}) {
     if (options === null || typeof options !== 'object' || Array.isArray(options)) {
       throw new SqreenAuthError('ERR_SQREEN_OPTIONS', 'RedisStore options must be an object.')
     }
