@@ -18,6 +18,7 @@ export type {
   Principal,
   ScorePoint,
   SqreenHub,
+  SqreenHubOptions,
   UserDetail,
   UserRow,
 } from './hub/index.js'
@@ -27,7 +28,7 @@ export { type SqreenAuth, sqreenAuth } from './middleware.js'
 export type { EmailOptions } from './notify/email.js'
 export type { FetchLike } from './notify/http.js'
 export { signWebhook, type VerifyWebhookOptions, verifyWebhook } from './notify/webhook.js'
-export type { IdentifyResult, Logger, Options, OptionsInput, PassportLike } from './options.js'
+export type { IdentifyResult, Logger, Options, OptionsInput, PassportLike, SqreenAuthOptions } from './options.js'
 export type { AlertDetection, RiskAlert } from './risk/alert.js'
 export type { RiskSnapshot } from './risk/ledger.js'
 export { DEFAULT_POINTS, type Detection } from './risk/points.js'

@@ -146,6 +146,9 @@ export interface Options {
  */
 export type OptionsInput<T> = { [K in keyof T]?: T[K] | undefined }
 
+/** What `sqreenAuth()` takes: `const options: SqreenAuthOptions = { ... }`. */
+export type SqreenAuthOptions = OptionsInput<Options>
+
 /** The resolved, frozen configuration the stages share. */
 export interface Config {
   readonly passport: ObservedPassport

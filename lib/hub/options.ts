@@ -6,6 +6,7 @@ import {
   checkKeys,
   isObject,
   type Logger,
+  type OptionsInput,
   positiveNumber,
   resolveDelivery,
   resolveEmail,
@@ -110,6 +111,9 @@ export interface HubOptions extends ScoringAndAlertOptions {
    */
   reorderWindow: number | string | false
 }
+
+/** What `sqreenHub()` takes: `const options: SqreenHubOptions = { ... }`. */
+export type SqreenHubOptions = OptionsInput<HubOptions>
 
 export interface HubConfig {
   readonly key: VerificationKey
