@@ -175,10 +175,18 @@ class AttemptRecord implements Tracker {
   }
 }
 
+/**
+ * What an error code looks like (`ECONNREFUSED`, `ERR_DB_TIMEOUT`, `23505`): anything else
+ * is left out, since a code is a free string an error may fill with anything, and the
+ * message is never kept for the same reason.
+ */
+const ERROR_CODE = /^[A-Za-z0-9_.:-]{1,64}$/
+
 const errorFacts = (err: unknown): { name: string; code?: string } => {
   if (err instanceof Error) {
     const code = (err as { code?: unknown }).code
-    return typeof code === 'string' ? { name: err.name, code } : { name: err.name }
+    const name = ERROR_CODE.test(err.name) ? err.name : 'Error'
+    return typeof code === 'string' && ERROR_CODE.test(code) ? { name, code } : { name }
   }
   return { name: typeof err }
 }

@@ -50,5 +50,16 @@ export const isAnonEmail = (value: string): boolean => ANON.test(value)
  * address in text are not part of it, so the address is found wherever it sits; a local part may be quoted (`"jane"@example.com`).
  */
 // One character each side is enough to find one (and linear: a `+` each side backtracks).
-const ADDRESS_INSIDE = /[^\s@<>()[\],;:]@[^\s@<>()[\]"',;:]/
-export const looksLikeEmail = (value: string): boolean => ADDRESS_INSIDE.test(value)
+// The second form is an address literal: `jane@[192.0.2.1]`.
+const ADDRESS_INSIDE = /[^\s@<>()[\],;:]@(?:[^\s@<>()[\]"',;:]|\[[0-9A-Fa-f:.])/
+/**
+ * The `@` as text often carries it: percent-encoded (a URL, `email=jane%40example.com`),
+ * an HTML character reference, or a full-width or small commercial at.
+ */
+const ENCODED_AT = /%40|&#0*64;|&#x0*40;|\uFF20|\uFE6B/gi
+export const looksLikeEmail = (value: string): boolean => {
+  if (ADDRESS_INSIDE.test(value)) return true
+  ENCODED_AT.lastIndex = 0
+  if (!ENCODED_AT.test(value)) return false
+  return ADDRESS_INSIDE.test(value.replace(ENCODED_AT, '@'))
+}

@@ -46,6 +46,25 @@ const VOLATILE_WORDS = new Set([
   'ua',
 ])
 
+/**
+ * Words that mark a value as a credential: it must never leave the application, as an
+ * identity field or a property, in either mode (the password is never read by capture;
+ * this keeps the SDK from carrying one either).
+ */
+const SECRET_WORDS = new Set([
+  'password',
+  'passwd',
+  'pwd',
+  'pass',
+  'passphrase',
+  'passcode',
+  'secret',
+  'credential',
+  'credentials',
+  'apikey',
+  'pin',
+])
+
 export const keyWords = (key: string): string[] =>
   key
     .replace(/([a-z0-9])([A-Z])/g, '$1 $2')
@@ -57,6 +76,19 @@ export const keyWords = (key: string): string[] =>
 // Applications use a handful of identity keys; remember each verdict instead of
 // splitting the same key into words on every login.
 const verdicts = new Map<string, boolean>()
+
+const secretVerdicts = new Map<string, boolean>()
+
+/** `password`, `userPassword`, `api_key`... (whole words, as for volatile keys; `apiKey` is two words: `api`, `key` counts as `apikey` too). */
+export const isSecretKey = (key: string): boolean => {
+  let verdict = secretVerdicts.get(key)
+  if (verdict === undefined) {
+    const words = keyWords(key)
+    verdict = words.some((w, i) => SECRET_WORDS.has(w) || (w === 'api' && words[i + 1] === 'key'))
+    if (secretVerdicts.size < 1_000) secretVerdicts.set(key, verdict)
+  }
+  return verdict
+}
 
 export const isVolatileKey = (key: string): boolean => {
   let verdict = verdicts.get(key)
@@ -90,13 +122,14 @@ export const createIdentityGuard = (mode: UserContextMode, diag: Diagnostics): I
    * kind, so each is named once. Property keys may come from request data
    * (`trackEvent(req, name, { properties: req.query })`): one kind per rule there, or the
    * problem counts and the log would grow with every new key (diagnostics caps the kinds
-   * too).
+   * too). A key that is not an identifier is never named: it may be anything, an e-mail
+   * address included (`{ 'jane@example.com': true }`).
    */
-  const refuse = (source: string, rule: string, key: string, why: string, perKey = true): void => {
+  const refuse = (source: string, rule: string, key: string | undefined, why: string, perKey = true): void => {
     diag.count('identity_refused')
     diag.warn(
-      perKey ? `identity_refused.${source}.${rule}.${key}` : `identity_refused.${source}.${rule}`,
-      `${source} returned key "${key}", which was dropped: ${why}`,
+      perKey && key !== undefined ? `identity_refused.${source}.${rule}.${key}` : `identity_refused.${source}.${rule}`,
+      `${source} returned ${key === undefined ? 'a key that is not an identifier' : `key "${key}"`}, which was dropped: ${why}`,
     )
   }
 
@@ -130,8 +163,17 @@ export const createIdentityGuard = (mode: UserContextMode, diag: Diagnostics): I
           refuse(
             source,
             'key',
-            key.slice(0, 64),
+            undefined,
             'keys are 1-64 letters, digits, "_", "$", "." or "-", starting with a letter.',
+          )
+          continue
+        }
+        if (isSecretKey(key)) {
+          refuse(
+            source,
+            'secret',
+            key,
+            'it names a credential (a password, secret or API key), which never leaves the application.',
           )
           continue
         }
@@ -177,6 +219,16 @@ export const createIdentityGuard = (mode: UserContextMode, diag: Diagnostics): I
       const out: Record<string, string | number | boolean> = {}
       for (const [key, raw] of Object.entries(candidate).slice(0, 32)) {
         if (!KEY.test(key)) continue
+        if (isSecretKey(key)) {
+          refuse(
+            'trackEvent.properties',
+            'secret',
+            key,
+            'it names a credential (a password, secret or API key), which never leaves the application.',
+            false,
+          )
+          continue
+        }
         if (typeof raw === 'boolean') out[key] = raw
         else {
           const value = flatValue(raw)
