@@ -31,7 +31,10 @@ export interface RedisClient {
   quit(): Promise<unknown>
   disconnect(): void
   evalsha(sha: string, numKeys: number, ...args: (string | Buffer | number)[]): Promise<unknown>
+  /** The keys and arguments as one array (ioredis flattens it): no spread of a long list into a call. */
+  evalsha(sha: string, numKeys: number, args: (string | Buffer)[]): Promise<unknown>
   eval(script: string, numKeys: number, ...args: (string | Buffer | number)[]): Promise<unknown>
+  eval(script: string, numKeys: number, args: (string | Buffer)[]): Promise<unknown>
   script(subcommand: 'LOAD', script: string): Promise<unknown>
   on(event: string, listener: (...args: unknown[]) => void): unknown
   once(event: string, listener: (...args: unknown[]) => void): unknown
@@ -67,7 +70,7 @@ export interface RedisStoreOptions {
 export interface RedisStoreStats {
   /** `'starting'` (first connection under way), `'up'`, `'down'` (batches fail at once) or `'closed'`. */
   readonly state: RedisStoreState
-  /** Batches that ran. */
+  /** Batches sent to the server (including those that then failed). */
   readonly batches: number
   /** Batches that failed (server unreachable, timeout, error reply). */
   readonly failed: number
@@ -95,6 +98,60 @@ const MAX_STARTUP_WAITERS = 10_000
 
 /** Most batches in one script call: a call holds Redis for its whole run (32 batches: about a millisecond). */
 const MAX_BATCHES_PER_CALL = 32
+/**
+ * Ops per script call at most (batches are grouped up to it; a larger batch goes alone).
+ * A call's keys and arguments are a few per op, and Redis runs one script at a time: a
+ * bounded call keeps both the argument list and the time Redis is held bounded.
+ */
+const MAX_OPS_PER_CALL = 4_000
+/** A batch with more ops than this is refused: one script call must stay reasonable. */
+const MAX_OPS_PER_BATCH = 50_000
+/** Longest TTL an op may ask for (10 years): past Redis's range, the script would fail part-way. */
+const MAX_TTL_MS = 10 * 365 * 86_400_000
+/** Entries one score op may append (the engine adds a handful; the script inserts them in order). */
+const MAX_SCORE_ENTRIES = 1_000
+
+const finite = (n: unknown): boolean => typeof n === 'number' && Number.isFinite(n)
+const goodTtl = (n: number): boolean => finite(n) && n > 0 && n <= MAX_TTL_MS
+const goodCount = (n: number): boolean => Number.isInteger(n) && n >= 1 && n <= 1_000_000
+
+/**
+ * Why a batch cannot go to the script, or `undefined`. Checked before it shares a call:
+ * the script writes some keys as it goes, and Redis does not roll back a script that
+ * fails part-way, so a bad number in one batch would fail, or half-apply, the batches
+ * sharing its call.
+ */
+const badBatch = (ops: readonly StoreOp[]): string | undefined => {
+  if (ops.length > MAX_OPS_PER_BATCH) return `a batch has at most ${MAX_OPS_PER_BATCH} ops`
+  for (const op of ops) {
+    switch (op.op) {
+      case 'hit':
+        if (!goodTtl(op.ttl) || !finite(op.since)) return 'hit: ttl (ms, at most 10 years) and since must be finite'
+        break
+      case 'claim':
+        if (!goodTtl(op.ttl)) return 'claim: ttl must be a positive number of ms (at most 10 years)'
+        break
+      case 'remember':
+        if (!goodTtl(op.ttl) || !goodCount(op.max)) return 'remember: ttl and max must be positive'
+        break
+      case 'read':
+        if (!finite(op.since)) return 'read: since must be finite'
+        break
+      case 'score': {
+        if (!goodTtl(op.ttl) || !goodCount(op.max) || !finite(op.keepSince) || !finite(op.windowSince))
+          return 'score: ttl, max, keepSince and windowSince must be finite and positive'
+        if (op.entries.length > MAX_SCORE_ENTRIES) return `score: at most ${MAX_SCORE_ENTRIES} entries`
+        for (const { entry, once } of op.entries) {
+          if (!finite(entry.points) || !finite(entry.at)) return 'score: entry points and times must be finite'
+          if (once !== undefined && !goodTtl(once.ttl)) return 'score: a once mark needs a positive ttl'
+        }
+        for (const t of op.thresholds) if (!finite(t.level) || !goodTtl(t.ttl)) return 'score: bad threshold'
+        break
+      }
+    }
+  }
+  return undefined
+}
 
 const SHA = createHash('sha1').update(BATCH_SCRIPT).digest('hex')
 
@@ -322,6 +379,8 @@ export class RedisStore implements Store {
     if (ops.length === 0) return Promise.resolve([])
     // Batches share script calls: one with no usable time must not fail the others with it.
     if (!Number.isFinite(now)) return Promise.reject(new TypeError(`RedisStore.run: now must be a finite number`))
+    const bad = badBatch(ops)
+    if (bad !== undefined) return Promise.reject(new TypeError(`RedisStore.run: ${bad}`))
     if (this.#client.status === 'ready' && this.#state !== 'closed') return this.#send(ops, now)
     if (this.#state === 'starting' && this.#waiters.length < MAX_STARTUP_WAITERS) {
       return new Promise<void>((resolve, reject) => {
@@ -436,9 +495,19 @@ export class RedisStore implements Store {
   readonly #flush = (): void => {
     const pending = this.#pending
     this.#pending = []
-    for (let i = 0; i < pending.length; i += MAX_BATCHES_PER_CALL) {
-      this.#call(pending.length <= MAX_BATCHES_PER_CALL ? pending : pending.slice(i, i + MAX_BATCHES_PER_CALL))
+    // Up to MAX_BATCHES_PER_CALL batches and MAX_OPS_PER_CALL ops per call (a larger batch alone).
+    let start = 0
+    let ops = 0
+    for (let i = 0; i < pending.length; i++) {
+      const size = (pending[i] as Pending).ops.length
+      if (i > start && (i - start === MAX_BATCHES_PER_CALL || ops + size > MAX_OPS_PER_CALL)) {
+        this.#call(pending.slice(start, i))
+        start = i
+        ops = 0
+      }
+      ops += size
     }
+    if (start < pending.length) this.#call(start === 0 ? pending : pending.slice(start))
   }
 
   #call(batches: readonly Pending[]): void {
@@ -481,7 +550,16 @@ export class RedisStore implements Store {
   /** EVALSHA; after NOSCRIPT (a restarted or flushed server) the script is loaded once and the call re-sent. */
   #eval(keys: readonly string[], argv: readonly (string | Buffer)[]): Promise<string> {
     const client = this.#client
-    const call = () => client.evalsha(SHA, keys.length, ...keys, ...argv) as Promise<string>
+    // One array, not spread arguments (a long list overflows the call stack), and a throw
+    // turned into a rejection: this runs from process.nextTick, where a throw would end the process.
+    const args = (keys as (string | Buffer)[]).concat(argv)
+    const call = (): Promise<string> => {
+      try {
+        return client.evalsha(SHA, keys.length, args) as Promise<string>
+      } catch (err) {
+        return Promise.reject(err)
+      }
+    }
     return call().catch((err: unknown) => {
       // NOSCRIPT means the script did not run: re-sending cannot apply a batch twice.
       if (!isNoScript(err)) throw err
@@ -490,7 +568,7 @@ export class RedisStore implements Store {
         .catch((again: unknown) => {
           // Flushed again in between: EVAL carries the script itself.
           if (!isNoScript(again)) throw again
-          return client.eval(BATCH_SCRIPT, keys.length, ...keys, ...argv) as Promise<string>
+          return client.eval(BATCH_SCRIPT, keys.length, args) as Promise<string>
         })
     })
   }
