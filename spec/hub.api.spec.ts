@@ -122,6 +122,11 @@ describe('sqreenHub() options: no open default', () => {
       /"reorderWindow"/,
     )
     fails(
+      { key: HS_SECRET, token: HUB_TOKEN, limits: { events: 20_001 } },
+      'ERR_SQREEN_OPTION_TYPE',
+      /"limits.events" must be at most 20000/,
+    )
+    fails(
       { key: HS_SECRET, token: HUB_TOKEN, limits: { body: 4096, inflight: 4095 } },
       'ERR_SQREEN_OPTION_TYPE',
       /"limits.inflight" must be at least "limits.body" \(4096 bytes\)/,

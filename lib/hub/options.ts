@@ -226,6 +226,14 @@ const resolveLimits = (value: unknown): Readonly<HubLimits> => {
   for (const name of LIMIT_KEYS) {
     if (name !== 'inflight') limits[name] = integer(`limits.${name}`, given[name], DEFAULT_LIMITS[name])
   }
+  // One store call claims a batch's event ids (a shared store): a RedisStore batch holds
+  // at most 50,000 ops, so a larger batch could never be accepted.
+  if (limits.events > MAX_EVENTS_PER_BATCH) {
+    throw new SqreenAuthError(
+      'ERR_SQREEN_OPTION_TYPE',
+      `"limits.events" must be at most ${MAX_EVENTS_PER_BATCH} (one store call claims a batch's event ids), got ${limits.events}.`,
+    )
+  }
   // Scales with `body` unless given: a few full-size batches at once, whatever the batch size.
   limits.inflight = integer('limits.inflight', given.inflight, 4 * limits.body)
   if (limits.inflight < limits.body) {
@@ -237,6 +245,9 @@ const resolveLimits = (value: unknown): Readonly<HubLimits> => {
   }
   return Object.freeze(limits)
 }
+
+/** Events per batch at most (see `limits.events`). */
+const MAX_EVENTS_PER_BATCH = 20_000
 
 /** At most a minute: held events are in memory, and alerts wait for them. */
 const MAX_REORDER_WINDOW_MS = 60_000
