@@ -6,8 +6,12 @@
  * hub is a local HTTP server that answers as the hub's router does when busy.
  */
 import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import { createServer } from 'node:http'
 import { describe, it } from 'node:test'
+import express from 'express'
 import { createDiagnostics } from '../lib/diagnostics.js'
+import { sqreenHub } from '../lib/index.js'
 import { nodeFetch } from '../lib/notify/http.js'
 import { createForwarder, type Forwarder, retryAfterWait } from '../lib/transport/forwarder.js'
 import { signingKey } from '../lib/transport/keys.js'
@@ -95,6 +99,70 @@ describe('forwarders and a busy hub (Retry-After)', () => {
     } finally {
       await Promise.all(forwarders.map((f) => f.close(1000)))
       await hub.close()
+    }
+  })
+})
+
+describe('a hub that answers after the forwarder gave up', () => {
+  it('the retry is the same signed batch: the hub refuses the copy as a replay and scores the events once', async () => {
+    const hub = sqreenHub({
+      key: HS_SECRET,
+      token: 'busy-hub-spec-token-0123456789abcdefghij',
+      logger: new MemoryLogger(),
+      reorderWindow: 0,
+    })
+    const app = express()
+    // The hub scores the batch at once, but its answer reaches the forwarder late: it has timed out.
+    let slow = true
+    app.use('/hub', (_req, res, next) => {
+      if (slow) {
+        slow = false
+        const end = res.end.bind(res) as (...args: unknown[]) => unknown
+        res.end = ((...args: unknown[]) => {
+          setTimeout(() => end(...args), 600)
+          return res
+        }) as typeof res.end
+      }
+      next()
+    })
+    app.use('/hub', hub)
+    const server = createServer(app)
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    const { port } = server.address() as { port: number }
+    const diag = createDiagnostics(new MemoryLogger())
+    const forwarder = createForwarder(
+      {
+        url: `http://127.0.0.1:${port}/hub/v1/events`,
+        key: signingKey(HS_SECRET),
+        batchSize: 10,
+        flushIntervalMs: 10,
+        maxQueued: 100,
+        timeoutMs: 200,
+        baseDelayMs: 50,
+        maxDelayMs: 100,
+        expiresInSeconds: 60,
+        closeTimeoutMs: 5000,
+        flushOnExit: false,
+      },
+      nodeFetch,
+      diag,
+    )
+    try {
+      for (let i = 0; i < 3; i++) forwarder.push(sampleEvent({ identity: { login: `late${i}` } }))
+      await waitUntil(() => (diag.snapshot().counters['forward.sent'] ?? 0) === 3, 'the retry to be answered', 5000)
+      const counters = diag.snapshot().counters
+      assert.equal(counters['forward.retries'], 1, 'the first attempt timed out')
+      assert.equal(counters['forward.failed'] ?? 0, 0)
+      const stats = hub.stats()
+      assert.equal(stats.counters['hub.accepted'], 3, 'scored once')
+      assert.equal(stats.counters['hub.duplicates'] ?? 0, 0, 'the copy never reached the event ids')
+      assert.equal(stats.problems['hub_batch_refused.replayed'], 1, 'the copy was refused by its jti')
+    } finally {
+      await forwarder.close()
+      await hub.close()
+      server.closeAllConnections()
+      await new Promise<void>((resolve) => server.close(() => resolve()))
     }
   })
 })

@@ -215,9 +215,12 @@ describe('forwarding to a hub', () => {
       assert.ok(during.ms < 150, `login took ${during.ms.toFixed(0)} ms while the hub hung`)
       await receiver.waitFor(2, 3000)
       assert.equal(h.sent[0]?.error, 'AbortError')
-      // The retry carries the same events under a new signature and jti.
+      // The retry is the same signed batch (same jti): were it received after all, the hub
+      // refuses the copy as a replay instead of scoring it twice.
       assert.equal(h.sent[1]?.claims.events[0]?.id, h.sent[0]?.claims.events[0]?.id)
-      assert.notEqual(h.sent[1]?.claims.jti, h.sent[0]?.claims.jti)
+      assert.equal(h.sent[1]?.claims.jti, h.sent[0]?.claims.jti)
+      assert.equal(h.sent[1]?.signature, h.sent[0]?.signature)
+      assert.equal(h.sent[1]?.body, h.sent[0]?.body)
       assert.equal(String(receiver.requests[0]?.headers['content-type']), BATCH_CONTENT_TYPE)
       // The detached JWS in its header, the body on the wire exactly the bytes it signs.
       assert.equal(receiver.requests[0]?.headers[BATCH_SIGNATURE_HEADER], h.sent[0]?.signature)

@@ -84,7 +84,12 @@ interface HubAnswer {
 interface Signed {
   readonly body: string
   readonly signature: string
+  /** The batch's `exp`, epoch ms. */
+  readonly expMs: number
 }
+
+/** A batch is sent again as it was only with at least this much of its lifetime left (clock skew, transit). */
+const RESEND_MARGIN_MS = 10_000
 
 const HINTS: Record<number, string> = {
   400: 'the hub could not read the batch (is forward.url the hub\'s "/v1/events" endpoint?)',
@@ -136,6 +141,14 @@ export const createForwarder = (
   let droppedUnreported = 0
   /** Halved when the hub answers 413, restored after a success. */
   let batchLimit = config.batchSize
+  /**
+   * The signed form of a batch the hub did not answer (a timeout, a 5xx), put back in front
+   * of the queue: while it is still valid it is sent again as it was, same `jti`. If the hub
+   * had in fact received it (it answered after our timeout), the copy is refused as a
+   * replay (409) instead of scored again: the hub's memory of event ids is bounded, and a
+   * busy hub can have forgotten them by the time a retry comes.
+   */
+  let resend: { readonly events: readonly AuthEvent[]; readonly signed: Signed; readonly untilMs: number } | undefined
   let attempt = 0
   let timer: NodeJS.Timeout | undefined
   /** A backoff (or Retry-After) wait is running: nothing is sent until it ends. */
@@ -208,7 +221,7 @@ export const createForwarder = (
     const jws = await new FlattenedSign(utf8.encode(body))
       .setProtectedHeader({ alg: config.key.alg, typ: BATCH_TYP, b64: false, crit: ['b64'] })
       .sign(config.key.key)
-    return { body, signature: `${jws.protected}..${jws.signature}` }
+    return { body, signature: `${jws.protected}..${jws.signature}`, expMs: (iat + config.expiresInSeconds) * 1000 }
   }
 
   const classify = async (
@@ -233,6 +246,8 @@ export const createForwarder = (
       return reason === undefined ? { kind: 'sent', rejected } : { kind: 'sent', rejected, reason }
     }
     if (status === 413) return { kind: 'split', reason: 'HTTP 413' }
+    // A replayed jti: the hub already has this batch (a copy sent again after a timeout).
+    if (status === 409) return { kind: 'sent', rejected: 0 }
     if (status === 408 || status === 429 || status >= 500) {
       const after = retryAfterMs(retryAfter)
       return after === undefined
@@ -246,14 +261,15 @@ export const createForwarder = (
     }
   }
 
-  const send = async (events: readonly AuthEvent[]): Promise<Outcome> => {
+  const send = async (events: readonly AuthEvent[], again: Signed | undefined): Promise<Outcome> => {
     let signed: Signed
     try {
-      signed = await sign(events)
+      signed = again ?? (await sign(events))
     } catch (err) {
       diag.error('forward_sign_failed', 'a batch could not be signed; it was dropped', err)
       return { kind: 'refused', reason: 'signing failed', hint: 'check forward.key' }
     }
+    lastSigned = signed
     const fetch = await fetchFn()
     controller = new AbortController()
     const abort = controller
@@ -288,6 +304,21 @@ export const createForwarder = (
     }
   }
 
+  let lastSigned: Signed | undefined
+
+  /** The batch to send next: the one put back, signed as before while it is still valid, else a new one. */
+  const nextBatch = (): { events: AuthEvent[]; again: Signed | undefined } => {
+    const previous = resend
+    resend = undefined
+    if (previous !== undefined && Date.now() < previous.untilMs && queued() >= previous.events.length) {
+      // Still at the front, whole (drop-oldest may have taken some of it while it waited).
+      let same = true
+      for (let i = 0; i < previous.events.length && same; i++) same = queue[head + i] === previous.events[i]
+      if (same) return { events: take(previous.events.length), again: previous.signed }
+    }
+    return { events: take(Math.min(batchLimit, config.batchSize)), again: undefined }
+  }
+
   const waitBackoff = async (ms: number): Promise<void> => {
     backingOff = true
     await new Promise<void>((resolve) => {
@@ -311,9 +342,11 @@ export const createForwarder = (
     pumping = true
     try {
       while (queued() > 0 && (all || drainRequested || queued() >= config.batchSize)) {
-        inflight = take(Math.min(batchLimit, config.batchSize))
+        const next = nextBatch()
+        inflight = next.events
         const reportedDrops = droppedUnreported
-        const outcome = await send(inflight)
+        lastSigned = undefined
+        const outcome = await send(inflight, next.again)
         const batch = inflight
         inflight = []
         // close() gave up on this batch while it was in flight (and counted it).
@@ -341,6 +374,10 @@ export const createForwarder = (
         }
         if (outcome.kind === 'retry') {
           putBack(batch)
+          // Sent again as it was while it has a few seconds of validity left (see `resend`).
+          // (Set by send(); read through a cast, as TypeScript keeps the narrowing of before the await.)
+          const sent = lastSigned as Signed | undefined
+          if (sent !== undefined) resend = { events: batch, signed: sent, untilMs: sent.expMs - RESEND_MARGIN_MS }
           diag.count('forward.retries')
           diag.warn(
             'forward_unreachable',
