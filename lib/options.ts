@@ -537,6 +537,9 @@ const positiveInteger = (name: string, value: unknown, fallback: number, max: nu
 const duration = (name: string, value: unknown, fallback: number): number =>
   value === undefined ? fallback : parseDuration(value as number | string, name)
 
+/** Node's largest timer delay + 1: `setTimeout` takes a longer one as 1 ms. */
+const MAX_TIMER_MS = 2 ** 31
+
 const resolveForward = (value: unknown): ForwardConfig | undefined => {
   if (value === undefined) return undefined
   if (!isObject(value)) throw typeError('forward', 'an object { url, key }', value)
@@ -562,17 +565,33 @@ const resolveForward = (value: unknown): ForwardConfig | undefined => {
       `"forward.expiresIn" must be from 1 s to 1 h (the hub refuses batches that live longer than its limit, 5 min by default), got ${expiresInMs} ms.`,
     )
   }
+  // Timers: Node clamps a delay of 2^31 ms or more to 1 ms (a timeout that aborts every
+  // request at once), and a backoff of 0 retries a dead hub in a tight loop.
+  const timerMs = (name: string, ms: number): number => {
+    if (ms >= MAX_TIMER_MS) {
+      throw new SqreenAuthError(
+        'ERR_SQREEN_OPTION_TYPE',
+        `"${name}" must be below ${MAX_TIMER_MS} ms (about 24.8 days), got ${ms}.`,
+      )
+    }
+    return ms
+  }
+  const baseDelayMs = timerMs('forward.baseDelay', positiveNumber('forward.baseDelay', value.baseDelay, 1_000))
+  const maxDelayMs = timerMs('forward.maxDelay', positiveNumber('forward.maxDelay', value.maxDelay, 60_000))
   return Object.freeze({
     url: httpUrl('forward.url', value.url),
     key: Object.freeze(signingKey(value.key)),
     batchSize,
-    flushIntervalMs: duration('forward.flushInterval', value.flushInterval, 1_000),
+    flushIntervalMs: timerMs('forward.flushInterval', duration('forward.flushInterval', value.flushInterval, 1_000)),
     maxQueued,
-    timeoutMs: positiveNumber('forward.timeout', value.timeout, 10_000),
-    baseDelayMs: positiveNumber('forward.baseDelay', value.baseDelay, 1_000, true),
-    maxDelayMs: positiveNumber('forward.maxDelay', value.maxDelay, 60_000, true),
+    timeoutMs: timerMs('forward.timeout', positiveNumber('forward.timeout', value.timeout, 10_000)),
+    baseDelayMs,
+    maxDelayMs,
     expiresInSeconds: Math.ceil(expiresInMs / 1000),
-    closeTimeoutMs: positiveNumber('forward.closeTimeout', value.closeTimeout, 5_000, true),
+    closeTimeoutMs: timerMs(
+      'forward.closeTimeout',
+      positiveNumber('forward.closeTimeout', value.closeTimeout, 5_000, true),
+    ),
     flushOnExit: resolveBoolean('forward.flushOnExit', value.flushOnExit, false),
   })
 }

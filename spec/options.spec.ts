@@ -155,6 +155,17 @@ const CASES: readonly Case[] = [
       ['block', { above: 50, scope: 'some' }, '"block.scope" must be "login" or "all"'],
       // Only a missing value is the default.
       ['maxPending', null, '"maxPending" must be a positive integer, got null'],
+      // A backoff of 0 retried a dead hub in a tight loop; Node takes a timer of 2^31 ms as 1 ms.
+      [
+        'forward',
+        { url: 'https://hub.example/hub/v1/events', key: 'k'.repeat(32), baseDelay: 0 },
+        '"forward.baseDelay" must be a positive number',
+      ],
+      [
+        'forward',
+        { url: 'https://hub.example/hub/v1/events', key: 'k'.repeat(32), timeout: 2 ** 31 },
+        '"forward.timeout" must be below 2147483648 ms',
+      ],
       ['ignoreStrategies', 'jwt', '"ignoreStrategies" must be an array of strategy names'],
       // An object that claims to be a trigger without being one.
       ['trigger', { kind: 'riskIncrease' }, '"trigger" must be the result of riskIncrease('],

@@ -253,6 +253,38 @@ describe('forwarding to a hub', () => {
     }
   })
 
+  it("a 401 for the batch's times (clock skew) keeps the events and retries; each outage is logged again", async () => {
+    const skew = {
+      status: 401,
+      headers: { 'content-type': 'application/json' },
+      body: '{"error":"expired","message":"the batch has expired (exp); check the sender clock"}',
+    }
+    const receiver = (await SlackReceiver.start()).script(skew, 200, 503, 200)
+    const h = forwardingApp({ url: receiver.url, baseDelay: 10, maxDelay: 20 })
+    const app = await serve(h.app)
+    try {
+      await login(app.url, jane.username, jane.password)
+      await waitUntil(
+        () => h.sqreen.stats().counters['forward.sent'] === 1,
+        'the batch delivered after the clock error',
+        3000,
+      )
+      assert.equal(h.sqreen.stats().counters['forward.failed'] ?? 0, 0, 'not dropped as a key error')
+      const clock = h.logger.lines.filter((l) => l.includes("is this machine's clock right"))
+      assert.equal(clock.length, 1, h.logger.lines.join('\n'))
+      assert.ok(!h.logger.lines.some((l) => l.includes('forward.key must be')), 'not blamed on the key')
+      // A second outage after a delivery is logged again.
+      await login(app.url, jane.username, jane.password)
+      await waitUntil(() => h.sqreen.stats().counters['forward.sent'] === 2, 'the second batch delivered', 3000)
+      const unreachable = h.logger.lines.filter((l) => l.includes('forward_unreachable'))
+      assert.equal(unreachable.length, 2, h.logger.lines.join('\n'))
+    } finally {
+      await h.sqreen.close()
+      await app.close()
+      await receiver.close()
+    }
+  })
+
   it('413 from the hub: batches are halved until they fit, nothing is lost', async () => {
     const hub = await startHub({ limits: { body: 4000 } })
     const h = forwardingApp({ url: hub.ingestUrl, batchSize: 8, flushInterval: 500 })

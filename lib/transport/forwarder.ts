@@ -77,6 +77,7 @@ type Outcome =
 
 /** The hub's answer to a partially accepted batch (HTTP 422). */
 interface HubAnswer {
+  readonly error?: string
   readonly rejected?: readonly { readonly index?: number; readonly reason?: string }[]
 }
 
@@ -246,6 +247,20 @@ export const createForwarder = (
       return reason === undefined ? { kind: 'sent', rejected } : { kind: 'sent', rejected, reason }
     }
     if (status === 413) return { kind: 'split', reason: 'HTTP 413' }
+    if (status === 401) {
+      // The batch's times (`iat`, `exp`) refused: this machine's clock and the hub's disagree.
+      // Not the key's fault, and it can be fixed without a restart: kept and retried.
+      let error: unknown
+      try {
+        error = (JSON.parse(await text()) as HubAnswer).error
+      } catch {}
+      if (error === 'expired' || error === 'bad_claim') {
+        return {
+          kind: 'retry',
+          reason: `HTTP 401 ${error}: the hub refused the batch's times; is this machine's clock right (the hub allows its clockTolerance)?`,
+        }
+      }
+    }
     // A replayed jti: the hub already has this batch (a copy sent again after a timeout).
     if (status === 409) return { kind: 'sent', rejected: 0 }
     if (status === 408 || status === 429 || status >= 500) {
@@ -353,6 +368,9 @@ export const createForwarder = (
         if (closed) return
         if (outcome.kind === 'sent') {
           attempt = 0
+          // The next outage or refusal is logged again (each is logged once).
+          diag.rearm('forward_unreachable')
+          diag.rearm('forward_refused')
           batchLimit = config.batchSize
           droppedUnreported -= reportedDrops
           diag.count('forward.batches')
