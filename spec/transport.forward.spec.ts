@@ -571,6 +571,41 @@ describe('flush on SIGTERM / SIGINT (forward.flushOnExit)', () => {
     }
   })
 
+  it('an app handler added with process.once before sqreenAuth() finishes its clean-up (the process is not killed under it)', async () => {
+    const hub = await startHub()
+    try {
+      const app = await spawnApp({ HUB_URL: hub.ingestUrl, FLUSH_ON_EXIT: '1', APP_ONCE: '1' })
+      await login(app.url, jane.username, jane.password)
+      await new Promise((r) => setTimeout(r, 100))
+      app.child.kill('SIGTERM')
+      assert.deepEqual(await app.exited, { code: 4, signal: null })
+      assert.match(app.stdout(), /app once handler: cleanup done/)
+      assert.equal(hub.counter('hub.accepted'), 1)
+    } finally {
+      await hub.close()
+    }
+  })
+
+  it('two sqreenAuth() flushing on exit: both flush, then the process dies of SIGTERM', async () => {
+    const hub = await startHub()
+    try {
+      const app = await spawnApp({ HUB_URL: hub.ingestUrl, FLUSH_ON_EXIT: '1', TWO: '1' })
+      for (let i = 0; i < 2; i++) await login(app.url, jane.username, `wrong-${i}`)
+      const second = await fetch(`${app.url}/login2`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ username: 'someone', password: 'x' }),
+      })
+      assert.equal(second.status, 401)
+      await new Promise((r) => setTimeout(r, 100))
+      app.child.kill('SIGTERM')
+      assert.deepEqual(await app.exited, { code: null, signal: 'SIGTERM' })
+      assert.equal(hub.counter('hub.accepted'), 3, 'the events of both')
+    } finally {
+      await hub.close()
+    }
+  })
+
   it('off by default: SIGTERM ends the process at once and queued events are not sent', async () => {
     const hub = await startHub()
     try {

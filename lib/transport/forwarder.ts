@@ -117,6 +117,46 @@ export const retryAfterWait = (
   random = Math.random,
 ): number => Math.round(afterMs + (random() * Math.min(max, base * 2 ** attempt)) / 2)
 
+/** The flushes of every forwarder with `flushOnExit` in this process (see `listenForExit`). */
+const flushingOnExit = new Set<() => Promise<void>>()
+let exitHandlers: Map<NodeJS.Signals, () => void> | undefined
+
+/**
+ * One SIGTERM / SIGINT handler for the whole process, however many forwarders flush on
+ * exit. Listening to a signal replaces Node's default action (exit). When the application
+ * has no handler of its own, every forwarder flushes, then the signal is raised again so
+ * the process still ends the way it would have (killed by it); when it has one, its
+ * handlers run as usual and decide, and the flushes only start (close() is idempotent).
+ * The handler goes first (`prependListener`): a handler the application added with
+ * `process.once` removes itself when it runs, so looked at later it would seem absent
+ * and the process would be killed under the application's own clean-up. One handler for
+ * all forwarders: with one each, each saw the others as the application's and none
+ * re-raised, or one re-raised while another was still flushing. It is removed when the
+ * signal comes, so a second Ctrl+C during the flush exits at once.
+ */
+const listenForExit = (): void => {
+  if (exitHandlers !== undefined) return
+  exitHandlers = new Map()
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    const handler = (): void => {
+      const alone = process.listeners(signal).every((listener) => listener === handler)
+      stopListeningForExit()
+      const flushes = [...flushingOnExit].map((flush) => flush())
+      void Promise.allSettled(flushes).then(() => {
+        if (alone) process.kill(process.pid, signal)
+      })
+    }
+    exitHandlers.set(signal, handler)
+    process.prependListener(signal, handler)
+  }
+}
+
+const stopListeningForExit = (): void => {
+  if (exitHandlers === undefined) return
+  for (const [signal, handler] of exitHandlers) process.off(signal, handler)
+  exitHandlers = undefined
+}
+
 /**
  * Ships `AuthEvent`s (already past the identity boundary) to a Security Hub in
  * signed batches. Nothing here is on the request path: `push` appends to a
@@ -162,7 +202,6 @@ export const createForwarder = (
   let closing: Promise<void> | undefined
   let controller: AbortController | undefined
   let idle: (() => void)[] = []
-  let signalHandlers: Map<NodeJS.Signals, () => void> | undefined
 
   const queued = (): number => queue.length - head
   const size = (): number => queued() + inflight.length
@@ -458,15 +497,10 @@ export const createForwarder = (
     await done
   }
 
-  const removeSignalHandlers = (): void => {
-    if (!signalHandlers) return
-    for (const [signal, handler] of signalHandlers) process.off(signal, handler)
-    signalHandlers = undefined
-  }
-
   const close = (timeoutMs = config.closeTimeoutMs): Promise<void> => {
     closing ??= (async () => {
-      removeSignalHandlers()
+      flushingOnExit.delete(exitFlush)
+      if (flushingOnExit.size === 0) stopListeningForExit()
       let deadline: NodeJS.Timeout | undefined
       await Promise.race([flush(), new Promise<void>((resolve) => (deadline = setTimeout(resolve, timeoutMs)))])
       clearTimeout(deadline)
@@ -490,24 +524,10 @@ export const createForwarder = (
     return closing
   }
 
+  const exitFlush = (): Promise<void> => close()
   if (config.flushOnExit) {
-    // Listening to a signal replaces Node's default action (exit). When the app has no
-    // handler of its own we flush, then re-raise the signal so the process still ends
-    // the way it would have (killed by that signal). When it has one, its handlers run
-    // as usual and decide; we only start the flush (close() is idempotent). close()
-    // removes our handlers at once, so a second Ctrl+C during the flush exits "now".
-    signalHandlers = new Map()
-    for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-      const handler = (): void => {
-        const ours = new Set<unknown>(signalHandlers?.values())
-        const alone = process.listeners(signal).every((listener) => ours.has(listener))
-        void close().finally(() => {
-          if (alone) process.kill(process.pid, signal)
-        })
-      }
-      signalHandlers.set(signal, handler)
-      process.on(signal, handler)
-    }
+    flushingOnExit.add(exitFlush)
+    listenForExit()
   }
 
   return {
