@@ -296,6 +296,11 @@ describe('forwarding to a hub', () => {
         h.sent.some((b) => b.status === 413),
         'the full batch was too large',
       )
+      // The size that fits is kept: the next full batches are not sent whole (and refused) again.
+      const refusedBefore = h.sent.filter((b) => b.status === 413).length
+      for (let i = 0; i < 8; i++) await login(app.url, jane.username, `again-${i}`)
+      await waitUntil(() => hub.counter('hub.accepted') === 16, 'all 16 events', 5000)
+      assert.equal(h.sent.filter((b) => b.status === 413).length, refusedBefore)
       assert.ok(h.sent.filter((b) => b.status === 200).every((b) => b.claims.events.length <= 4))
       assert.equal(h.sqreen.stats().counters['forward.dropped'] ?? 0, 0)
     } finally {

@@ -89,6 +89,9 @@ interface Signed {
   readonly expMs: number
 }
 
+/** Batches delivered in a row after a 413 before the batch size is doubled back. */
+const REGROW_AFTER = 100
+
 /** A batch is sent again as it was only with at least this much of its lifetime left (clock skew, transit). */
 const RESEND_MARGIN_MS = 10_000
 
@@ -180,8 +183,13 @@ export const createForwarder = (
   let inflight: AuthEvent[] = []
   /** Events dropped since the last batch the hub accepted; reported in the next batch. */
   let droppedUnreported = 0
-  /** Halved when the hub answers 413, restored after a success. */
+  /**
+   * Halved when the hub answers 413. Kept after a success (each 413 costs the hub a read,
+   * a verification and a parse of the whole batch), and doubled back only after
+   * `REGROW_AFTER` batches delivered in a row, in case the hub's limit was raised.
+   */
   let batchLimit = config.batchSize
+  let deliveredSinceSplit = 0
   /**
    * The signed form of a batch the hub did not answer (a timeout, a 5xx), put back in front
    * of the queue: while it is still valid it is sent again as it was, same `jti`. If the hub
@@ -407,10 +415,13 @@ export const createForwarder = (
         if (closed) return
         if (outcome.kind === 'sent') {
           attempt = 0
+          if (batchLimit < config.batchSize && ++deliveredSinceSplit >= REGROW_AFTER) {
+            batchLimit = Math.min(config.batchSize, batchLimit * 2)
+            deliveredSinceSplit = 0
+          }
           // The next outage or refusal is logged again (each is logged once).
           diag.rearm('forward_unreachable')
           diag.rearm('forward_refused')
-          batchLimit = config.batchSize
           droppedUnreported -= reportedDrops
           diag.count('forward.batches')
           diag.count('forward.sent', batch.length - outcome.rejected)
@@ -426,6 +437,7 @@ export const createForwarder = (
         if (outcome.kind === 'split' && batch.length > 1) {
           // Too large for the hub's body limit: halve the batches until they fit.
           batchLimit = Math.max(1, Math.floor(batch.length / 2))
+          deliveredSinceSplit = 0
           putBack(batch)
           continue
         }
