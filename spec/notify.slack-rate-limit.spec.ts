@@ -26,6 +26,21 @@ import {
   waitUntil,
 } from './helpers/receivers.js'
 
+/** An alert about user `user`, straight to the queue (no engine). */
+const stormAlert = (id: string, user: string): RiskAlert => ({
+  type: 'user.risk.increased',
+  id,
+  at: new Date().toISOString(),
+  userKey: `id:${user}`,
+  identity: { id: user },
+  level: 10,
+  escalation: false,
+  rise: 20,
+  windowMs: 86_400_000,
+  score: 20,
+  detections: [],
+})
+
 // Delivery is not Express/Passport behaviour: one variant is enough here.
 const variant = variants[0]!
 const WEBHOOK_SECRET = 'slack-rate-limit-spec-webhook-secret-0123'
@@ -154,19 +169,7 @@ describe('Slack rate limit (429 + Retry-After) during an alert storm', () => {
     )
     const slackOut = slackChannel(slack.url, nodeFetch, 2000)
     const hook = webhookChannel(webhook.url, WEBHOOK_SECRET, nodeFetch, 2000, Date.now)
-    const alert = (i: number): RiskAlert => ({
-      type: 'user.risk.increased',
-      id: `storm-${i}`,
-      at: new Date().toISOString(),
-      userKey: `id:u-${i}`,
-      identity: { id: `u-${i}` },
-      level: 10,
-      escalation: false,
-      rise: 20,
-      windowMs: 86_400_000,
-      score: 20,
-      detections: [],
-    })
+    const alert = (i: number): RiskAlert => stormAlert(`storm-${i}`, `u-${i}`)
     try {
       // An alert storm spread over time: each alert goes to both channels.
       for (let i = 0; i < 40; i++) {
@@ -201,19 +204,7 @@ describe('Slack rate limit (429 + Retry-After) during an alert storm', () => {
       diag,
     )
     const channel = slackChannel(slack.url, nodeFetch, 2000)
-    const alert: RiskAlert = {
-      type: 'user.risk.increased',
-      id: 'a-1',
-      at: new Date().toISOString(),
-      userKey: 'id:u-cap',
-      identity: { id: 'u-cap' },
-      level: 10,
-      escalation: false,
-      rise: 20,
-      windowMs: 86_400_000,
-      score: 20,
-      detections: [],
-    }
+    const alert = stormAlert('a-1', 'u-cap')
     try {
       queue.enqueue(channel, alert)
       await waitUntil(() => queue.isPaused('slack'), 'Slack to be paused')

@@ -18,6 +18,19 @@ failOnUnhandledRejections()
 const claims = (n: number, tag: string): StoreOp[] =>
   Array.from({ length: n }, (_, i) => ({ op: 'claim', key: `id:${tag}-${i}`, field: 'once:x', ttl: 60_000 }))
 
+/** A brute-force entry for `id:good`, once per minute (its mark), against `thresholds`. */
+const bruteForceScore = (now: number, thresholds: { level: number; field: string; ttl: number }[]): StoreOp => ({
+  op: 'score',
+  key: 'id:good',
+  field: 'ledger',
+  entries: [{ entry: { detection: 'brute_force', points: 15, at: now }, once: { field: 'once:bf', ttl: 60_000 } }],
+  keepSince: now - 60_000,
+  max: 256,
+  ttl: 3_600_000,
+  windowSince: now - 60_000,
+  thresholds,
+})
+
 describe('RedisStore: one batch cannot break the others', () => {
   let admin: Redis
   const prefix = testPrefix('redis-limits')
@@ -47,47 +60,13 @@ describe('RedisStore: one batch cannot break the others', () => {
     const now = Date.now()
     await assert.rejects(store.run(claims(50_001, 'huge'), now), /at most 50000 ops/)
     const poisoned = store.run([{ op: 'claim', key: 'id:poison', field: 'once:x', ttl: 1e20 }], now)
-    const good = store.run(
-      [
-        {
-          op: 'score',
-          key: 'id:good',
-          field: 'ledger',
-          entries: [
-            { entry: { detection: 'brute_force', points: 15, at: now }, once: { field: 'once:bf', ttl: 60_000 } },
-          ],
-          keepSince: now - 60_000,
-          max: 256,
-          ttl: 3_600_000,
-          windowSince: now - 60_000,
-          thresholds: [{ level: 10, field: 'alert:10', ttl: 60_000 }],
-        },
-      ],
-      now,
-    )
+    const good = store.run([bruteForceScore(now, [{ level: 10, field: 'alert:10', ttl: 60_000 }])], now)
     await assert.rejects(poisoned, /ttl must be a positive number of ms/)
     const [score] = (await good) as unknown as [{ sum: number; crossed: number[] }]
     assert.equal(score.sum, 15)
     assert.deepEqual(score.crossed, [10])
     // Applied whole: the once mark is set, so the same detection does not add again.
-    const [again] = (await store.run(
-      [
-        {
-          op: 'score',
-          key: 'id:good',
-          field: 'ledger',
-          entries: [
-            { entry: { detection: 'brute_force', points: 15, at: now }, once: { field: 'once:bf', ttl: 60_000 } },
-          ],
-          keepSince: now - 60_000,
-          max: 256,
-          ttl: 3_600_000,
-          windowSince: now - 60_000,
-          thresholds: [],
-        },
-      ],
-      now,
-    )) as unknown as [{ sum: number }]
+    const [again] = (await store.run([bruteForceScore(now, [])], now)) as unknown as [{ sum: number }]
     assert.equal(again.sum, 15)
   })
 
