@@ -4,6 +4,7 @@ import type { Diagnostics } from '../diagnostics.js'
 import type { AuthEvent } from '../event.js'
 import { type FetchLike, retryAfterMs } from '../notify/http.js'
 import { backoff } from '../notify/queue.js'
+import { EventQueue } from './event-queue.js'
 import type { ForwardKeyInput, SigningKey } from './keys.js'
 import { BATCH_CONTENT_TYPE, BATCH_SIGNATURE_HEADER, BATCH_TYP, WIRE_VERSION } from './wire.js'
 
@@ -176,10 +177,8 @@ export const createForwarder = (
   fetchFn: () => Promise<FetchLike>,
   diag: Diagnostics,
 ): Forwarder => {
-  // A queue with a moving head: push and drop-oldest are O(1); the array is compacted
-  // when the dead prefix grows past half, so memory stays proportional to `maxQueued`.
-  let queue: AuthEvent[] = []
-  let head = 0
+  // A ring buffer: push, drop-oldest, take and put-back never copy what is queued.
+  const queue = new EventQueue<AuthEvent>(Math.min(config.maxQueued, 1024))
   let inflight: AuthEvent[] = []
   /** Events dropped since the last batch the hub accepted; reported in the next batch. */
   let droppedUnreported = 0
@@ -211,15 +210,8 @@ export const createForwarder = (
   let controller: AbortController | undefined
   let idle: (() => void)[] = []
 
-  const queued = (): number => queue.length - head
+  const queued = (): number => queue.length
   const size = (): number => queued() + inflight.length
-
-  const compact = (): void => {
-    if (head > 1024 && head * 2 > queue.length) {
-      queue = queue.slice(head)
-      head = 0
-    }
-  }
 
   const settle = (): void => {
     if (size() > 0 || idle.length === 0) return
@@ -228,18 +220,10 @@ export const createForwarder = (
     for (const resolve of waiting) resolve()
   }
 
-  const take = (n: number): AuthEvent[] => {
-    const batch = queue.slice(head, head + n)
-    head += batch.length
-    compact()
-    return batch
-  }
+  const take = (n: number): AuthEvent[] => queue.take(n)
 
   /** Puts a batch that could not be delivered back in front, in order. */
-  const putBack = (batch: AuthEvent[]): void => {
-    queue = batch.concat(queue.slice(head))
-    head = 0
-  }
+  const putBack = (batch: AuthEvent[]): void => queue.putBack(batch)
 
   const drop = (n: number): void => {
     diag.count('forward.dropped', n)
@@ -375,7 +359,7 @@ export const createForwarder = (
     if (previous !== undefined && Date.now() < previous.untilMs && queued() >= previous.events.length) {
       // Still at the front, whole (drop-oldest may have taken some of it while it waited).
       let same = true
-      for (let i = 0; i < previous.events.length && same; i++) same = queue[head + i] === previous.events[i]
+      for (let i = 0; i < previous.events.length && same; i++) same = queue.at(i) === previous.events[i]
       if (same) return { events: take(previous.events.length), again: previous.signed }
     }
     return { events: take(Math.min(batchLimit, config.batchSize)), again: undefined }
@@ -528,8 +512,7 @@ export const createForwarder = (
           `${left} event(s) could not be delivered to the hub within ${timeoutMs} ms of close(); they were dropped`,
         )
       }
-      queue = []
-      head = 0
+      queue.clear()
       inflight = []
       settle()
     })()
@@ -550,8 +533,7 @@ export const createForwarder = (
       }
       if (size() >= config.maxQueued) {
         if (queued() > 0) {
-          head++
-          compact()
+          queue.dropOldest()
         } else {
           // Everything queued is in flight: the newest event is the one to go.
           drop(1)
