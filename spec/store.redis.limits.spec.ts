@@ -70,6 +70,15 @@ describe('RedisStore: one batch cannot break the others', () => {
     assert.equal(again.sum, 15)
   })
 
+  it('long windows the options allow still score (a trigger within 4,000 days)', async () => {
+    const now = Date.now()
+    const [score] = (await store.run(
+      [bruteForceScore(now, [{ level: 10, field: 'alert:10', ttl: 4_000 * 86_400_000 }])],
+      now,
+    )) as unknown as [{ sum: number }]
+    assert.ok(score.sum >= 15)
+  })
+
   it('a score op with more than 1,000 entries is refused (the script inserts them in order: Redis would be held)', async () => {
     const now = Date.now()
     const entries = Array.from({ length: 1_001 }, (_, i) => ({ entry: { detection: 'x', points: 1, at: now - i } }))

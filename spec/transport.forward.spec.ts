@@ -15,6 +15,7 @@ import { after, describe, it } from 'node:test'
 import { decodeProtectedHeader, flattenedVerify } from 'jose'
 import { createDiagnostics } from '../lib/diagnostics.js'
 import { type Options, SqreenAuthError, sqreenAuth } from '../lib/index.js'
+import { nodeFetch } from '../lib/notify/http.js'
 import { createForwarder } from '../lib/transport/forwarder.js'
 import { signingKey } from '../lib/transport/keys.js'
 import { BATCH_CONTENT_TYPE, BATCH_SIGNATURE_HEADER, BATCH_TYP, WIRE_VERSION } from '../lib/transport/wire.js'
@@ -410,6 +411,40 @@ describe('forwarding to a hub', () => {
     } finally {
       await h.sqreen.close()
       await app.close()
+      await hub.close()
+    }
+  })
+
+  it('events pushed while close() flushes are sent too (a graceful shutdown still answers logins); after it, dropped', async () => {
+    const hub = await startHub()
+    const diag = createDiagnostics(new MemoryLogger())
+    const forwarder = createForwarder(
+      {
+        url: hub.ingestUrl,
+        key: signingKey(HS_SECRET),
+        batchSize: 5,
+        flushIntervalMs: 60_000,
+        maxQueued: 100,
+        timeoutMs: 2000,
+        baseDelayMs: 10,
+        maxDelayMs: 50,
+        expiresInSeconds: 60,
+        closeTimeoutMs: 3000,
+        flushOnExit: false,
+      },
+      nodeFetch,
+      diag,
+    )
+    try {
+      forwarder.push(sampleEvent({ identity: { login: 'before' } }))
+      const closing = forwarder.close()
+      forwarder.push(sampleEvent({ identity: { login: 'during' } }))
+      await closing
+      assert.equal(hub.counter('hub.accepted'), 2)
+      forwarder.push(sampleEvent({ identity: { login: 'after' } }))
+      assert.equal(diag.snapshot().counters['forward.dropped'], 1)
+    } finally {
+      await forwarder.close()
       await hub.close()
     }
   })

@@ -106,8 +106,12 @@ const MAX_BATCHES_PER_CALL = 32
 const MAX_OPS_PER_CALL = 4_000
 /** A batch with more ops than this is refused: one script call must stay reasonable. */
 const MAX_OPS_PER_BATCH = 50_000
-/** Longest TTL an op may ask for (10 years): past Redis's range, the script would fail part-way. */
-const MAX_TTL_MS = 10 * 365 * 86_400_000
+/**
+ * Longest TTL an op may ask for: 1,000 years, far below what Redis's PXAT takes and what a
+ * Lua number holds exactly, so the script never meets one it refuses part-way; far above
+ * any window or session an option can sensibly ask for.
+ */
+const MAX_TTL_MS = 1_000 * 365 * 86_400_000
 /** Entries one score op may append (the engine adds a handful; the script inserts them in order). */
 const MAX_SCORE_ENTRIES = 1_000
 
@@ -126,10 +130,10 @@ const badBatch = (ops: readonly StoreOp[]): string | undefined => {
   for (const op of ops) {
     switch (op.op) {
       case 'hit':
-        if (!goodTtl(op.ttl) || !finite(op.since)) return 'hit: ttl (ms, at most 10 years) and since must be finite'
+        if (!goodTtl(op.ttl) || !finite(op.since)) return 'hit: ttl (ms, at most 1,000 years) and since must be finite'
         break
       case 'claim':
-        if (!goodTtl(op.ttl)) return 'claim: ttl must be a positive number of ms (at most 10 years)'
+        if (!goodTtl(op.ttl)) return 'claim: ttl must be a positive number of ms (at most 1,000 years)'
         break
       case 'remember':
         if (!goodTtl(op.ttl) || !goodCount(op.max)) return 'remember: ttl and max must be positive'

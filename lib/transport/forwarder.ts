@@ -72,7 +72,7 @@ export interface Forwarder {
 
 type Outcome =
   | { readonly kind: 'sent'; readonly rejected: number; readonly reason?: string }
-  | { readonly kind: 'retry'; readonly afterMs?: number; readonly reason: string }
+  | { readonly kind: 'retry'; readonly afterMs?: number; readonly reason: string; readonly resign?: true }
   | { readonly kind: 'split'; readonly reason: string }
   | { readonly kind: 'refused'; readonly reason: string; readonly hint: string }
 
@@ -88,6 +88,8 @@ interface Signed {
   readonly signature: string
   /** The batch's `exp`, epoch ms. */
   readonly expMs: number
+  /** The `dropped` it reports: what a delivery of it settles (a copy sent again reports the same). */
+  readonly dropped: number
 }
 
 /** Batches delivered in a row after a 413 before the batch size is doubled back. */
@@ -189,6 +191,8 @@ export const createForwarder = (
    */
   let batchLimit = config.batchSize
   let deliveredSinceSplit = 0
+  /** The limit before a chain of 413 halvings began: restored if the chain ends on one oversized event. */
+  let limitBeforeSplit: number | undefined
   /**
    * The signed form of a batch the hub did not answer (a timeout, a 5xx), put back in front
    * of the queue: while it is still valid it is sent again as it was, same `jti`. If the hub
@@ -237,12 +241,13 @@ export const createForwarder = (
   const sign = async (events: readonly AuthEvent[]): Promise<Signed> => {
     // Real time, not the `clock` option: iat/exp are checked by another machine's clock.
     const iat = Math.floor(Date.now() / 1000)
+    const dropped = droppedUnreported
     const body = JSON.stringify({
       v: WIRE_VERSION,
       iat,
       exp: iat + config.expiresInSeconds,
       jti: randomUUID(),
-      dropped: droppedUnreported,
+      dropped,
       events,
     })
     // FlattenedSign, not CompactSign: jose's CompactSign refuses `b64: false`. With it the
@@ -253,7 +258,12 @@ export const createForwarder = (
     const jws = await new FlattenedSign(utf8.encode(body))
       .setProtectedHeader({ alg: config.key.alg, typ: BATCH_TYP, b64: false, crit: ['b64'] })
       .sign(config.key.key)
-    return { body, signature: `${jws.protected}..${jws.signature}`, expMs: (iat + config.expiresInSeconds) * 1000 }
+    return {
+      body,
+      signature: `${jws.protected}..${jws.signature}`,
+      expMs: (iat + config.expiresInSeconds) * 1000,
+      dropped,
+    }
   }
 
   const classify = async (
@@ -281,14 +291,19 @@ export const createForwarder = (
     if (status === 401) {
       // The batch's times (`iat`, `exp`) refused: this machine's clock and the hub's disagree.
       // Not the key's fault, and it can be fixed without a restart: kept and retried.
-      let error: unknown
+      let answer: HubAnswer & { message?: unknown } = {}
       try {
-        error = (JSON.parse(await text()) as HubAnswer).error
+        answer = JSON.parse(await text()) as HubAnswer & { message?: unknown }
       } catch {}
-      if (error === 'expired' || error === 'bad_claim') {
+      // `bad_claim` also means a wrong typ or a bad jti (a version mismatch: permanent);
+      // only one that names a time is the clock's.
+      const aboutTimes = typeof answer.message === 'string' && /"(iat|exp|nbf)"/.test(answer.message)
+      if (answer.error === 'expired' || (answer.error === 'bad_claim' && aboutTimes)) {
         return {
           kind: 'retry',
-          reason: `HTTP 401 ${error}: the hub refused the batch's times; is this machine's clock right (the hub allows its clockTolerance)?`,
+          reason: `HTTP 401 ${answer.error}: the hub refused the batch's times; is this machine's clock right (the hub allows its clockTolerance)?`,
+          // Signed again, with the time then: the same bytes would be refused the same way.
+          resign: true,
         }
       }
     }
@@ -390,7 +405,6 @@ export const createForwarder = (
       while (queued() > 0 && (all || drainRequested || queued() >= config.batchSize)) {
         const next = nextBatch()
         inflight = next.events
-        const reportedDrops = droppedUnreported
         lastSigned = undefined
         const outcome = await send(inflight, next.again)
         const batch = inflight
@@ -402,11 +416,13 @@ export const createForwarder = (
           if (batchLimit < config.batchSize && ++deliveredSinceSplit >= REGROW_AFTER) {
             batchLimit = Math.min(config.batchSize, batchLimit * 2)
             deliveredSinceSplit = 0
+            if (batchLimit === config.batchSize) limitBeforeSplit = undefined
           }
           // The next outage or refusal is logged again (each is logged once).
           diag.rearm('forward_unreachable')
           diag.rearm('forward_refused')
-          droppedUnreported -= reportedDrops
+          // What this batch reported (when it was signed), not what has been dropped since.
+          droppedUnreported -= (lastSigned as Signed | undefined)?.dropped ?? 0
           diag.count('forward.batches')
           diag.count('forward.sent', batch.length - outcome.rejected)
           if (outcome.rejected > 0) {
@@ -420,6 +436,7 @@ export const createForwarder = (
         }
         if (outcome.kind === 'split' && batch.length > 1) {
           // Too large for the hub's body limit: halve the batches until they fit.
+          limitBeforeSplit ??= batchLimit
           batchLimit = Math.max(1, Math.floor(batch.length / 2))
           deliveredSinceSplit = 0
           putBack(batch)
@@ -430,7 +447,9 @@ export const createForwarder = (
           // Sent again as it was while it has a few seconds of validity left (see `resend`).
           // (Set by send(); read through a cast, as TypeScript keeps the narrowing of before the await.)
           const sent = lastSigned as Signed | undefined
-          if (sent !== undefined) resend = { events: batch, signed: sent, untilMs: sent.expMs - RESEND_MARGIN_MS }
+          if (sent !== undefined && outcome.resign !== true) {
+            resend = { events: batch, signed: sent, untilMs: sent.expMs - RESEND_MARGIN_MS }
+          }
           diag.count('forward.retries')
           diag.warn(
             'forward_unreachable',
@@ -447,6 +466,11 @@ export const createForwarder = (
           continue
         }
         // Refused for good (or a single event too large): retrying the same bytes cannot help.
+        if (outcome.kind === 'split' && limitBeforeSplit !== undefined) {
+          // The halving chased one event too large for the hub, not a limit the others meet.
+          batchLimit = limitBeforeSplit
+          limitBeforeSplit = undefined
+        }
         diag.count('forward.failed', batch.length)
         diag.error(
           'forward_refused',
@@ -527,7 +551,10 @@ export const createForwarder = (
 
   return {
     push(event) {
-      if (closed || closing) {
+      // While close() flushes (a SIGTERM with flushOnExit: the app still answers requests
+      // during its graceful shutdown) events are still taken: the flush sends them too,
+      // within closeTimeout. Only once closed are they dropped.
+      if (closed) {
         diag.count('forward.dropped')
         return
       }

@@ -1,0 +1,141 @@
+/**
+ * The forwarder's bookkeeping across retries, against a scripted hub (a fetch that answers
+ * what each case needs, in order): the `dropped` count a re-sent batch settles, the batch
+ * size after a 413 chase that ends on one oversized event, and which 401s are the clock's.
+ */
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { createDiagnostics } from '../lib/diagnostics.js'
+import type { AuthEvent, FetchLike } from '../lib/index.js'
+import { createForwarder, type ForwardConfig } from '../lib/transport/forwarder.js'
+import { signingKey } from '../lib/transport/keys.js'
+import { MemoryLogger } from './helpers/apps.js'
+import { HS_SECRET, sampleEvent } from './helpers/hub.js'
+import { waitUntil } from './helpers/receivers.js'
+
+interface Sent {
+  readonly jti: string
+  readonly dropped: number
+  readonly events: AuthEvent[]
+}
+
+/** A hub that answers `answer(batch)`; the batches it was sent, in order. */
+const scriptedHub = (answer: (batch: Sent, n: number) => { status: number; body?: string }) => {
+  const sent: Sent[] = []
+  const fetch = (async (_url: string, init?: { body?: unknown }) => {
+    const batch = JSON.parse(String(init?.body)) as Sent
+    sent.push(batch)
+    const { status, body = '{}' } = answer(batch, sent.length)
+    return { status, headers: { get: () => null }, text: async () => body }
+  }) as unknown as FetchLike
+  return { sent, fetch }
+}
+
+const config = (overrides: Partial<ForwardConfig> = {}): ForwardConfig => ({
+  url: 'http://hub.invalid/hub/v1/events',
+  key: signingKey(HS_SECRET),
+  batchSize: 5,
+  flushIntervalMs: 10,
+  maxQueued: 5,
+  timeoutMs: 5000,
+  baseDelayMs: 20,
+  maxDelayMs: 40,
+  expiresInSeconds: 60,
+  closeTimeoutMs: 3000,
+  flushOnExit: false,
+  ...overrides,
+})
+
+describe('forwarder retries: what each answer settles', () => {
+  // The forwarder's timers are unref'ed (it never keeps a process alive): this test's must.
+  let keep: NodeJS.Timeout
+  before(() => {
+    keep = setInterval(() => {}, 1000)
+  })
+  after(() => clearInterval(keep))
+
+  it('a re-sent batch settles the drops it reported, not those made since: the next batch reports them', async () => {
+    let release: (() => void) | undefined
+    const hub = scriptedHub((_batch, n) => (n === 1 ? { status: 503 } : n === 2 ? { status: 409 } : { status: 200 }))
+    const slowFirst = (async (url: string, init?: unknown) => {
+      if (hub.sent.length === 0) await new Promise<void>((resolve) => (release = resolve))
+      return (hub.fetch as (u: string, i?: unknown) => Promise<unknown>)(url, init)
+    }) as unknown as FetchLike
+    const diag = createDiagnostics(new MemoryLogger())
+    const forwarder = createForwarder(config(), async () => slowFirst, diag)
+    try {
+      // 8 into a queue of 5: 3 dropped before the first batch is signed.
+      for (let i = 0; i < 8; i++) forwarder.push(sampleEvent({ identity: { login: `a${i}` } }))
+      await waitUntil(() => release !== undefined, 'the first batch in flight')
+      // Everything queued is in flight: these 4 are dropped while it is.
+      for (let i = 0; i < 4; i++) forwarder.push(sampleEvent({ identity: { login: `b${i}` } }))
+      release?.()
+      // 503, then the same batch again (409: the hub had it), then a new one.
+      await waitUntil(() => hub.sent.length >= 2, 'the copy')
+      forwarder.push(sampleEvent({ identity: { login: 'c' } }))
+      await forwarder.flush()
+      assert.equal(hub.sent[1]?.jti, hub.sent[0]?.jti, 'the copy')
+      assert.equal(hub.sent[0]?.dropped, 3)
+      assert.equal(hub.sent.at(-1)?.dropped, 4, 'the drops made while the first batch was out')
+      assert.equal(diag.snapshot().counters['forward.dropped'], 7)
+    } finally {
+      await forwarder.close()
+    }
+  })
+
+  it('a 413 chase that ends on one event too large for the hub restores the batch size', async () => {
+    const hub = scriptedHub((batch) =>
+      batch.events.some((e) => e.identity.login === 'huge') ? { status: 413 } : { status: 200 },
+    )
+    const diag = createDiagnostics(new MemoryLogger())
+    const forwarder = createForwarder(
+      config({ batchSize: 64, maxQueued: 10_000, flushIntervalMs: 5 }),
+      async () => hub.fetch,
+      diag,
+    )
+    try {
+      forwarder.push(sampleEvent({ identity: { login: 'huge' } }))
+      for (let i = 0; i < 63; i++) forwarder.push(sampleEvent({ identity: { login: `n${i}` } }))
+      await forwarder.flush()
+      assert.equal(diag.snapshot().counters['forward.failed'], 1, 'the oversized event, alone')
+      const before = hub.sent.length
+      for (let i = 0; i < 128; i++) forwarder.push(sampleEvent({ identity: { login: `m${i}` } }))
+      await forwarder.flush()
+      assert.deepEqual(
+        hub.sent.slice(before).map((b) => b.events.length),
+        [64, 64],
+        'full batches again',
+      )
+    } finally {
+      await forwarder.close()
+    }
+  })
+
+  it("a 401 about the batch's times is retried, signed again; a 401 bad_claim about anything else is not", async () => {
+    const expired = JSON.stringify({ error: 'expired', message: 'the batch has expired (exp); check the sender clock' })
+    const typ = JSON.stringify({ error: 'bad_claim', message: 'the batch claim "typ" is missing or invalid' })
+    const clockHub = scriptedHub((_b, n) => (n === 1 ? { status: 401, body: expired } : { status: 200 }))
+    const diag = createDiagnostics(new MemoryLogger())
+    const clock = createForwarder(config(), async () => clockHub.fetch, diag)
+    try {
+      clock.push(sampleEvent())
+      await clock.flush()
+      assert.equal(clockHub.sent.length, 2)
+      assert.notEqual(clockHub.sent[1]?.jti, clockHub.sent[0]?.jti, 'signed again, with the time then')
+      assert.equal(diag.snapshot().counters['forward.failed'] ?? 0, 0)
+    } finally {
+      await clock.close()
+    }
+    const typHub = scriptedHub(() => ({ status: 401, body: typ }))
+    const diag2 = createDiagnostics(new MemoryLogger())
+    const mismatch = createForwarder(config(), async () => typHub.fetch, diag2)
+    try {
+      mismatch.push(sampleEvent())
+      await mismatch.flush()
+      assert.equal(typHub.sent.length, 1, 'not retried')
+      assert.equal(diag2.snapshot().counters['forward.failed'], 1)
+    } finally {
+      await mismatch.close()
+    }
+  })
+})
