@@ -16,6 +16,7 @@ import { type HubOptions, RedisStore, SqreenAuthError, sqreenHub } from '../lib/
 import { BATCH_CONTENT_TYPE, BATCH_SIGNATURE_HEADER } from '../lib/transport/wire.js'
 import { MemoryLogger, variants } from './helpers/apps.js'
 import {
+  attackOn,
   ed25519,
   HS_SECRET,
   HUB_TOKEN,
@@ -38,21 +39,7 @@ const seed = async (hub: RunningHub): Promise<void> => {
     sampleEvent({ userKey: 'login:victim', loginKey: 'login:victim', at: new Date(start + i * 1000).toISOString() }),
   )
   const quiet = [sampleEvent({ userKey: 'id:quiet', identity: { id: 'quiet' }, loginKey: 'login:quiet' })]
-  const custom = [
-    sampleEvent({
-      type: 'custom',
-      source: 'sdk',
-      strategy: null,
-      reason: undefined,
-      name: 'sql_injection',
-      severity: 'medium',
-      userKey: 'id:app-attacked',
-      identity: { id: 'app-attacked' },
-      loginKey: undefined,
-      attempts: undefined,
-      status: undefined,
-    }),
-  ]
+  const custom = [attackOn('id:app-attacked', 'medium')]
   const res = await postBatch(hub.ingestUrl, await signBatch([...attack, ...quiet, ...custom], { key }))
   assert.equal(res.status, 200, JSON.stringify(res.body))
 }

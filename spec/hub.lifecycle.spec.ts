@@ -11,9 +11,17 @@ import { createDiagnostics } from '../lib/diagnostics.js'
 import { MemoryStore } from '../lib/index.js'
 import type { Store, StoreOp, StoreResult } from '../lib/store/store.js'
 import { createForwarder } from '../lib/transport/forwarder.js'
-import { signingKey } from '../lib/transport/keys.js'
 import { MemoryLogger } from './helpers/apps.js'
-import { attackOn, HS_SECRET, postBatch, recordingFetch, sampleEvent, signBatch, startHub } from './helpers/hub.js'
+import {
+  attackOn,
+  forwardConfig,
+  HS_SECRET,
+  postBatch,
+  recordingFetch,
+  sampleEvent,
+  signBatch,
+  startHub,
+} from './helpers/hub.js'
 
 const key = new TextEncoder().encode(HS_SECRET)
 
@@ -93,19 +101,7 @@ describe('hub.close() and batches in flight', () => {
     const diag = createDiagnostics(new MemoryLogger())
     const recorder = recordingFetch()
     const forwarder = createForwarder(
-      {
-        url: hub.ingestUrl,
-        key: signingKey(HS_SECRET),
-        batchSize: 5,
-        flushIntervalMs: 10,
-        maxQueued: 100,
-        timeoutMs: 2000,
-        baseDelayMs: 10,
-        maxDelayMs: 50,
-        expiresInSeconds: 60,
-        closeTimeoutMs: 200,
-        flushOnExit: false,
-      },
+      forwardConfig(hub.ingestUrl, { closeTimeoutMs: 200 }),
       async () => recorder.fetch,
       diag,
     )

@@ -14,9 +14,8 @@ import { createDiagnostics } from '../lib/diagnostics.js'
 import { sqreenHub } from '../lib/index.js'
 import { nodeFetch } from '../lib/notify/http.js'
 import { createForwarder, type Forwarder, retryAfterWait } from '../lib/transport/forwarder.js'
-import { signingKey } from '../lib/transport/keys.js'
 import { MemoryLogger } from './helpers/apps.js'
-import { HS_SECRET, sampleEvent } from './helpers/hub.js'
+import { forwardConfig, HS_SECRET, sampleEvent } from './helpers/hub.js'
 import { type ReceivedRequest, SlackReceiver, waitUntil } from './helpers/receivers.js'
 
 const BUSY = {
@@ -28,26 +27,20 @@ const BUSY = {
 describe('forwarders and a busy hub (Retry-After)', () => {
   it('the wait after Retry-After is never shorter than asked, plus up to half the backoff ceiling', () => {
     // base 1000, max 60000: the share is up to 500 ms on the first retry, then 1 s, 2 s ... at most 30 s.
-    assert.equal(
-      retryAfterWait(1000, 0, 1000, 60_000, () => 0),
-      1000,
-    )
-    assert.equal(
-      retryAfterWait(1000, 0, 1000, 60_000, () => 1),
-      1500,
-    )
-    assert.equal(
-      retryAfterWait(1000, 2, 1000, 60_000, () => 1),
-      3000,
-    )
-    assert.equal(
-      retryAfterWait(1000, 20, 1000, 60_000, () => 1),
-      31_000,
-    )
-    assert.equal(
-      retryAfterWait(600_000, 0, 1000, 60_000, () => 0.5),
-      600_250,
-    )
+    const cases: [afterMs: number, attempt: number, random: number, waits: number][] = [
+      [1000, 0, 0, 1000],
+      [1000, 0, 1, 1500],
+      [1000, 2, 1, 3000],
+      [1000, 20, 1, 31_000],
+      [600_000, 0, 0.5, 600_250],
+    ]
+    for (const [afterMs, attempt, random, waits] of cases) {
+      assert.equal(
+        retryAfterWait(afterMs, attempt, 1000, 60_000, () => random),
+        waits,
+        `${afterMs} ms, attempt ${attempt}`,
+      )
+    }
   })
 
   it('twelve forwarders told "Retry-After: 1" at once come back spread out, none before the second is up', async () => {
@@ -56,20 +49,14 @@ describe('forwarders and a busy hub (Retry-After)', () => {
     const diag = createDiagnostics(new MemoryLogger())
     const forwarders: Forwarder[] = Array.from({ length: n }, () =>
       createForwarder(
-        {
-          url: hub.url,
-          key: signingKey(HS_SECRET),
+        // The defaults: the share on top of Retry-After is 0-500 ms on the first retry.
+        forwardConfig(hub.url, {
           batchSize: 10,
-          flushIntervalMs: 10,
-          maxQueued: 100,
           timeoutMs: 5000,
-          // The defaults: the share on top of Retry-After is 0-500 ms on the first retry.
           baseDelayMs: 1000,
           maxDelayMs: 60_000,
-          expiresInSeconds: 60,
           closeTimeoutMs: 5000,
-          flushOnExit: false,
-        },
+        }),
         nodeFetch,
         diag,
       ),
@@ -132,19 +119,13 @@ describe('a hub that answers after the forwarder gave up', () => {
     const { port } = server.address() as { port: number }
     const diag = createDiagnostics(new MemoryLogger())
     const forwarder = createForwarder(
-      {
-        url: `http://127.0.0.1:${port}/hub/v1/events`,
-        key: signingKey(HS_SECRET),
+      forwardConfig(`http://127.0.0.1:${port}/hub/v1/events`, {
         batchSize: 10,
-        flushIntervalMs: 10,
-        maxQueued: 100,
         timeoutMs: 200,
         baseDelayMs: 50,
         maxDelayMs: 100,
-        expiresInSeconds: 60,
         closeTimeoutMs: 5000,
-        flushOnExit: false,
-      },
+      }),
       nodeFetch,
       diag,
     )

@@ -17,10 +17,9 @@ import { createDiagnostics } from '../lib/diagnostics.js'
 import { type Options, SqreenAuthError, sqreenAuth } from '../lib/index.js'
 import { nodeFetch } from '../lib/notify/http.js'
 import { createForwarder } from '../lib/transport/forwarder.js'
-import { signingKey } from '../lib/transport/keys.js'
 import { BATCH_CONTENT_TYPE, BATCH_SIGNATURE_HEADER, BATCH_TYP, WIRE_VERSION } from '../lib/transport/wire.js'
 import { MemoryLogger, variants } from './helpers/apps.js'
-import { ed25519, HS_SECRET, recordingFetch, sampleEvent, startHub } from './helpers/hub.js'
+import { ed25519, forwardConfig, HS_SECRET, recordingFetch, sampleEvent, startHub } from './helpers/hub.js'
 import { spawnTsx } from './helpers/process.js'
 import { alertApp, failLogins, login, SlackReceiver, serve, USERS, waitUntil } from './helpers/receivers.js'
 
@@ -335,19 +334,7 @@ describe('forwarding to a hub', () => {
     const diag = createDiagnostics(new MemoryLogger())
     const recorder = recordingFetch()
     const forwarder = createForwarder(
-      {
-        url: hub.ingestUrl,
-        key: signingKey(HS_SECRET),
-        batchSize: 5,
-        flushIntervalMs: 10_000,
-        maxQueued: 5,
-        timeoutMs: 2000,
-        baseDelayMs: 10,
-        maxDelayMs: 50,
-        expiresInSeconds: 60,
-        closeTimeoutMs: 2000,
-        flushOnExit: false,
-      },
+      forwardConfig(hub.ingestUrl, { flushIntervalMs: 10_000, maxQueued: 5 }),
       async () => recorder.fetch,
       diag,
     )
@@ -419,19 +406,7 @@ describe('forwarding to a hub', () => {
     const hub = await startHub()
     const diag = createDiagnostics(new MemoryLogger())
     const forwarder = createForwarder(
-      {
-        url: hub.ingestUrl,
-        key: signingKey(HS_SECRET),
-        batchSize: 5,
-        flushIntervalMs: 60_000,
-        maxQueued: 100,
-        timeoutMs: 2000,
-        baseDelayMs: 10,
-        maxDelayMs: 50,
-        expiresInSeconds: 60,
-        closeTimeoutMs: 3000,
-        flushOnExit: false,
-      },
+      forwardConfig(hub.ingestUrl, { flushIntervalMs: 60_000, closeTimeoutMs: 3000 }),
       nodeFetch,
       diag,
     )

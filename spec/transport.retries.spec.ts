@@ -8,9 +8,8 @@ import { after, before, describe, it } from 'node:test'
 import { createDiagnostics } from '../lib/diagnostics.js'
 import type { AuthEvent, FetchLike } from '../lib/index.js'
 import { createForwarder, type ForwardConfig } from '../lib/transport/forwarder.js'
-import { signingKey } from '../lib/transport/keys.js'
 import { MemoryLogger } from './helpers/apps.js'
-import { HS_SECRET, sampleEvent } from './helpers/hub.js'
+import { forwardConfig, sampleEvent } from './helpers/hub.js'
 import { waitUntil } from './helpers/receivers.js'
 
 interface Sent {
@@ -31,20 +30,15 @@ const scriptedHub = (answer: (batch: Sent, n: number) => { status: number; body?
   return { sent, fetch }
 }
 
-const config = (overrides: Partial<ForwardConfig> = {}): ForwardConfig => ({
-  url: 'http://hub.invalid/hub/v1/events',
-  key: signingKey(HS_SECRET),
-  batchSize: 5,
-  flushIntervalMs: 10,
-  maxQueued: 5,
-  timeoutMs: 5000,
-  baseDelayMs: 20,
-  maxDelayMs: 40,
-  expiresInSeconds: 60,
-  closeTimeoutMs: 3000,
-  flushOnExit: false,
-  ...overrides,
-})
+const config = (overrides: Partial<ForwardConfig> = {}): ForwardConfig =>
+  forwardConfig('http://hub.invalid/hub/v1/events', {
+    maxQueued: 5,
+    timeoutMs: 5000,
+    baseDelayMs: 20,
+    maxDelayMs: 40,
+    closeTimeoutMs: 3000,
+    ...overrides,
+  })
 
 describe('forwarder retries: what each answer settles', () => {
   // The forwarder's timers are unref'ed (it never keeps a process alive): this test's must.

@@ -18,9 +18,12 @@ import {
   type FetchLike,
   type HubOptions,
   type RiskAlert,
+  type Severity,
   type SqreenHub,
   sqreenHub,
 } from '../../lib/index.js'
+import type { ForwardConfig } from '../../lib/transport/forwarder.js'
+import { signingKey } from '../../lib/transport/keys.js'
 import { BATCH_CONTENT_TYPE, BATCH_SIGNATURE_HEADER, BATCH_TYP, WIRE_VERSION } from '../../lib/transport/wire.js'
 import { MemoryLogger } from './apps.js'
 
@@ -272,17 +275,36 @@ export const recordingFetch = (): { fetch: FetchLike; sent: SentBatch[] } => {
 }
 
 /** An attack the application reported (`trackEvent`, high severity): one ledger entry for `userKey` once scored. */
-export const attackOn = (userKey: string): AuthEvent =>
+export const attackOn = (userKey: string, severity: Severity = 'high'): AuthEvent =>
   sampleEvent({
     type: 'custom',
     source: 'sdk',
     strategy: null,
     reason: undefined,
     name: 'sql_injection',
-    severity: 'high',
+    severity,
     userKey,
     identity: { id: userKey },
     loginKey: undefined,
     attempts: undefined,
     status: undefined,
   })
+
+/**
+ * A forwarder's resolved configuration for specs that build one directly (createForwarder):
+ * the hub's HS256 secret, small batches and short waits, no signal handlers.
+ */
+export const forwardConfig = (url: string, overrides: Partial<ForwardConfig> = {}): ForwardConfig => ({
+  url,
+  key: signingKey(HS_SECRET),
+  batchSize: 5,
+  flushIntervalMs: 10,
+  maxQueued: 100,
+  timeoutMs: 2000,
+  baseDelayMs: 10,
+  maxDelayMs: 50,
+  expiresInSeconds: 60,
+  closeTimeoutMs: 2000,
+  flushOnExit: false,
+  ...overrides,
+})
