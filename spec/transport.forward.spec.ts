@@ -14,6 +14,7 @@ import { generateKeyPairSync } from 'node:crypto'
 import { after, describe, it } from 'node:test'
 import { decodeProtectedHeader, flattenedVerify } from 'jose'
 import { createDiagnostics } from '../lib/diagnostics.js'
+import type { AuthEvent } from '../lib/event.js'
 import { type Options, SqreenAuthError, sqreenAuth } from '../lib/index.js'
 import { nodeFetch } from '../lib/notify/http.js'
 import { createForwarder } from '../lib/transport/forwarder.js'
@@ -351,6 +352,42 @@ describe('forwarding to a hub', () => {
       )
       assert.equal(recorder.sent[0]?.claims.dropped, 7)
       assert.equal(hub.counter('hub.dropped_upstream'), 7)
+    } finally {
+      await forwarder.close()
+      await hub.close()
+    }
+  })
+
+  it('events are written as JSON when pushed: one that cannot be is counted and skipped, and push never throws', async () => {
+    const hub = await startHub()
+    const logger = new MemoryLogger()
+    const diag = createDiagnostics(logger)
+    const recorder = recordingFetch()
+    const forwarder = createForwarder(
+      forwardConfig(hub.ingestUrl, { flushIntervalMs: 10_000 }),
+      async () => recorder.fetch,
+      diag,
+    )
+    try {
+      const first = sampleEvent({ identity: { login: 'first' } })
+      // A property a listener could not have put there through the SDK (it checks values),
+      // standing for anything JSON.stringify refuses.
+      const bad = { ...sampleEvent(), properties: { n: 1n } } as unknown as AuthEvent
+      const last = sampleEvent({ identity: { login: 'last' } })
+      forwarder.push(first)
+      assert.doesNotThrow(() => forwarder.push(bad))
+      forwarder.push(last)
+      // What is sent is the event as it was pushed (a copy), not as it is when the batch goes.
+      ;(first.identity as Record<string, unknown>).login = 'changed later'
+      assert.equal(forwarder.size, 2)
+      assert.equal(diag.snapshot().counters['forward.failed'], 1)
+      assert.ok(logger.lines.some((l) => l.includes('forward_serialize_failed')))
+      await forwarder.flush()
+      assert.equal(hub.counter('hub.accepted'), 2)
+      assert.deepEqual(
+        recorder.sent.flatMap((b) => b.claims.events.map((e) => e.identity)),
+        [{ login: 'first' }, { login: 'last' }],
+      )
     } finally {
       await forwarder.close()
       await hub.close()

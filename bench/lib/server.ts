@@ -10,7 +10,9 @@
 // Talks to the parent over the fork IPC channel: sends { type: 'ready', port } once
 // listening, answers { type: 'stats' } with what the app observed, exits on { type: 'close' }.
 import type { AddressInfo } from 'node:net'
+import { resolve } from 'node:path'
 import { PerformanceObserver } from 'node:perf_hooks'
+import { pathToFileURL } from 'node:url'
 import express from 'express'
 import passport from 'passport'
 import { Strategy as LocalStrategy } from 'passport-local'
@@ -28,7 +30,10 @@ const send = (message: ChildMessage): void => void process.send?.(message)
 
 type Lib = typeof import('../../lib/index.js')
 // A URL held in a variable, so TypeScript does not require a build to type-check this file.
-const DIST = new URL('../../dist/index.js', import.meta.url).href
+// BENCH_DIST=<dir>: another build (a copy of dist/ with a change in it), for a same-run A/B.
+const DIST = process.env.BENCH_DIST
+  ? pathToFileURL(resolve(process.env.BENCH_DIST, 'index.js')).href
+  : new URL('../../dist/index.js', import.meta.url).href
 const load = async (): Promise<Lib> => {
   if (target === 'source') return import('../../lib/index.js')
   try {

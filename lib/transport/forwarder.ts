@@ -179,9 +179,10 @@ export const createForwarder = (
   fetchFn: () => Promise<FetchLike>,
   diag: Diagnostics,
 ): Forwarder => {
-  // A ring buffer: push, drop-oldest, take and put-back never copy what is queued.
-  const queue = new EventQueue<AuthEvent>(Math.min(config.maxQueued, 1024))
-  let inflight: AuthEvent[] = []
+  // A ring buffer: push, drop-oldest, take and put-back never copy what is queued. It holds
+  // each event as its JSON text, made when it is pushed (see `push`).
+  const queue = new EventQueue<string>(Math.min(config.maxQueued, 1024))
+  let inflight: string[] = []
   /** Events dropped since the last batch the hub accepted; reported in the next batch. */
   let droppedUnreported = 0
   /**
@@ -200,7 +201,7 @@ export const createForwarder = (
    * replay (409) instead of scored again: the hub's memory of event ids is bounded, and a
    * busy hub can have forgotten them by the time a retry comes.
    */
-  let resend: { readonly events: readonly AuthEvent[]; readonly signed: Signed; readonly untilMs: number } | undefined
+  let resend: { readonly events: readonly string[]; readonly signed: Signed; readonly untilMs: number } | undefined
   let attempt = 0
   let timer: NodeJS.Timeout | undefined
   /** A backoff (or Retry-After) wait is running: nothing is sent until it ends. */
@@ -224,10 +225,10 @@ export const createForwarder = (
     for (const resolve of waiting) resolve()
   }
 
-  const take = (n: number): AuthEvent[] => queue.take(n)
+  const take = (n: number): string[] => queue.take(n)
 
   /** Puts a batch that could not be delivered back in front, in order. */
-  const putBack = (batch: AuthEvent[]): void => queue.putBack(batch)
+  const putBack = (batch: string[]): void => queue.putBack(batch)
 
   const drop = (n: number): void => {
     diag.count('forward.dropped', n)
@@ -238,18 +239,12 @@ export const createForwarder = (
     )
   }
 
-  const sign = async (events: readonly AuthEvent[]): Promise<Signed> => {
+  const sign = async (events: readonly string[]): Promise<Signed> => {
     // Real time, not the `clock` option: iat/exp are checked by another machine's clock.
     const iat = Math.floor(Date.now() / 1000)
     const dropped = droppedUnreported
-    const body = JSON.stringify({
-      v: WIRE_VERSION,
-      iat,
-      exp: iat + config.expiresInSeconds,
-      jti: randomUUID(),
-      dropped,
-      events,
-    })
+    // The batch object's JSON, written around the events' own (each already JSON text).
+    const body = `{"v":${WIRE_VERSION},"iat":${iat},"exp":${iat + config.expiresInSeconds},"jti":"${randomUUID()}","dropped":${dropped},"events":[${events.join(',')}]}`
     // FlattenedSign, not CompactSign: jose's CompactSign refuses `b64: false`. With it the
     // signature covers the body bytes as they are, and the hub verifies them without
     // base64url-decoding the batch. The body is sent as the string it was signed from:
@@ -322,7 +317,7 @@ export const createForwarder = (
     }
   }
 
-  const send = async (events: readonly AuthEvent[], again: Signed | undefined): Promise<Outcome> => {
+  const send = async (events: readonly string[], again: Signed | undefined): Promise<Outcome> => {
     let signed: Signed
     try {
       signed = again ?? (await sign(events))
@@ -368,7 +363,7 @@ export const createForwarder = (
   let lastSigned: Signed | undefined
 
   /** The batch to send next: the one put back, signed as before while it is still valid, else a new one. */
-  const nextBatch = (): { events: AuthEvent[]; again: Signed | undefined } => {
+  const nextBatch = (): { events: string[]; again: Signed | undefined } => {
     const previous = resend
     resend = undefined
     if (previous !== undefined && Date.now() < previous.untilMs && queued() >= previous.events.length) {
@@ -568,7 +563,22 @@ export const createForwarder = (
         }
         drop(1)
       }
-      queue.push(event)
+      // As JSON text, made now: the queue then holds one flat string per event instead of
+      // the event's objects (the event, its identity, attempts and their strings), which
+      // wait here for up to a batch or `flushInterval`, long enough to be copied by young
+      // collections and promoted. Same-run A/B of the login app forwarding to a hub
+      // (bench/forward-ab.ts, 8 rounds): 1.022 times the throughput (A/A 1.002), CPU per
+      // login 0.970. It also means one event that cannot be written as JSON is skipped
+      // alone; written at signing time it failed its whole batch.
+      let json: string
+      try {
+        json = JSON.stringify(event)
+      } catch (err) {
+        diag.count('forward.failed')
+        diag.error('forward_serialize_failed', 'an event could not be written as JSON; it was not forwarded', err)
+        return
+      }
+      queue.push(json)
       schedule()
     },
     flush,
