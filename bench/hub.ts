@@ -413,10 +413,10 @@ const main = async (): Promise<void> => {
         body: Buffer.from(b.body),
         signature: b.signature,
       }))
-      const verify = createBatchVerifier(
-        { alg, key: verifyKey },
-        { maxTokenAgeSeconds: 300, clockToleranceSeconds: 30 },
-      )
+      const verify = createBatchVerifier([{ alg, key: verifyKey }], {
+        maxTokenAgeSeconds: 300,
+        clockToleranceSeconds: 30,
+      })
       let t = performance.now()
       const payloads = []
       for (const { body, signature } of sample) {

@@ -242,7 +242,12 @@ export interface VerifiedBatch {
 }
 
 export type Verification =
-  | { readonly ok: true; readonly batch: VerifiedBatch }
+  | {
+      readonly ok: true
+      readonly batch: VerifiedBatch
+      /** Which of the hub's keys verified it: 0 is the current one, higher ones are being retired. */
+      readonly keyIndex: number
+    }
   | { readonly ok: false; readonly refusal: IngestResult }
 
 export interface VerifyLimits {
@@ -270,17 +275,20 @@ const isNumericDate = (value: unknown): value is number => typeof value === 'num
 export type BatchVerifier = (body: Uint8Array, signature: string | undefined, nowMs?: number) => Promise<Verification>
 
 /**
- * Verifies a batch as the wire format defines it: the signature first (jose, the key's
+ * Verifies a batch as the wire format defines it: the signature first (jose, each key's
  * one algorithm, an unencoded payload only), then the header's `typ`, then the body is
  * parsed once and the claims that `jwtVerify` checked for version 1 are checked here,
- * with the same answers. Exported so that bench/hub.ts measures exactly this path.
+ * with the same answers. With several keys (a rotation, the current one first) the
+ * signature is checked against each in turn until one verifies it; only a wrong
+ * signature or another key's algorithm moves on to the next key, anything else about
+ * the JWS is refused at once. Exported so that bench/hub.ts measures exactly this path.
  */
-export const createBatchVerifier = (key: VerificationKey, limits: VerifyLimits): BatchVerifier => {
+export const createBatchVerifier = (keys: readonly VerificationKey[], limits: VerifyLimits): BatchVerifier => {
   // `crit: { b64: true }`: b64 is understood, and only when integrity protected. jose
   // verifies the body bytes as they are only when the protected header has `b64: false`
   // and lists b64 in `crit`; otherwise it wants a base64url string as the payload and
   // refuses the bytes, so an encoded-payload JWS can never verify here (no downgrade).
-  const options = { algorithms: [key.alg], crit: { b64: true } }
+  const options = keys.map((key) => ({ algorithms: [key.alg], crit: { b64: true } }))
   const tolerance = limits.clockToleranceSeconds
   const maxAge = limits.maxTokenAgeSeconds
   return async (body, signature, nowMs = Date.now()) => {
@@ -289,17 +297,26 @@ export const createBatchVerifier = (key: VerificationKey, limits: VerifyLimits):
     const parts = signature?.split('.')
     if (parts?.length !== 3 || parts[1] !== '') return refused(NOT_DETACHED)
     const encodedHeader = parts[0] as string
+    const jws = { protected: encodedHeader, signature: parts[2] as string, payload: body }
     let typ: unknown
-    try {
-      const verified = await flattenedVerify(
-        { protected: encodedHeader, signature: parts[2] as string, payload: body },
-        key.key,
-        options,
-      )
-      typ = verified.protectedHeader?.typ
-    } catch (err) {
-      return refused(verificationFailure(err, encodedHeader))
+    let keyIndex = 0
+    /** The refusal to give if no key verifies: a wrong signature outranks another algorithm. */
+    let failure: unknown
+    for (; keyIndex < keys.length; keyIndex++) {
+      try {
+        const verified = await flattenedVerify(jws, (keys[keyIndex] as VerificationKey).key, options[keyIndex])
+        typ = verified.protectedHeader?.typ
+        failure = undefined
+        break
+      } catch (err) {
+        const code = (err as { code?: unknown })?.code
+        if (code !== 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED' && code !== 'ERR_JOSE_ALG_NOT_ALLOWED') {
+          return refused(verificationFailure(err, encodedHeader))
+        }
+        if (failure === undefined || code === 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED') failure = err
+      }
     }
+    if (failure !== undefined) return refused(verificationFailure(failure, encodedHeader))
     if (typeof typ !== 'string' || normalizeTyp(typ) !== EXPECTED_TYP) return refused(badClaim('typ'))
 
     // Parsed once, only now that the bytes are known to come from a key holder.
@@ -330,7 +347,7 @@ export const createBatchVerifier = (key: VerificationKey, limits: VerifyLimits):
       return refused(refuse(401, 'lifetime_too_long', `a batch may live at most ${maxAge} s (exp - iat)`))
     if (v !== WIRE_VERSION)
       return refused(refuse(400, 'version', `unsupported batch version (expected ${WIRE_VERSION})`))
-    return { ok: true, batch: { jti, iat, exp, events, dropped } }
+    return { ok: true, batch: { jti, iat, exp, events, dropped }, keyIndex }
   }
 }
 
@@ -339,7 +356,7 @@ export const createIngest = (config: HubConfig, engine: RiskEngine, views: HubVi
   // Enough to cover a few minutes of batches; a re-sent batch comes back within the sender's backoff.
   const seen = new RecentIds(Math.max(100_000, config.limits.events * 100))
   const schema: SchemaLimits = { futureMs: config.clockToleranceSeconds * 1000 + 60_000, pastMs: MAX_EVENT_AGE_MS }
-  const verify = createBatchVerifier(config.key, config)
+  const verify = createBatchVerifier(config.keys, config)
   const userAgents = new Interner(1_000)
   const ips = new Interner(10_000)
   const strategies = new Interner(100)
@@ -487,6 +504,8 @@ export const createIngest = (config: HubConfig, engine: RiskEngine, views: HubVi
     // Counted before the shared store is asked: verified batches received by this hub.
     diag.count('hub.batches')
     diag.count('hub.events_in', events.length)
+    // A key being retired still in use: the counter tells when it can be removed.
+    if (verified.keyIndex > 0) diag.count('hub.batches_older_key')
 
     const now = config.clock()
     const rejected: Rejection[] = []

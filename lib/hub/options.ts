@@ -69,8 +69,13 @@ export interface HubOptions extends ScoringAndAlertOptions {
    * Verifies forwarded batches: the forwarders' shared HS256 secret (>= 32 bytes), or the
    * Ed25519 public key (KeyObject or PEM) of their private `forward.key`. Only that key's
    * algorithm is accepted. Required.
+   *
+   * To rotate it without losing batches, pass several: `[newKey, oldKey]` (at most 4).
+   * Each batch is checked against them in order; a batch that only an
+   * older key verifies counts in `hub.batches_older_key`, and once that counter stops
+   * rising (every forwarder signs with the new key) the old one can go.
    */
-  key: string | Buffer | KeyObject
+  key: BatchKeyInput | readonly BatchKeyInput[]
   /**
    * Bearer token for the JSON API and the dashboard's sign-in (>= 32 characters). Either
    * `token` or `jwt` is required: the hub has no open default.
@@ -115,8 +120,15 @@ export interface HubOptions extends ScoringAndAlertOptions {
 /** What `sqreenHub()` takes: `const options: SqreenHubOptions = { ... }`. */
 export type SqreenHubOptions = OptionsInput<HubOptions>
 
+/** One batch key as `sqreenHub({ key })` takes it. */
+export type BatchKeyInput = string | Buffer | KeyObject
+
+/** Keys a hub accepts at once: the current one and those being retired (see `key`). */
+export const MAX_BATCH_KEYS = 4
+
 export interface HubConfig {
-  readonly key: VerificationKey
+  /** The batch keys, the current one first (see `HubOptions['key']`). */
+  readonly keys: readonly VerificationKey[]
   readonly token: string | undefined
   readonly jwt:
     | { readonly key: VerificationKey; readonly issuer: string | undefined; readonly audience: string | undefined }
@@ -264,6 +276,32 @@ const resolveReorderWindow = (value: unknown): number => {
   return ms
 }
 
+/** `key`: one batch key or several (a rotation), each resolved and checked once. */
+const resolveBatchKeys = (value: unknown): readonly VerificationKey[] => {
+  if (!Array.isArray(value)) {
+    return Object.freeze([Object.freeze(verificationKey(value, 'key', 'ERR_SQREEN_HUB_KEY', ['HS256', 'EdDSA']))])
+  }
+  if (value.length === 0 || value.length > MAX_BATCH_KEYS) {
+    throw new SqreenAuthError(
+      'ERR_SQREEN_HUB_KEY',
+      `"key" as an array holds the batch keys of a rotation, the new one first: 1 to ${MAX_BATCH_KEYS} keys, got ${value.length}.`,
+    )
+  }
+  const keys = value.map((item: unknown, i) =>
+    Object.freeze(verificationKey(item, `key[${i}]`, 'ERR_SQREEN_HUB_KEY', ['HS256', 'EdDSA'])),
+  )
+  for (let i = 1; i < keys.length; i++) {
+    const material = keyMaterial(keys[i] as VerificationKey)
+    const twin = keys.findIndex(
+      (other, j) => j < i && other.alg === keys[i]?.alg && keyMaterial(other).equals(material),
+    )
+    if (twin !== -1) {
+      throw new SqreenAuthError('ERR_SQREEN_HUB_KEY', `"key[${i}]" is the same key as "key[${twin}]".`)
+    }
+  }
+  return Object.freeze(keys)
+}
+
 /** The bytes of an HS256 secret, or the SPKI of a public key: what makes two keys the same key. */
 const keyMaterial = (key: VerificationKey): Buffer =>
   key.key instanceof KeyObject
@@ -346,10 +384,10 @@ export const resolveHubOptions = (input: unknown): HubConfig => {
     return value as T
   }
   const maxTokenAgeMs = duration('maxTokenAge', options.maxTokenAge, 300_000)
-  const key = Object.freeze(verificationKey(options.key, 'key', 'ERR_SQREEN_HUB_KEY', ['HS256', 'EdDSA']))
-  checkSeparateKeys(key, token, jwt)
+  const keys = resolveBatchKeys(options.key)
+  for (const key of keys) checkSeparateKeys(key, token, jwt)
   return Object.freeze({
-    key,
+    keys,
     token,
     jwt,
     store: resolveStore(options.store),
