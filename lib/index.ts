@@ -11,6 +11,7 @@ export type {
   UserContextMode,
 } from './event.js'
 export type {
+  BatchKeyInput,
   EventSummary,
   HubJwtOptions,
   HubLimits,

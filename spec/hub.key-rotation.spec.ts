@@ -6,9 +6,10 @@
  * key. Real forwarding apps (sqreenAuth({ forward })) and hand-signed batches over HTTP.
  */
 import assert from 'node:assert/strict'
+import type { KeyObject } from 'node:crypto'
 import { describe, it } from 'node:test'
 import { MAX_BATCH_KEYS } from '../lib/hub/options.js'
-import { SqreenAuthError, sqreenHub } from '../lib/index.js'
+import { SqreenAuthError, sqreenAuth, sqreenHub } from '../lib/index.js'
 import { variants } from './helpers/apps.js'
 import {
   ed25519,
@@ -28,7 +29,7 @@ const variant = variants[0]!
 const jane = USERS[0]!
 
 /** A real app that forwards its logins with `key` (scoring only at the hub). */
-const forwardingApp = (url: string, key: string | import('node:crypto').KeyObject) =>
+const forwardingApp = (url: string, key: string | Buffer | KeyObject) =>
   alertApp(variant, {
     scoring: false,
     fetch: recordingFetch().fetch,
@@ -140,16 +141,71 @@ describe('hub batch key rotation', () => {
     )
     refused([NEW_SECRET, 'short'], /"key\[1\]" is an HS256 secret of 5 bytes/)
     refused([NEW_SECRET, HS_SECRET, NEW_SECRET], /"key\[2\]" is the same key as "key\[0\]"/)
+    // A hole in the list (\`[, key]\`) is a missing key, not a skipped one.
+    // biome-ignore lint/suspicious/noSparseArray: the sparse array is the case under test
+    refused([, NEW_SECRET], /"key\[0\]" must be an HS256 secret/)
     const pair = ed25519()
     refused([pair.publicKey, pair.publicPem], /"key\[1\]" is the same key as "key\[0\]"/)
     // Every batch key must differ from the API token, as a single key must.
     assert.throws(
       () => sqreenHub({ key: [NEW_SECRET, HUB_TOKEN], token: HUB_TOKEN }),
-      /"key" \(the forwarders' batch secret\) and "token"/,
+      /"key\[1\]" \(the forwarders' batch secret\) and "token"/,
     )
     // One key in an array is the same as the key alone.
     sqreenHub({ key: [HS_SECRET], token: HUB_TOKEN })
       .close()
       .catch(() => {})
+  })
+})
+
+describe('keys read from PEM files as Buffers', () => {
+  it('the hub takes a public key PEM Buffer (readFileSync without an encoding) as the key it is, never as an HS256 secret', async () => {
+    const pair = ed25519()
+    const pemBuffer = Buffer.from(`\n${pair.publicPem}`)
+    const hub = await startHub({ key: pemBuffer })
+    try {
+      // The forgery the old reading allowed: HS256 over the batch with the public key's bytes as the secret.
+      const forged = await postBatch(
+        hub.ingestUrl,
+        await signBatch([sampleEvent()], { key: new Uint8Array(pemBuffer) }),
+      )
+      assert.equal(forged.status, 401)
+      assert.equal(forged.body.error, 'alg_not_allowed')
+      const genuine = await signBatch([sampleEvent()], { key: pair.privateKey, alg: 'EdDSA' })
+      assert.equal((await postBatch(hub.ingestUrl, genuine)).status, 200)
+      assert.equal(hub.counter('hub.accepted'), 1)
+    } finally {
+      await hub.close()
+    }
+    // The same for a key of a rotation and for jwt.key.
+    assert.throws(
+      () => sqreenHub({ key: [HS_SECRET, Buffer.from('-----BEGIN PUBLIC KEY-----\nnot a key\n')], token: HUB_TOKEN }),
+      /"key\[1\]" looks like a PEM/,
+    )
+    assert.throws(
+      () => sqreenHub({ key: HS_SECRET, jwt: { key: Buffer.from('-----BEGIN PUBLIC KEY-----\nnot a key\n') } }),
+      /"jwt.key" looks like a PEM/,
+    )
+  })
+
+  it('a forwarder takes a private key PEM Buffer as its Ed25519 key, and the hub accepts what it signs', async () => {
+    const pair = ed25519()
+    const hub = await startHub({ key: pair.publicKey })
+    const h = forwardingApp(hub.ingestUrl, Buffer.from(pair.privatePem) as unknown as string)
+    const app = await serve(h.app)
+    try {
+      await failLogins(app.url, jane.username, 2, { ip: '198.51.100.32' })
+      await h.sqreen.close()
+      await waitUntil(() => hub.counter('hub.accepted') === 2, 'the hub to accept the 2 events')
+      assert.equal(hub.counter('hub.batches_refused'), 0)
+    } finally {
+      await app.close()
+      await hub.close()
+    }
+    // A public key PEM Buffer is refused as a forward.key, as the string is.
+    assert.throws(
+      () => sqreenAuth({ forward: { url: 'http://127.0.0.1:1/v1/events', key: Buffer.from(pair.publicPem) } }),
+      /public key PEM/,
+    )
   })
 })

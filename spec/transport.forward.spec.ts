@@ -394,6 +394,37 @@ describe('forwarding to a hub', () => {
     }
   })
 
+  it('an event with no JSON form costs no queued event, even with the queue full', async () => {
+    const hub = await startHub()
+    const diag = createDiagnostics(new MemoryLogger())
+    const recorder = recordingFetch()
+    const forwarder = createForwarder(
+      forwardConfig(hub.ingestUrl, { flushIntervalMs: 10_000, batchSize: 3, maxQueued: 3 }),
+      async () => recorder.fetch,
+      diag,
+    )
+    try {
+      const kept = [1, 2, 3].map((i) => sampleEvent({ identity: { login: `kept${i}` } }))
+      for (const e of kept) forwarder.push(e)
+      // Pushed in the same turn as the three: nothing has left the queue yet.
+      forwarder.push({ ...sampleEvent(), properties: { n: 1n } } as unknown as AuthEvent)
+      // A toJSON answering undefined: JSON.stringify gives undefined, which a join would turn into "[a,,b]".
+      forwarder.push({ ...sampleEvent(), toJSON: () => undefined } as unknown as AuthEvent)
+      assert.equal(forwarder.size, 3)
+      assert.equal(diag.snapshot().counters['forward.failed'], 2)
+      assert.equal(diag.snapshot().counters['forward.dropped'], undefined)
+      await forwarder.flush()
+      assert.equal(hub.counter('hub.accepted'), 3)
+      assert.deepEqual(
+        recorder.sent.flatMap((b) => b.claims.events.map((e) => e.identity)),
+        kept.map((e) => e.identity),
+      )
+    } finally {
+      await forwarder.close()
+      await hub.close()
+    }
+  })
+
   it('queue overflow through real logins while the hub is down is counted, and the rest delivered', async () => {
     const hub = await startHub()
     await hub.down()

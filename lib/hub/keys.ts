@@ -1,5 +1,6 @@
 import { createPublicKey, KeyObject } from 'node:crypto'
 import { SqreenAuthError, type SqreenAuthErrorCode } from '../errors.js'
+import { pemAsText } from '../pem.js'
 
 /** A key that verifies JWTs, pinned to the one algorithm it is meant for. */
 export interface VerificationKey {
@@ -50,11 +51,12 @@ const fromKeyObject = (
  * only, so `alg: none` and HS256-signed-with-the-public-key tokens are refused.
  */
 export const verificationKey = (
-  value: unknown,
+  input: unknown,
   name: string,
   code: SqreenAuthErrorCode,
   allowed: readonly VerificationKey['alg'][],
 ): VerificationKey => {
+  const value = pemAsText(input)
   const fail = (message: string): never => {
     throw new SqreenAuthError(code, message)
   }

@@ -287,9 +287,11 @@ const resolveBatchKeys = (value: unknown): readonly VerificationKey[] => {
       `"key" as an array holds the batch keys of a rotation, the new one first: 1 to ${MAX_BATCH_KEYS} keys, got ${value.length}.`,
     )
   }
-  const keys = value.map((item: unknown, i) =>
-    Object.freeze(verificationKey(item, `key[${i}]`, 'ERR_SQREEN_HUB_KEY', ['HS256', 'EdDSA'])),
-  )
+  // A plain loop: `map` skips the holes of a sparse array ([, key]), which must be refused too.
+  const keys: VerificationKey[] = []
+  for (let i = 0; i < value.length; i++) {
+    keys.push(Object.freeze(verificationKey(value[i], `key[${i}]`, 'ERR_SQREEN_HUB_KEY', ['HS256', 'EdDSA'])))
+  }
   for (let i = 1; i < keys.length; i++) {
     const material = keyMaterial(keys[i] as VerificationKey)
     const twin = keys.findIndex(
@@ -316,18 +318,23 @@ const keyMaterial = (key: VerificationKey): Buffer =>
  * minting JWTs (for Ed25519, the forwarders hold the very private key that signs them).
  * The token and an HS256 JWT secret must differ too.
  */
-const checkSeparateKeys = (key: VerificationKey, token: string | undefined, jwt: HubConfig['jwt']): void => {
+const checkSeparateKeys = (
+  key: VerificationKey,
+  token: string | undefined,
+  jwt: HubConfig['jwt'],
+  name = 'key',
+): void => {
   const batchKey = keyMaterial(key)
   if (token !== undefined && key.alg === 'HS256' && batchKey.equals(Buffer.from(token, 'utf8'))) {
     throw new SqreenAuthError(
       'ERR_SQREEN_HUB_AUTH',
-      '"key" (the forwarders\' batch secret) and "token" (the API and dashboard secret) must differ: every forwarder holds the batch secret. Generate another for each (e.g. `openssl rand -base64 32`).',
+      `"${name}" (the forwarders' batch secret) and "token" (the API and dashboard secret) must differ: every forwarder holds the batch secret. Generate another for each (e.g. \`openssl rand -base64 32\`).`,
     )
   }
   if (jwt !== undefined && jwt.key.alg === key.alg && keyMaterial(jwt.key).equals(batchKey)) {
     throw new SqreenAuthError(
       'ERR_SQREEN_HUB_AUTH',
-      '"key" (which verifies forwarded batches) and "jwt.key" (which verifies API and dashboard JWTs) must differ: whoever signs batches could otherwise sign JWTs too.',
+      `"${name}" (which verifies forwarded batches) and "jwt.key" (which verifies API and dashboard JWTs) must differ: whoever signs batches could otherwise sign JWTs too.`,
     )
   }
   // A token is sent to the hub (typed into the sign-in form, kept by scripts); were it also
@@ -385,7 +392,7 @@ export const resolveHubOptions = (input: unknown): HubConfig => {
   }
   const maxTokenAgeMs = duration('maxTokenAge', options.maxTokenAge, 300_000)
   const keys = resolveBatchKeys(options.key)
-  for (const key of keys) checkSeparateKeys(key, token, jwt)
+  for (const [i, key] of keys.entries()) checkSeparateKeys(key, token, jwt, keys.length === 1 ? 'key' : `key[${i}]`)
   return Object.freeze({
     keys,
     token,

@@ -553,6 +553,24 @@ export const createForwarder = (
         diag.count('forward.dropped')
         return
       }
+      // As JSON text, made now: the queue then holds one flat string per event instead of
+      // the event's objects (the event, its identity, attempts and their strings), which
+      // wait here for up to a batch or `flushInterval`, long enough to be copied by young
+      // collections and promoted. Same-run A/B of the login app forwarding to a hub
+      // (bench/forward-ab.ts, 8 rounds): 1.022 times the throughput (A/A 1.002), CPU per
+      // login 0.970. It also means one event that cannot be written as JSON is skipped
+      // alone; written at signing time it failed its whole batch.
+      // Before anything is dropped to make room: a refused event must not cost a queued one.
+      let json: string | undefined
+      try {
+        // `undefined` too (a `toJSON` answering it): joined, it would break the batch's JSON.
+        json = JSON.stringify(event) as string | undefined
+        if (typeof json !== 'string') throw new TypeError('the event has no JSON form')
+      } catch (err) {
+        diag.count('forward.failed')
+        diag.error('forward_serialize_failed', 'an event could not be written as JSON; it was not forwarded', err)
+        return
+      }
       if (size() >= config.maxQueued) {
         if (queued() > 0) {
           queue.dropOldest()
@@ -562,21 +580,6 @@ export const createForwarder = (
           return
         }
         drop(1)
-      }
-      // As JSON text, made now: the queue then holds one flat string per event instead of
-      // the event's objects (the event, its identity, attempts and their strings), which
-      // wait here for up to a batch or `flushInterval`, long enough to be copied by young
-      // collections and promoted. Same-run A/B of the login app forwarding to a hub
-      // (bench/forward-ab.ts, 8 rounds): 1.022 times the throughput (A/A 1.002), CPU per
-      // login 0.970. It also means one event that cannot be written as JSON is skipped
-      // alone; written at signing time it failed its whole batch.
-      let json: string
-      try {
-        json = JSON.stringify(event)
-      } catch (err) {
-        diag.count('forward.failed')
-        diag.error('forward_serialize_failed', 'an event could not be written as JSON; it was not forwarded', err)
-        return
       }
       queue.push(json)
       schedule()

@@ -1,5 +1,6 @@
 import { createPrivateKey, KeyObject } from 'node:crypto'
 import { SqreenAuthError } from '../errors.js'
+import { pemAsText } from '../pem.js'
 
 /** What `forward.key` accepts: a shared HS256 secret, or an Ed25519 private key (KeyObject or PKCS#8 PEM). */
 export type ForwardKeyInput = string | Buffer | KeyObject
@@ -40,7 +41,8 @@ const fromKeyObject = (key: KeyObject, name: string): SigningKey => {
  * Resolves `forward.key` once, at setup. A PEM string is an Ed25519 private key;
  * any other string or Buffer is a shared HS256 secret of at least 32 bytes.
  */
-export const signingKey = (value: unknown, name = 'forward.key'): SigningKey => {
+export const signingKey = (input: unknown, name = 'forward.key'): SigningKey => {
+  const value = pemAsText(input)
   if (value instanceof KeyObject) return fromKeyObject(value, name)
   if (typeof value === 'string' && value.trimStart().startsWith('-----BEGIN')) {
     if (/-----BEGIN PUBLIC KEY-----/.test(value)) {
