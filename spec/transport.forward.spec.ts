@@ -64,7 +64,7 @@ describe('forwarding to a hub', () => {
         const [protectedHeader, payload, signature] = batch.signature.split('.')
         assert.equal(payload, '', 'detached: no payload in the header')
         const verified = await flattenedVerify(
-          { protected: protectedHeader ?? '', signature: signature ?? '', payload: Buffer.from(batch.body) },
+          { protected: protectedHeader ?? '', signature: signature ?? '', payload: batch.bytes },
           new TextEncoder().encode(HS_SECRET),
           { algorithms: ['HS256'] },
         )
@@ -114,7 +114,11 @@ describe('forwarding to a hub', () => {
         assert.equal(decodeProtectedHeader(h.sent[0]?.signature ?? '').alg, 'EdDSA')
         const [protectedHeader, , signature] = (h.sent[0]?.signature ?? '').split('.')
         await flattenedVerify(
-          { protected: protectedHeader ?? '', signature: signature ?? '', payload: Buffer.from(h.sent[0]?.body ?? '') },
+          {
+            protected: protectedHeader ?? '',
+            signature: signature ?? '',
+            payload: h.sent[0]?.bytes ?? new Uint8Array(),
+          },
           keys.publicKey,
           { algorithms: ['EdDSA'] },
         )

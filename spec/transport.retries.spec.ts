@@ -21,8 +21,8 @@ interface Sent {
 /** A hub that answers `answer(batch)`; the batches it was sent, in order. */
 const scriptedHub = (answer: (batch: Sent, n: number) => { status: number; body?: string }) => {
   const sent: Sent[] = []
-  const fetch = (async (_url: string, init?: { body?: unknown }) => {
-    const batch = JSON.parse(String(init?.body)) as Sent
+  const fetch = (async (_url: string, init?: { body?: string | Uint8Array }) => {
+    const batch = JSON.parse(Buffer.from(init?.body ?? '').toString('utf8')) as Sent
     sent.push(batch)
     const { status, body = '{}' } = answer(batch, sent.length)
     return { status, headers: { get: () => null }, text: async () => body }

@@ -1,4 +1,5 @@
 import { Buffer, isUtf8 } from 'node:buffer'
+import { KeyObject, webcrypto } from 'node:crypto'
 import { decodeProtectedHeader, flattenedVerify } from 'jose'
 import type { Diagnostics } from '../diagnostics.js'
 import type { AuthEvent } from '../event.js'
@@ -289,6 +290,30 @@ export const createBatchVerifier = (keys: readonly VerificationKey[], limits: Ve
   // and lists b64 in `crit`; otherwise it wants a base64url string as the payload and
   // refuses the bytes, so an encoded-payload JWS can never verify here (no downgrade).
   const options = keys.map((key) => ({ algorithms: [key.alg], crit: { b64: true } }))
+  // An HS256 secret imported once as a CryptoKey: given bytes, jose imports them again for
+  // every batch. (A failed import is not kept: the next batch tries again.)
+  const prepared: (Promise<KeyObject | Uint8Array | webcrypto.CryptoKey> | undefined)[] = keys.map(() => undefined)
+  const preparedKey = (i: number): Promise<KeyObject | Uint8Array | webcrypto.CryptoKey> => {
+    const { alg, key } = keys[i] as VerificationKey
+    let ready = prepared[i]
+    if (ready === undefined) {
+      ready =
+        alg === 'HS256'
+          ? webcrypto.subtle.importKey(
+              'raw',
+              key instanceof KeyObject ? key.export() : key,
+              { name: 'HMAC', hash: 'SHA-256' },
+              false,
+              ['verify'],
+            )
+          : Promise.resolve(key)
+      ready.catch(() => {
+        prepared[i] = undefined
+      })
+      prepared[i] = ready
+    }
+    return ready
+  }
   const tolerance = limits.clockToleranceSeconds
   const maxAge = limits.maxTokenAgeSeconds
   return async (body, signature, nowMs = Date.now()) => {
@@ -303,8 +328,10 @@ export const createBatchVerifier = (keys: readonly VerificationKey[], limits: Ve
     /** The refusal to give if no key verifies: a wrong signature outranks another algorithm. */
     let failure: unknown
     for (; keyIndex < keys.length; keyIndex++) {
+      // Outside the try: a key that cannot be imported is the hub's fault (500), not the batch's.
+      const key = await preparedKey(keyIndex)
       try {
-        const verified = await flattenedVerify(jws, (keys[keyIndex] as VerificationKey).key, options[keyIndex])
+        const verified = await flattenedVerify(jws, key, options[keyIndex])
         typ = verified.protectedHeader?.typ
         failure = undefined
         break

@@ -1,10 +1,14 @@
-/** The subset of `fetch` the notifiers use; node-fetch by default, injectable for tests. */
+/**
+ * The subset of `fetch` the notifiers and the forwarder use; node-fetch by default,
+ * injectable for tests. The body is a string, or (the forwarder's batches) the exact
+ * bytes that were signed, which `fetch` sends as they are.
+ */
 export type FetchLike = (
   url: string,
   init: {
     method: string
     headers: Record<string, string>
-    body: string
+    body: string | Uint8Array
     redirect: 'manual'
     signal: AbortSignal
   },

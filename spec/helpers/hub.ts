@@ -236,8 +236,10 @@ export const sampleEvent = (overrides: Record<string, unknown> = {}): AuthEvent 
 export interface SentBatch {
   readonly at: number
   readonly url: string
-  /** The request body, as sent (and signed). */
+  /** The request body as text (the bytes below, decoded as UTF-8). */
   readonly body: string
+  /** The request body's bytes, exactly as sent (and signed). */
+  readonly bytes: Uint8Array
   /** The `Sqreen-Signature` header: the detached JWS. */
   readonly signature: string
   /** The parsed (unverified) body, for inspection. */
@@ -253,13 +255,16 @@ export const recordingFetch = (): { fetch: FetchLike; sent: SentBatch[] } => {
   const sent: SentBatch[] = []
   const fetch: FetchLike = async (url, init) => {
     const signature = init.headers[BATCH_SIGNATURE_HEADER] ?? ''
+    const bytes = typeof init.body === 'string' ? Buffer.from(init.body, 'utf8') : init.body
+    const text = Buffer.from(bytes).toString('utf8')
     const entry: SentBatch = {
       at: Date.now(),
       url,
-      body: init.body,
+      body: text,
+      bytes,
       signature,
       header: JSON.parse(Buffer.from(signature.split('.')[0] ?? '', 'base64url').toString('utf8')),
-      claims: JSON.parse(init.body),
+      claims: JSON.parse(text),
     }
     sent.push(entry)
     try {
