@@ -113,4 +113,12 @@ await Promise.all(
       }),
   ),
 )
+// What the hub received: events per batch tells whether the forwarders filled their batches.
+const hubAnswer = next<{ counters: Record<string, number> }>(hub, 'stats')
+hub.send({ type: 'stats' })
+const { counters } = await hubAnswer
+const batches = counters['hub.batches'] ?? 0
+console.log(
+  `hub: ${counters['hub.accepted'] ?? 0} events accepted in ${batches} batches (${((counters['hub.events_in'] ?? 0) / Math.max(1, batches)).toFixed(0)} per batch)`,
+)
 hub.send({ type: 'close' })
