@@ -1,8 +1,8 @@
 import { Buffer, isUtf8 } from 'node:buffer'
-import { KeyObject, webcrypto } from 'node:crypto'
 import { decodeProtectedHeader, flattenedVerify } from 'jose'
 import type { Diagnostics } from '../diagnostics.js'
 import type { AuthEvent } from '../event.js'
+import { type JoseKey, preparedJoseKey } from '../jose-key.js'
 import type { createRiskEngine } from '../risk/engine.js'
 import { MemoryStore } from '../store/memory.js'
 import type { Store, StoreOp } from '../store/store.js'
@@ -290,30 +290,7 @@ export const createBatchVerifier = (keys: readonly VerificationKey[], limits: Ve
   // and lists b64 in `crit`; otherwise it wants a base64url string as the payload and
   // refuses the bytes, so an encoded-payload JWS can never verify here (no downgrade).
   const options = keys.map((key) => ({ algorithms: [key.alg], crit: { b64: true } }))
-  // An HS256 secret imported once as a CryptoKey: given bytes, jose imports them again for
-  // every batch. (A failed import is not kept: the next batch tries again.)
-  const prepared: (Promise<KeyObject | Uint8Array | webcrypto.CryptoKey> | undefined)[] = keys.map(() => undefined)
-  const preparedKey = (i: number): Promise<KeyObject | Uint8Array | webcrypto.CryptoKey> => {
-    const { alg, key } = keys[i] as VerificationKey
-    let ready = prepared[i]
-    if (ready === undefined) {
-      ready =
-        alg === 'HS256'
-          ? webcrypto.subtle.importKey(
-              'raw',
-              key instanceof KeyObject ? key.export() : key,
-              { name: 'HMAC', hash: 'SHA-256' },
-              false,
-              ['verify'],
-            )
-          : Promise.resolve(key)
-      ready.catch(() => {
-        prepared[i] = undefined
-      })
-      prepared[i] = ready
-    }
-    return ready
-  }
+  const preparedKeys = keys.map((key) => preparedJoseKey(key.alg, key.key, 'verify'))
   const tolerance = limits.clockToleranceSeconds
   const maxAge = limits.maxTokenAgeSeconds
   return async (body, signature, nowMs = Date.now()) => {
@@ -329,7 +306,7 @@ export const createBatchVerifier = (keys: readonly VerificationKey[], limits: Ve
     let failure: unknown
     for (; keyIndex < keys.length; keyIndex++) {
       // Outside the try: a key that cannot be imported is the hub's fault (500), not the batch's.
-      const key = await preparedKey(keyIndex)
+      const key = await (preparedKeys[keyIndex] as () => Promise<JoseKey>)()
       try {
         const verified = await flattenedVerify(jws, key, options[keyIndex])
         typ = verified.protectedHeader?.typ

@@ -1,7 +1,8 @@
-import { KeyObject, randomUUID, webcrypto } from 'node:crypto'
+import { randomUUID } from 'node:crypto'
 import { FlattenedSign } from 'jose'
 import type { Diagnostics } from '../diagnostics.js'
 import type { AuthEvent } from '../event.js'
+import { preparedJoseKey } from '../jose-key.js'
 import { type FetchLike, retryAfterMs } from '../notify/http.js'
 import { backoff } from '../notify/queue.js'
 import { EventQueue } from './event-queue.js'
@@ -241,30 +242,7 @@ export const createForwarder = (
     )
   }
 
-  /**
-   * The key as jose uses it fastest: an HS256 secret imported once as a `CryptoKey` (given
-   * bytes, jose imports them again for every batch; an Ed25519 `KeyObject` it converts once
-   * and caches itself). A failed import is not kept: the next batch tries again.
-   */
-  let prepared: Promise<KeyObject | Uint8Array | webcrypto.CryptoKey> | undefined
-  const preparedKey = (): Promise<KeyObject | Uint8Array | webcrypto.CryptoKey> => {
-    const { alg, key } = config.key
-    prepared ??= (
-      alg === 'HS256'
-        ? webcrypto.subtle.importKey(
-            'raw',
-            key instanceof KeyObject ? key.export() : key,
-            { name: 'HMAC', hash: 'SHA-256' },
-            false,
-            ['sign'],
-          )
-        : Promise.resolve(key)
-    ).catch((err: unknown) => {
-      prepared = undefined
-      throw err
-    })
-    return prepared
-  }
+  const preparedKey = preparedJoseKey(config.key.alg, config.key.key, 'sign')
 
   const sign = async (events: readonly string[]): Promise<Signed> => {
     // Real time, not the `clock` option: iat/exp are checked by another machine's clock.
