@@ -215,3 +215,58 @@ for (const variant of variants) {
     })
   })
 }
+
+/**
+ * A strategy whose `fail()` gets a string: Passport passes it on as a `WWW-Authenticate`
+ * challenge, but strategies also pass plain messages there (passport-custom's
+ * `done(null, false, 'Invalid code')`, passport-magic-login's token errors). Only a
+ * challenge means no credentials were offered.
+ */
+class StringFailStrategy {
+  readonly name = 'pin'
+  declare fail: (challenge?: unknown, status?: number) => void
+  authenticate(req: Request): void {
+    this.fail(req.get('x-challenge'))
+  }
+}
+
+for (const variant of variants) {
+  describe(`capture.custom: fail() with a string (${variant.name})`, () => {
+    it('a message is a refusal (invalid_credentials); a challenge without credentials of its scheme is missing_credentials', async () => {
+      const { app, sqreen, log } = harness(variant, ({ app, passport }) => {
+        passport.use(new StringFailStrategy())
+        app.post('/pin', passport.authenticate('pin', { session: false }), (_req: Request, res: Response) => {
+          res.send('ok')
+        })
+      })
+      const cases: [challenge: string, authorization: string | undefined, reason: string][] = [
+        ['Invalid PIN', undefined, 'invalid_credentials'],
+        ['invalid signature', undefined, 'invalid_credentials'],
+        ['jwt expired', 'Bearer abc', 'invalid_credentials'],
+        ['Invalid', undefined, 'invalid_credentials'],
+        ['Bearer realm="api"', undefined, 'missing_credentials'],
+        ['Bearer realm="api"', 'Basic YTpi', 'missing_credentials'],
+        ['Bearer realm="api"', 'Bearer abc', 'invalid_credentials'],
+        ['Bearer realm="api", error="invalid_token"', 'Bearer abc', 'invalid_credentials'],
+        ['Negotiate', undefined, 'missing_credentials'],
+        ['Custom realm="x"', undefined, 'missing_credentials'],
+      ]
+      try {
+        for (const [challenge, authorization, _] of cases) {
+          const req = request(app).post('/pin').set('x-challenge', challenge)
+          if (authorization !== undefined) req.set('authorization', authorization)
+          // The response is Passport's own: a 401 with the string as its challenge.
+          const res = await req.expect(401)
+          assert.equal(res.headers['www-authenticate'], challenge)
+        }
+        const events = await log.exactly(cases.length)
+        assert.deepEqual(
+          events.map((e) => e.reason),
+          cases.map(([, , reason]) => reason),
+        )
+      } finally {
+        await sqreen.close()
+      }
+    })
+  })
+}

@@ -84,17 +84,57 @@ export const readLogin = (
 }
 
 /**
+ * HTTP authentication schemes a strategy's challenge can name: the IANA registry, and NTLM
+ * and Hawk, which Passport strategies use too. Lower case.
+ */
+const AUTH_SCHEMES: ReadonlySet<string> = new Set([
+  'basic',
+  'bearer',
+  'concealed',
+  'digest',
+  'dpop',
+  'hawk',
+  'hoba',
+  'mutual',
+  'negotiate',
+  'ntlm',
+  'oauth',
+  'privatetoken',
+  'scram-sha-1',
+  'scram-sha-256',
+  'vapid',
+])
+
+/** A scheme of another name followed by an auth-param (`Custom realm="api"`): still a challenge, by its form. */
+const PARAMETERISED_CHALLENGE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+\s+[!#$%&'*+.^_`|~0-9A-Za-z-]+\s*=/
+
+/**
+ * The scheme a `fail()` string challenges with, or `undefined` when the string is a message.
+ * Passport passes a string to `fail()` on as a `WWW-Authenticate` challenge, but strategies
+ * also pass plain messages there ('Invalid PIN', a token library's 'invalid signature'), and
+ * Passport flashes those as messages: read as a challenge, their first word never matched
+ * the request's scheme, so every such refusal counted as no credentials offered.
+ */
+const challengeScheme = (challenge: string): string | undefined => {
+  const text = challenge.trimStart()
+  const scheme = text.split(/\s/, 1)[0]?.toLowerCase()
+  if (scheme === undefined || scheme === '') return undefined
+  return AUTH_SCHEMES.has(scheme) || PARAMETERISED_CHALLENGE.test(text) ? scheme : undefined
+}
+
+/**
  * Why a strategy failed. `missing_credentials` means nothing was offered, so it
  * is not a wrong password: passport-local answers 400 to an empty form, and a
  * challenge-based strategy (Basic, Digest, Bearer) challenges a request that
  * carries no Authorization header of its scheme. A challenge that names an
- * error (`error="invalid_token"`) means credentials were offered and refused.
+ * error (`error="invalid_token"`) means credentials were offered and refused, and
+ * a string that is a message, not a challenge, is a refusal too.
  */
 export const classifyFailure = (req: Request, challenge: unknown, status: unknown): FailureReason => {
   if (status === 400) return 'missing_credentials'
   if (typeof challenge === 'string' && challenge !== '' && !/\berror\s*=/i.test(challenge)) {
-    const challengeScheme = challenge.trimStart().split(/\s/, 1)[0]?.toLowerCase()
-    if (challengeScheme !== undefined && authorizationScheme(req) !== challengeScheme) return 'missing_credentials'
+    const scheme = challengeScheme(challenge)
+    if (scheme !== undefined && authorizationScheme(req) !== scheme) return 'missing_credentials'
   }
   return 'invalid_credentials'
 }
