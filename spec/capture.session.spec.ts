@@ -16,6 +16,19 @@ const alice: User = { id: 7, username: 'alice', email: 'alice@example.com' }
 const usersById = new Map([[alice.id, alice]])
 const aliceIdentity = { id: 7, email: 'alice@example.com', username: 'alice' }
 
+/** A code checked against the request (passport-custom's shape): success with `check`'s user, else fail('Invalid code'). */
+class CustomCodeStrategy {
+  readonly name = 'code'
+  declare success: (user: unknown) => void
+  declare fail: (challenge?: unknown, status?: number) => void
+  constructor(private readonly check: (req: Request) => unknown) {}
+  authenticate(req: Request): void {
+    const user = this.check(req)
+    if (user) this.success(user)
+    else this.fail('Invalid code')
+  }
+}
+
 /** An app with login sessions: every request after the login runs the `session` strategy. */
 const build = (variant: Variant) => {
   let deserialized = 0
@@ -37,6 +50,14 @@ const build = (variant: Variant) => {
       }),
     )
     app.post('/login', passport.authenticate('local'), (_req: Request, res: Response) => res.json({ ok: true }))
+    // A second factor after the password (a TOTP code): no username field, the user is the session's.
+    passport.use('totp', new CustomCodeStrategy((req) => (req.body?.code === '123456' ? req.user : false)))
+    app.post(
+      '/login/otp',
+      (req: Request, res: Response, next: NextFunction) => (req.user ? next() : void res.status(401).end()),
+      passport.authenticate('totp', { session: false }),
+      (_req: Request, res: Response) => res.json({ ok: true }),
+    )
     app.get('/me', (req: Request, res: Response) => {
       if (!req.user) return void res.status(401).end()
       res.json({ id: (req.user as User).id })
@@ -61,6 +82,40 @@ const build = (variant: Variant) => {
 
 for (const variant of variants) {
   describe(`capture.session: session-restored users (${variant.name})`, () => {
+    it('a wrong second factor (no login typed) on a logged-in request counts against that user', async () => {
+      const { app, sqreen, log } = build(variant)
+      try {
+        const agent = request.agent(app)
+        await agent.post('/login').type('form').send({ username: 'alice', password: 'secret' }).expect(200)
+        await log.waitFor(1)
+        for (let i = 0; i < 3; i++)
+          await agent
+            .post('/login/otp')
+            .type('form')
+            .send({ code: `00000${i}` })
+            .expect(401)
+        await agent.post('/login/otp').type('form').send({ code: '123456' }).expect(200)
+        // A password typed for another account on the same logged-in request is still about that login.
+        await agent.post('/login').type('form').send({ username: 'bob', password: 'guess' }).expect(401)
+        const events = await log.exactly(6)
+        const otp = events.slice(1, 4)
+        for (const e of otp) {
+          assert.equal(e.type, 'login.failed')
+          assert.equal(e.strategy, 'totp')
+          assert.equal(e.reason, 'invalid_credentials')
+          assert.equal(e.userKey, 'id:7')
+          assert.deepEqual(e.identity, aliceIdentity)
+          assert.equal(e.loginKey, undefined)
+        }
+        assert.equal(events[4]?.type, 'login.succeeded')
+        assert.equal(events[4]?.userKey, 'id:7')
+        assert.equal(events[5]?.loginKey, 'login:bob')
+        assert.notEqual(events[5]?.userKey, 'id:7')
+      } finally {
+        await sqreen.close()
+      }
+    })
+
     it('requests of a logged-in user go through the session strategy and make no login event', async () => {
       const { app, sqreen, log, deserialized } = build(variant)
       try {

@@ -4,7 +4,7 @@ import type { FailureReason, StrategyAttempt } from '../event.js'
 import type { Config } from '../options.js'
 import { classifyFailure, readLogin } from './login.js'
 import type { RawAttempt, Submit } from './raw.js'
-import { clientIp, userAgent } from './request-facts.js'
+import { clientIp, requestUser, userAgent } from './request-facts.js'
 
 type Outcome = StrategyAttempt['outcome']
 
@@ -335,7 +335,9 @@ const loginOutcome = (ctx: RequestContext, at: number): RawAttempt | undefined =
         )
       }
       // In a chain every strategy failed; one that was offered credentials and refused
-      // them makes the whole request a wrong-credentials failure.
+      // them makes the whole request a wrong-credentials failure. With no login to key it
+      // by, a failure on a request that already has a user (a second factor after the
+      // password: a wrong TOTP code) is about that user, not about nobody.
       return rawLogin(
         ctx,
         at,
@@ -343,7 +345,7 @@ const loginOutcome = (ctx: RequestContext, at: number): RawAttempt | undefined =
         'failed',
         (refused ?? last).strategy,
         refused ? 'invalid_credentials' : 'missing_credentials',
-        undefined,
+        login === undefined ? requestUser(ctx.req) : undefined,
         undefined,
         login,
         tried,

@@ -117,7 +117,9 @@ export const createIdentityBoundary = (config: Config, diag: Diagnostics): Ident
   // Plain functions taking their inputs (no closures per event): this runs for every login.
   const resolveIdentity = (raw: RawAttempt, loginKey: string | undefined): Resolved | Promise<Resolved> => {
     if (raw.identity !== undefined) return resolved(guard.identity(raw.identity, sdkSource(raw)))
-    if (raw.kind === 'custom' || raw.outcome === 'succeeded' || raw.reason === 'blocked') {
+    // A failure is about its user only when capture gave one: refused by blocking, or a
+    // failure with no login on a request that already had a user (a second factor).
+    if (raw.kind === 'custom' || raw.outcome === 'succeeded' || raw.reason === 'blocked' || raw.user != null) {
       if (raw.user === undefined || raw.user === null)
         return raw.kind === 'custom' ? resolved({}) : fallback(raw, loginKey)
       const fromUser = identityOfUser(raw.user)
