@@ -118,9 +118,31 @@ export const sqreenAuth = (options: OptionsInput<Options> = {}): SqreenAuth => {
   const sdk = createSdk(recorder, diag)
   let closing: Promise<void> | undefined
 
+  /**
+   * Whether the requests' `passport.initialize()` is the observed Authenticator's, decided
+   * once. Passport's `initialize()` sets `req._sessionManager` to its Authenticator's `_sm`:
+   * another one means the app authenticates with another Authenticator, typically a second
+   * copy of the passport package (a monorepo or a linked install, where `sqreenAuth()`
+   * without `passport` loads its own copy), and no login would ever be observed, silently.
+   * Checked until a request shows one or the other (a request without one, when this
+   * middleware runs before `initialize()`, decides nothing); then never again.
+   */
+  let authenticatorChecked = false
+  const checkAuthenticator = (req: Request): void => {
+    const seen = (req as { _sessionManager?: unknown })._sessionManager
+    if (seen === undefined) return
+    authenticatorChecked = true
+    if (seen === (config.passport as { _sm?: unknown })._sm) return
+    diag.warn(
+      'passport_not_observed',
+      "requests are initialised by another Passport Authenticator than the one sqreen-auth observes, so its logins are not seen. Pass the app's own: sqreenAuth({ passport }) with the passport object your app imports (a second copy of the passport package does this too). Ignore this if the app uses two Authenticators on purpose.",
+    )
+  }
+
   // Capture happens in Passport's own action functions, so the middleware itself
   // does (almost) nothing per request: non-login requests pay only for this call.
   const middleware = (req: Request, res: Response, next: NextFunction): void => {
+    if (!authenticatorChecked) checkAuthenticator(req)
     if (blockAll && blocklist !== undefined && blocklist.size > 0 && isBlocked(req)) refuse(req, res)
     else next()
   }

@@ -12,7 +12,7 @@ import type { Request, Response } from 'express'
 import { Strategy as LocalStrategy } from 'passport-local'
 import request from 'supertest'
 import { SqreenAuthError, sqreenAuth } from '../lib/index.js'
-import { harness, variants } from './helpers/apps.js'
+import { EventLog, harness, MemoryLogger, variants } from './helpers/apps.js'
 
 interface User {
   id: number
@@ -157,3 +157,64 @@ describe('capture.strategies: options', () => {
     }
   })
 })
+
+for (const variant of variants) {
+  describe(`capture: requests initialised by another Authenticator (${variant.name})`, () => {
+    const appWith = (observed: 'same' | 'other', order: 'after' | 'before') => {
+      const app = variant.express()
+      const used = new variant.passport.Passport()
+      used.use(new LocalStrategy((u, p, done) => done(null, u === 'alice' && p === 'secret' ? { id: 1 } : false)))
+      const logger = new MemoryLogger()
+      const log = new EventLog()
+      const sqreen = sqreenAuth({
+        passport: observed === 'same' ? used : new variant.passport.Passport(),
+        logger,
+        onEvent: log.push,
+        scoring: false,
+      })
+      app.use(variant.express.urlencoded({ extended: false }))
+      if (order === 'before') app.use(sqreen)
+      app.use(used.initialize())
+      if (order === 'after') app.use(sqreen)
+      app.post('/login', used.authenticate('local', { session: false }), (_req: Request, res: Response) => {
+        res.send('ok')
+      })
+      app.get('/hello', (_req: Request, res: Response) => {
+        res.send('hello')
+      })
+      return { app, sqreen, logger, log }
+    }
+    const warnings = (logger: MemoryLogger) => logger.lines.filter((l) => l.includes('passport_not_observed'))
+
+    it('warns once, naming the fix, when the app authenticates with an Authenticator sqreen-auth does not observe', async () => {
+      const { app, sqreen, logger, log } = appWith('other', 'after')
+      try {
+        for (let i = 0; i < 3; i++) {
+          await request(app).post('/login').type('form').send({ username: 'alice', password: 'secret' }).expect(200)
+        }
+        await request(app).get('/hello').expect(200)
+        assert.equal(warnings(logger).length, 1)
+        assert.match(warnings(logger)[0] ?? '', /sqreenAuth\(\{ passport \}\)/)
+        assert.equal(sqreen.stats().problems.passport_not_observed, 1)
+        // What the warning is about: nothing was seen.
+        assert.equal((await log.settle()).length, 0)
+      } finally {
+        await sqreen.close()
+      }
+    })
+
+    it('no warning for the observed Authenticator, whether sqreen-auth is mounted after initialize() or before it', async () => {
+      for (const order of ['after', 'before'] as const) {
+        const { app, sqreen, logger, log } = appWith('same', order)
+        try {
+          await request(app).get('/hello').expect(200)
+          await request(app).post('/login').type('form').send({ username: 'alice', password: 'secret' }).expect(200)
+          await log.exactly(1)
+          assert.deepEqual(warnings(logger), [], order)
+        } finally {
+          await sqreen.close()
+        }
+      }
+    })
+  })
+}
