@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { describe, it } from 'node:test'
-import type { Request, Response } from 'express'
+import type { NextFunction, Request, Response } from 'express'
+import { Strategy as LocalStrategy } from 'passport-local'
+import OAuth2Strategy from 'passport-oauth2'
 import request from 'supertest'
 import { harness, type Variant, variants } from './helpers/apps.js'
 
@@ -133,3 +138,89 @@ for (const variant of variants) {
     })
   })
 }
+
+/**
+ * The real passport-oauth2 against a provider on 127.0.0.1 (token endpoint only: the base
+ * strategy asks for no profile). A user who declines at the provider comes back with
+ * `error=access_denied`, which passport-oauth2 answers with fail(): no credentials were
+ * offered, so it must not count as a wrong password against the client's address.
+ */
+describe('capture.oauth: the real passport-oauth2 (express 5 + passport 0.7)', () => {
+  const variant = variants[0]!
+  const provider = async () => {
+    const server = createServer((req, res) => {
+      let body = ''
+      req.on('data', (c) => {
+        body += c
+      })
+      req.on('end', () => {
+        const code = new URLSearchParams(body).get('code')
+        res.setHeader('content-type', 'application/json')
+        if (req.url === '/token' && code === 'good-code')
+          res.end(JSON.stringify({ access_token: 'at-1', token_type: 'bearer' }))
+        else {
+          res.statusCode = 400
+          res.end(JSON.stringify({ error: 'invalid_grant' }))
+        }
+      })
+    })
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    return { server, origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}` }
+  }
+  const build = (origin: string) =>
+    harness(variant, ({ app, passport }) => {
+      passport.use(
+        'provider',
+        new OAuth2Strategy(
+          {
+            authorizationURL: `${origin}/authorize`,
+            tokenURL: `${origin}/token`,
+            clientID: 'app',
+            clientSecret: 'app-secret',
+            callbackURL: '/auth/callback',
+          },
+          (_at: string, _rt: string, _profile: unknown, done: (err: unknown, user?: unknown) => void) =>
+            done(null, { id: 'gh-42', username: 'octocat' }),
+        ),
+      )
+      app.get('/auth/callback', passport.authenticate('provider', { session: false }), (_req, res: Response) => {
+        res.send('welcome')
+      })
+      passport.use(new LocalStrategy((u, p, done) => done(null, u === 'alice' && p === 'secret' ? { id: 1 } : false)))
+      app.post('/login', passport.authenticate('local', { session: false }), (_req, res: Response) => {
+        res.send('ok')
+      })
+      // The refused code's TokenError, answered quietly (Express's default handler prints the stack).
+      app.use((err: Error, _req: Request, res: Response, _next: NextFunction) => {
+        res.status(500).send(err.name)
+      })
+    })
+
+  it('declined at the provider is missing_credentials; a refused code is login.error; a good one a success', async () => {
+    const { server, origin } = await provider()
+    const { app, sqreen, log } = build(origin)
+    try {
+      await request(app).get('/auth/callback?error=access_denied&error_description=User%20cancelled').expect(401)
+      await request(app).get('/auth/callback?code=stolen-code').expect(500)
+      await request(app).get('/auth/callback?code=good-code').expect(200, 'welcome')
+      // The same query parameter on a password form changes nothing: a wrong password stays one.
+      await request(app).post('/login?error=access_denied').type('form').send({ username: 'alice', password: 'x' })
+      const events = await log.exactly(4)
+      assert.deepEqual(
+        events.map((e) => [e.type, e.strategy, e.reason]),
+        [
+          ['login.failed', 'provider', 'missing_credentials'],
+          ['login.error', 'provider', undefined],
+          ['login.succeeded', 'provider', undefined],
+          ['login.failed', 'local', 'invalid_credentials'],
+        ],
+      )
+      assert.equal(events[1]?.error?.name, 'TokenError')
+      assert.equal(events[2]?.userKey, 'id:gh-42')
+    } finally {
+      await sqreen.close()
+      server.close()
+    }
+  })
+})

@@ -138,3 +138,21 @@ export const classifyFailure = (req: Request, challenge: unknown, status: unknow
   }
   return 'invalid_credentials'
 }
+
+/** Whether a strategy is an OAuth 2.0 client: passport-oauth2, and the strategies built on it (Google, GitHub, ...). */
+export const isOAuth2Client = (strategy: unknown): boolean => {
+  if (strategy === null || typeof strategy !== 'object') return false
+  const client = (strategy as { _oauth2?: unknown })._oauth2
+  return client !== null && typeof client === 'object'
+}
+
+/**
+ * An OAuth 2.0 callback saying that the user declined at the provider (`error=access_denied`,
+ * RFC 6749 section 4.1.2.1), which passport-oauth2 answers with `fail()`. Nothing was
+ * offered, so it is no wrong password: counted as one, the people of an office behind one
+ * address clicking "Cancel" on a consent screen made that address a stuffing source, and
+ * every login from it then scored. Asked only of an OAuth 2.0 client's failure: on a
+ * password form, a query parameter must not turn guesses into nothing.
+ */
+export const declinedAtProvider = (req: Request): boolean =>
+  (req.query as Record<string, unknown> | undefined)?.error === 'access_denied'

@@ -2,7 +2,7 @@ import type { Request } from 'express'
 import type { Diagnostics } from '../diagnostics.js'
 import type { FailureReason, StrategyAttempt } from '../event.js'
 import type { Config } from '../options.js'
-import { classifyFailure, readLogin } from './login.js'
+import { classifyFailure, declinedAtProvider, isOAuth2Client, readLogin } from './login.js'
 import type { RawAttempt, Submit } from './raw.js'
 import { clientIp, requestUser, userAgent } from './request-facts.js'
 
@@ -126,6 +126,8 @@ class AttemptRecord implements Tracker {
     readonly req: Request,
     readonly strategy: string,
     readonly login: string | undefined,
+    /** The strategy is an OAuth 2.0 client (passport-oauth2 and the strategies built on it). */
+    readonly oauth2: boolean,
   ) {}
 
   succeeded(user: unknown): boolean {
@@ -151,7 +153,8 @@ class AttemptRecord implements Tracker {
   failed(challenge: unknown, status: unknown): void {
     if (this.outcome !== 'pending') return
     this.outcome = 'failed'
-    this.reason = classifyFailure(this.req, challenge, status)
+    this.reason =
+      this.oauth2 && declinedAtProvider(this.req) ? 'missing_credentials' : classifyFailure(this.req, challenge, status)
     this.env.settled(this.ctx)
   }
 
@@ -457,7 +460,7 @@ export const createRecorder = (
     if (config.ignoreStrategies.size > 0 && config.ignoreStrategies.has(strategyName)) return undefined
     const login = readLogin(req, strategy, strategyName, config.login, loginOptionThrew)
     const ctx = contextOf(req)
-    const record = new AttemptRecord(env, ctx, req, strategyName, login)
+    const record = new AttemptRecord(env, ctx, req, strategyName, login, isOAuth2Client(strategy))
     ctx.add(record)
     return record
   }
