@@ -61,6 +61,16 @@ for (const variant of variants) {
         const ok = (req: Request, res: Response) => res.json({ user: (req.user as typeof alice).username })
         app.post('/login', passport.authenticate(['basic', 'local'], { session: false }), ok)
         app.post('/login3', passport.authenticate(['basic', 'boom', 'local'], { session: false }), ok)
+        // An anonymous fallback (passport-anonymous's behaviour: pass() always).
+        passport.use('anonymous', {
+          name: 'anonymous',
+          authenticate(this: { pass(): void }) {
+            this.pass()
+          },
+        } as never)
+        app.post('/feed', passport.authenticate(['local', 'anonymous'], { session: false }), (req, res: Response) => {
+          res.json({ user: (req.user as typeof alice | undefined)?.username ?? null })
+        })
         app.use((err: Error, _req: Request, res: Response, _next: NextFunction) => {
           res.status(500).json({ error: err.name })
         })
@@ -190,6 +200,31 @@ for (const variant of variants) {
         // The error message (which may hold hostnames or data) is never carried.
         assert.ok(!JSON.stringify(event).includes('users-db'))
         assert.equal(localCalls(), 0)
+      } finally {
+        await sqreen.close()
+      }
+    })
+
+    it('an anonymous fallback serves a wrong password as a visitor: still one login.failed by local; no credentials, no event', async () => {
+      const { app, sqreen, log } = build()
+      try {
+        const guess = await request(app).post('/feed').type('form').send({ username: 'alice', password: 'nope' })
+        assert.equal(guess.status, 200)
+        assert.deepEqual(guess.body, { user: null })
+        const event = await onlyEvent(log)
+        assert.equal(event.type, 'login.failed')
+        assert.equal(event.strategy, 'local')
+        assert.equal(event.reason, 'invalid_credentials')
+        assert.equal(event.loginKey, 'login:alice')
+        assert.deepEqual(event.attempts, [
+          { strategy: 'local', outcome: 'failed', reason: 'invalid_credentials' },
+          { strategy: 'anonymous', outcome: 'pass' },
+        ])
+        // A visitor who offered nothing (local's 400) is an anonymous request, not a login.
+        await request(app).post('/feed').type('form').send({}).expect(200, { user: null })
+        await request(app).post('/feed').type('form').send({ username: 'alice', password: 'secret' }).expect(200)
+        const events = await log.exactly(2)
+        assert.equal(events[1]?.type, 'login.succeeded')
       } finally {
         await sqreen.close()
       }

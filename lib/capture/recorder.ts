@@ -355,8 +355,24 @@ const loginOutcome = (ctx: RequestContext, at: number): RawAttempt | undefined =
         undefined,
       )
     default:
-      // redirect and pass are neutral: an OAuth hop, an anonymous pass-through.
-      return undefined
+      // redirect and pass are neutral: an OAuth hop, an anonymous pass-through. Except a
+      // pass after a strategy of the chain refused offered credentials: ['local',
+      // 'anonymous'] serves a wrong password as an anonymous visitor, and it is still a
+      // wrong password (else guessing through such an endpoint would never be counted).
+      if (last.outcome !== 'pass' || refused === undefined) return undefined
+      return rawLogin(
+        ctx,
+        at,
+        'passport',
+        'failed',
+        refused.strategy,
+        'invalid_credentials',
+        login === undefined ? requestUser(ctx.req) : undefined,
+        undefined,
+        login,
+        tried,
+        undefined,
+      )
   }
 }
 
