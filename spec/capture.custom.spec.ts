@@ -270,3 +270,46 @@ for (const variant of variants) {
     })
   })
 }
+
+/** A strategy whose authenticate throws instead of calling error(): a bug, or a driver throwing synchronously. */
+class ThrowingStrategy {
+  readonly name = 'throws'
+  authenticate(): void {
+    throw new RangeError('lookup table index out of range')
+  }
+}
+
+for (const variant of variants) {
+  describe(`capture.custom: a strategy that throws (${variant.name})`, () => {
+    it('is a login.error (named, or passed directly), and Express handles the exception exactly once, as without sqreen-auth', async () => {
+      const handled: string[] = []
+      const { app, sqreen, log } = harness(variant, ({ app, passport }) => {
+        passport.use(new ThrowingStrategy())
+        app.post('/named', passport.authenticate('throws', { session: false }), (_req: Request, res: Response) => {
+          res.send('ok')
+        })
+        app.post('/direct', passport.authenticate(new ThrowingStrategy() as never, { session: false }), (_req, res) => {
+          res.send('ok')
+        })
+        app.use((err: Error, _req: Request, res: Response, _next: NextFunction) => {
+          handled.push(err.name)
+          res.status(500).json({ error: err.name })
+        })
+      })
+      try {
+        await request(app).post('/named').expect(500, { error: 'RangeError' })
+        await request(app).post('/direct').expect(500, { error: 'RangeError' })
+        assert.deepEqual(handled, ['RangeError', 'RangeError'])
+        const events = await log.exactly(2)
+        for (const e of events) {
+          assert.equal(e.type, 'login.error')
+          assert.equal(e.strategy, 'throws')
+          assert.deepEqual(e.error, { name: 'RangeError' })
+          assert.equal(e.status, 500)
+        }
+      } finally {
+        await sqreen.close()
+      }
+    })
+  })
+}

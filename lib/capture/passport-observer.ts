@@ -72,6 +72,14 @@ export const observePassport = (
   const selfOnly = new WeakSet<object>()
 
   const recordFailed = (err: unknown): void => diag.error('capture_failed', 'could not record a strategy action', err)
+  /** A strategy's authenticate threw before it acted: recorded as its error (never thrown from here). */
+  const recordThrown = (t: Tracker, err: unknown): void => {
+    try {
+      t.errored(err)
+    } catch (e) {
+      recordFailed(e)
+    }
+  }
 
   const derive = (original: StrategyLike, name: string): StrategyLike => {
     let byName = derivedByName.get(original)
@@ -166,7 +174,17 @@ export const observePassport = (
           }
         }
         // A named strategy runs on Passport's own per-request object, as it would without us.
-        if (instance === this) return original.authenticate.call(instance, req, options)
+        // A strategy that throws instead of calling error() (a bug, a driver throwing
+        // synchronously) is a login.error too; the exception goes on to Express unchanged.
+        if (instance === this) {
+          try {
+            return original.authenticate.call(instance, req, options)
+          } catch (err) {
+            // Recorded only: Passport's own error() would hand it to Express a second time.
+            if (!t.acted()) recordThrown(t, err)
+            throw err
+          }
+        }
         const onItself = (): unknown => {
           selfOnly.add(original)
           const target = original as unknown as Record<string, unknown>
@@ -185,6 +203,7 @@ export const observePassport = (
           })
         } catch (err) {
           if (isPrivateAccessError(err) && !t.acted()) return onItself()
+          if (!t.acted()) recordThrown(t, err)
           throw err
         }
       },
