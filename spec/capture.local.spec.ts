@@ -444,3 +444,44 @@ const suite = (variant: Variant): void => {
 for (const variant of variants) {
   describe(`capture: passport-local (${variant.name})`, () => suite(variant))
 }
+
+for (const variant of variants) {
+  describe(`capture.local: the event's time (${variant.name})`, () => {
+    it("is when the strategy acted, not when the response ended (a slow page after the login), and authTrack's when it was called", async () => {
+      let now = Date.parse('2026-03-01T10:00:00.000Z')
+      const { app, sqreen, log } = harness(
+        variant,
+        ({ app, passport, sqreen }) => {
+          passport.use(new LocalStrategy(verify))
+          app.post('/login', passport.authenticate('local', { session: false }), (_req: Request, res: Response) => {
+            // The page takes a while: the clock moves on before the response ends.
+            now += 5_000
+            setTimeout(() => res.send('welcome'), 20)
+          })
+          app.post('/manual', (req: Request, res: Response) => {
+            sqreen.authTrack(req, false, { email: 'bob@example.com' })
+            now += 5_000
+            setTimeout(() => res.send('no'), 20)
+          })
+        },
+        { clock: () => now },
+      )
+      try {
+        await request(app).post('/login').type('form').send({ username: 'alice', password: PASSWORD }).expect(200)
+        await request(app).post('/login').type('form').send({ username: 'alice', password: WRONG_PASSWORD }).expect(401)
+        await request(app).post('/manual').expect(200)
+        const events = await log.exactly(3)
+        assert.deepEqual(
+          events.map((e) => [e.type, e.at]),
+          [
+            ['login.succeeded', '2026-03-01T10:00:00.000Z'],
+            ['login.failed', '2026-03-01T10:00:05.000Z'],
+            ['login.failed', '2026-03-01T10:00:05.000Z'],
+          ],
+        )
+      } finally {
+        await sqreen.close()
+      }
+    })
+  })
+}

@@ -57,6 +57,8 @@ class RequestContext {
   first: AttemptRecord | undefined = undefined
   last: AttemptRecord | undefined = undefined
   manual: ManualLogin | undefined = undefined
+  /** When `manual` was recorded (epoch ms), 0 before. */
+  manualAt = 0
   /** Sign-up and custom events, in order (linked through `ExtraAttempt.next`); most requests have none. */
   firstExtra: ExtraAttempt | undefined = undefined
   lastExtra: ExtraAttempt | undefined = undefined
@@ -104,6 +106,8 @@ interface AttemptEnv {
   readonly diag: Diagnostics
   /** Called after a strategy acted: the request's events are due once its response ends. */
   readonly settled: (ctx: RequestContext) => void
+  /** The time of an action, epoch ms (the `clock` option). */
+  readonly clock: () => number
 }
 
 /**
@@ -118,6 +122,11 @@ class AttemptRecord implements Tracker {
   error: { name: string; code?: string } | undefined = undefined
   /** The request's next attempt (a chain of strategies). */
   next: AttemptRecord | undefined = undefined
+  /**
+   * When the strategy acted (epoch ms): the event's time. Its event is emitted only once
+   * the response has ended, which can be much later (a session saved, a page rendered).
+   */
+  at = 0
 
   constructor(
     readonly env: AttemptEnv,
@@ -133,6 +142,7 @@ class AttemptRecord implements Tracker {
   succeeded(user: unknown): boolean {
     if (this.outcome !== 'pending') return false
     this.outcome = 'succeeded'
+    this.at = this.env.clock()
     this.user = user
     this.env.settled(this.ctx)
     const { refuseUser, diag } = this.env
@@ -153,6 +163,7 @@ class AttemptRecord implements Tracker {
   failed(challenge: unknown, status: unknown): void {
     if (this.outcome !== 'pending') return
     this.outcome = 'failed'
+    this.at = this.env.clock()
     this.reason =
       this.oauth2 && declinedAtProvider(this.req) ? 'missing_credentials' : classifyFailure(this.req, challenge, status)
     this.env.settled(this.ctx)
@@ -161,6 +172,7 @@ class AttemptRecord implements Tracker {
   errored(err: unknown): void {
     if (this.outcome !== 'pending') return
     this.outcome = 'error'
+    this.at = this.env.clock()
     this.error = errorFacts(err)
     this.env.settled(this.ctx)
   }
@@ -265,6 +277,7 @@ const rawLogin = (
 
 /** The request's final logical login outcome: the last strategy that acted decides. */
 const loginOutcome = (ctx: RequestContext, at: number): RawAttempt | undefined => {
+  // `at` (now) only for a manual outcome recorded without a time; a strategy's is its action's.
   const { manual } = ctx
   let last: AttemptRecord | undefined
   let refused: AttemptRecord | undefined
@@ -288,14 +301,14 @@ const loginOutcome = (ctx: RequestContext, at: number): RawAttempt | undefined =
   if (manual) {
     const reason = manual.success ? undefined : 'invalid_credentials'
     const outcome = manual.success ? 'succeeded' : 'failed'
-    return rawLogin(ctx, at, 'sdk', outcome, null, reason, undefined, manual.identity, login, tried, undefined)
+    return rawLogin(ctx, ctx.manualAt || at, 'sdk', outcome, null, reason, undefined, manual.identity, login, tried, undefined)
   }
   if (!last) return undefined
   switch (last.outcome) {
     case 'succeeded':
       return rawLogin(
         ctx,
-        at,
+        last.at,
         'passport',
         'succeeded',
         last.strategy,
@@ -309,7 +322,7 @@ const loginOutcome = (ctx: RequestContext, at: number): RawAttempt | undefined =
     case 'error':
       return rawLogin(
         ctx,
-        at,
+        last.at,
         'passport',
         'error',
         last.strategy,
@@ -325,7 +338,7 @@ const loginOutcome = (ctx: RequestContext, at: number): RawAttempt | undefined =
       if (last.reason === 'blocked') {
         return rawLogin(
           ctx,
-          at,
+          last.at,
           'passport',
           'failed',
           last.strategy,
@@ -343,7 +356,7 @@ const loginOutcome = (ctx: RequestContext, at: number): RawAttempt | undefined =
       // password: a wrong TOTP code) is about that user, not about nobody.
       return rawLogin(
         ctx,
-        at,
+        (refused ?? last).at,
         'passport',
         'failed',
         (refused ?? last).strategy,
@@ -362,7 +375,7 @@ const loginOutcome = (ctx: RequestContext, at: number): RawAttempt | undefined =
       if (last.outcome !== 'pass' || refused === undefined) return undefined
       return rawLogin(
         ctx,
-        at,
+        refused.at,
         'passport',
         'failed',
         refused.strategy,
@@ -460,7 +473,7 @@ export const createRecorder = (
     return ctx
   }
 
-  const env: AttemptEnv = { refuseUser, diag, settled: schedule }
+  const env: AttemptEnv = { refuseUser, diag, settled: schedule, clock: config.clock }
 
   // Made once, not per login.
   const loginOptionThrew = (err: unknown): void =>
@@ -486,6 +499,7 @@ export const createRecorder = (
     manual(req, login) {
       const ctx = contextOf(req)
       ctx.manual = login
+      ctx.manualAt = config.clock()
       schedule(ctx)
     },
     extra(req, raw) {
