@@ -4,7 +4,7 @@ import { didYouMean, SqreenAuthError } from './errors.js'
 import type { AuthEvent, Identity, UserContextMode } from './event.js'
 import type { EmailOptions } from './notify/email.js'
 import type { FetchLike } from './notify/http.js'
-import { webhookKey } from './notify/webhook.js'
+import { isWellFormedWhsec, webhookKey } from './notify/webhook.js'
 import type { RiskAlert } from './risk/alert.js'
 import { DEFAULT_POINTS, DETECTIONS, type Detection } from './risk/points.js'
 import { parseDuration, type RiskTrigger, riskIncrease } from './risk/trigger.js'
@@ -464,6 +464,14 @@ const resolveWebhook = (value: unknown): Config['webhook'] => {
   if (!isObject(value)) throw typeError('webhook', 'an object { url, secret }', value)
   checkKeys('webhook', value, ['url', 'secret'])
   const secret = value.secret
+  // A "whsec_" key that is not standard, padded base64 would sign with what Node's lenient
+  // decoder makes of it, and receivers using the Standard Webhooks libraries refuse it.
+  if (typeof secret === 'string' && !isWellFormedWhsec(secret)) {
+    throw new SqreenAuthError(
+      'ERR_SQREEN_SECRET',
+      '"webhook.secret" starts with "whsec_" but what follows is not standard base64 (A-Z, a-z, 0-9, "+", "/", padded with "="): the Standard Webhooks libraries would refuse it. Generate one with `echo "whsec_$(openssl rand -base64 32)"`.',
+    )
+  }
   // The key itself: a "whsec_..." secret is base64, and what it decodes to is what signs.
   const bytes = typeof secret === 'string' || Buffer.isBuffer(secret) ? webhookKey(secret).length : 0
   if (bytes < MIN_SECRET_BYTES) {

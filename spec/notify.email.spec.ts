@@ -6,7 +6,10 @@
  * the logins; the transport's timeouts are far below nodemailer's.
  */
 import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import type { AddressInfo } from 'node:net'
 import { after, before, describe, it } from 'node:test'
+import { SMTPServer } from 'smtp-server'
 import { anonEmail, type Options, type SqreenAuth } from '../lib/index.js'
 import { EMAIL_TIMEOUTS } from '../lib/notify/email.js'
 import { variants } from './helpers/apps.js'
@@ -241,6 +244,66 @@ describe('e-mail alerts', () => {
     )
     assert.equal(smtp.mails.length, received + 1)
     assert.equal(h.sqreen.stats().counters['deliveries.email'], 1)
+  })
+
+  it('one recipient refused (550 at RCPT TO) while the other takes it: delivered, the refusal counted and logged', async () => {
+    const received = smtp.mails.length
+    smtp.reject({ code: 550, stage: 'rcpt' })
+    const h = alertApp(variant, emailOptions(smtp))
+    await attack(h.app, 'u-partial')
+    await settled(h.sqreen)
+    await h.sqreen.close()
+    assert.equal(smtp.mails.length, received + 1)
+    const { counters, problems } = h.sqreen.stats()
+    assert.equal(counters['deliveries.email'], 1)
+    assert.equal(counters.email_recipients_refused, 1)
+    assert.equal(problems.email_recipients_refused, 1)
+    assert.ok(h.logger.lines.some((l) => l.includes('refused 1 recipient(s)')))
+  })
+
+  it('a temporary authentication failure (454) is retried, not a reason to disable e-mail', async () => {
+    let auths = 0
+    const mails: string[] = []
+    const server = new SMTPServer({
+      authMethods: ['PLAIN', 'LOGIN'],
+      allowInsecureAuth: true,
+      disabledCommands: ['STARTTLS'],
+      logger: false,
+      onAuth(auth, _session, callback) {
+        // RFC 4954: 454 4.7.0 Temporary authentication failure.
+        if (auths++ === 0)
+          return callback(Object.assign(new Error('Temporary authentication failure'), { responseCode: 454 }))
+        callback(null, { user: auth.username })
+      },
+      onData(stream, _session, callback) {
+        let raw = ''
+        stream.on('data', (c: Buffer) => {
+          raw += c.toString()
+        })
+        stream.on('end', () => {
+          mails.push(raw)
+          callback()
+        })
+      },
+    })
+    server.listen(0, '127.0.0.1')
+    await once(server.server, 'listening')
+    const port = (server.server.address() as AddressInfo).port
+    const transport = { host: '127.0.0.1', port, secure: false, ignoreTLS: true, auth: { user: 'alerts', pass: 'pw' } }
+    const h = alertApp(variant, { email: { transport, from: FROM, to: TO }, delivery: FAST })
+    try {
+      await attack(h.app, 'u-454')
+      await settled(h.sqreen)
+      await h.sqreen.close()
+      assert.equal(auths, 2)
+      assert.equal(mails.length, 1)
+      const { counters } = h.sqreen.stats()
+      assert.equal(counters['deliveries.email'], 1)
+      assert.equal(counters['deliveries_retried.email'], 1)
+      assert.equal(h.sqreen.stats().problems['channel_disabled.email'], undefined)
+    } finally {
+      await new Promise<void>((r) => server.close(() => r()))
+    }
   })
 
   it('a permanent refusal (550) is dropped without a retry and counted', async () => {

@@ -7,6 +7,7 @@
  */
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
+import request from 'supertest'
 import type { Options } from '../lib/index.js'
 import { variants } from './helpers/apps.js'
 import {
@@ -57,7 +58,7 @@ describe('Slack alerts', () => {
     assert.match(String(request.headers['content-type']), /^application\/json/)
     const payload = JSON.parse(request.body) as SlackPayload
 
-    assert.equal(payload.text, 'User risk rose by 24 points in 24h: login:jdoe-private')
+    assert.equal(payload.text, 'User risk rose by 24 points in 24h: `login:jdoe-private`')
     const [header, facts, detections] = payload.blocks
     assert.equal(header?.type, 'header')
     assert.deepEqual(header?.text, { type: 'plain_text', text: 'User risk rose by 24 points in 24h', emoji: false })
@@ -180,7 +181,7 @@ describe('Slack alerts', () => {
     await h.sqreen.close()
     const payload = JSON.parse(slack.requests[seen]!.body) as SlackPayload
     const escaped = 'id:&lt;!channel&gt; &lt;evil.example|click&gt; &amp;amp;'
-    assert.ok(payload.text.endsWith(`: ${escaped}`), payload.text)
+    assert.ok(payload.text.endsWith(`: \`${escaped}\``), payload.text)
     assert.ok(
       payload.blocks.some((b) => b.fields?.some((f) => f.text === `*User*\n\`${escaped}\``)),
       JSON.stringify(payload.blocks),
@@ -190,5 +191,43 @@ describe('Slack alerts', () => {
       assert.doesNotMatch(text, /[<>]/, `unescaped < or > in ${JSON.stringify(text)}`)
       assert.doesNotMatch(text, /&(?!amp;|lt;|gt;)/, `unescaped & in ${JSON.stringify(text)}`)
     }
+  })
+
+  it('a login cannot format the message, add lines, make links or push a field past Slack limits', async () => {
+    const seen = slack.requests.length
+    const h = slackApp()
+    // Closes the code span and writes its own bold line with a link; newlines add fake lines.
+    const login = 'x` *URGENT: reset your SSO at https://evil.example/reset* `\nStanding score: 0'
+    await attack(h.app, login)
+    // A user key past any field's room: a composite key (no id) of two 250-character values,
+    // URI-encoded (an é is 6 characters) and joined by '&', which mrkdwn escapes to 5.
+    h.app.post('/attack-composite', (req, res) => {
+      h.sqreen.trackEvent(req, 'sql_injection', {
+        severity: 'critical',
+        identity: { name: 'é'.repeat(250), team: '&'.repeat(250) },
+      })
+      res.status(204).end()
+    })
+    await request(h.app).post('/attack-composite').expect(204)
+    await slack.waitFor(seen + 2)
+    await h.sqreen.close()
+    const [spoof, long] = slack.requests.slice(seen, seen + 2).map((r) => JSON.parse(r.body) as SlackPayload)
+    const userField = (p: SlackPayload | undefined) => p?.blocks[1]?.fields?.[0]?.text ?? ''
+    // One code span, whole: its backticks are the only ones, the login's are look-alikes.
+    assert.equal(
+      userField(spoof),
+      '*User*\n`id:x\u02cb *URGENT: reset your SSO at https://evil.example/reset* \u02cb\ufffdStanding score: 0`',
+    )
+    assert.equal(spoof?.text.split('\n').length, 1, 'the fallback has no line the login added')
+    // Every text object with content from users is verbatim: no URL becomes a link.
+    for (const block of spoof?.blocks ?? []) {
+      for (const t of [block.text, ...(block.fields ?? []), ...(block.elements ?? [])]) {
+        if (t?.type === 'mrkdwn') assert.equal((t as { verbatim?: boolean }).verbatim, true, JSON.stringify(t))
+      }
+    }
+    // Block Kit: a section field holds at most 2,000 characters (Slack answers 400 past it).
+    for (const field of long?.blocks[1]?.fields ?? []) assert.ok(field.text.length <= 2_000, `${field.text.length}`)
+    assert.ok(userField(long).endsWith('…`'))
+    assert.equal(h.sqreen.stats().counters['deliveries.slack'], 2)
   })
 })

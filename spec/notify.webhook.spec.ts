@@ -8,7 +8,8 @@
 import assert from 'node:assert/strict'
 import { createHmac, randomBytes } from 'node:crypto'
 import { describe, it } from 'node:test'
-import { type Options, type RiskAlert, SqreenAuthError, verifyWebhook } from '../lib/index.js'
+import { Webhook } from 'standardwebhooks'
+import { type Options, type RiskAlert, SqreenAuthError, sqreenAuth, verifyWebhook } from '../lib/index.js'
 import { variants } from './helpers/apps.js'
 import {
   alertApp,
@@ -53,9 +54,11 @@ const rejected = (fn: () => unknown, why: RegExp): void => {
 }
 
 /** One real, signed delivery to verify variations of. */
-const oneDelivery = async (): Promise<{ headers: Record<string, string>; body: string; timestamp: number }> => {
-  const receiver = await WebhookReceiver.start(SECRET)
-  const h = webhookApp(receiver)
+const oneDelivery = async (
+  secret: string = SECRET,
+): Promise<{ headers: Record<string, string>; body: string; timestamp: number }> => {
+  const receiver = await WebhookReceiver.start(secret)
+  const h = webhookApp(receiver, {}, secret)
   await attack(h.app, 'u-sample')
   await receiver.waitFor(1)
   await h.sqreen.close()
@@ -201,6 +204,44 @@ describe('webhook alerts', () => {
     assert.equal(header(headers, 'webhook-signature'), expectedSignature(id, timestamp, body, key))
     assert.equal(verifyWebhook(headers, body, key).userKey, 'id:u-whsec')
     rejected(() => verifyWebhook(headers, body, Buffer.from(secret)), /no signature matches/)
+    // A whsec_ key that is not standard padded base64 (base64url, no padding) is refused at
+    // setup: Node would decode it, the Standard Webhooks libraries would not.
+    for (const bad of [`whsec_${key.toString('base64url').replace(/=+$/, '')}`, `whsec_${key.toString('base64')}!!`]) {
+      assert.throws(
+        () =>
+          sqreenAuth({
+            passport: new (variant.passport.Passport as new () => never)(),
+            webhook: { url: 'http://127.0.0.1:9/', secret: bad },
+          }),
+        (err: unknown) =>
+          err instanceof SqreenAuthError && err.code === 'ERR_SQREEN_SECRET' && /standard base64/.test(err.message),
+      )
+    }
+  })
+
+  it('interoperates with the official Standard Webhooks library, both ways', async () => {
+    const secret = `whsec_${randomBytes(32).toString('base64')}`
+    const { headers, body } = await oneDelivery(secret)
+    // Ours, checked by theirs.
+    const official = new Webhook(secret)
+    assert.equal((official.verify(body, headers) as RiskAlert).type, 'user.risk.increased')
+    // Theirs, checked by ours, with header names as a framework may keep them.
+    const id = 'msg_official'
+    const now = new Date()
+    const signature = official.sign(id, now, body)
+    const theirs = {
+      'Webhook-Id': id,
+      'Webhook-Timestamp': String(Math.floor(now.getTime() / 1000)),
+      'Webhook-Signature': signature,
+    }
+    assert.equal(verifyWebhook(theirs, body, secret).type, 'user.risk.increased')
+    // A plain (non-whsec) secret is raw bytes: the official library reads it with { format: 'raw' }.
+    const plain = 'a-plain-shared-secret-0123456789abcdef'
+    const raw = await oneDelivery(plain)
+    assert.equal(
+      (new Webhook(new TextEncoder().encode(plain), { format: 'raw' }).verify(raw.body, raw.headers) as RiskAlert).type,
+      'user.risk.increased',
+    )
   })
 
   for (const status of [302, 307]) {

@@ -287,8 +287,14 @@ const CASES: readonly Case[] = [
     says: ['"slack.webhookUrl" must be an http(s) URL'],
   },
   {
-    title: 'a "whsec_" webhook secret whose base64 decodes to nothing',
+    title: 'a "whsec_" webhook secret that is not standard base64',
     run: setupWith(base({ webhook: { url: 'https://hooks.example/x', secret: `whsec_${'!'.repeat(20)}` } })),
+    code: 'ERR_SQREEN_SECRET',
+    says: ['"webhook.secret"', 'standard base64', 'openssl rand -base64 32'],
+  },
+  {
+    title: 'a "whsec_" webhook secret whose base64 decodes to too few bytes',
+    run: setupWith(base({ webhook: { url: 'https://hooks.example/x', secret: `whsec_${'A'.repeat(12)}` } })),
     code: 'ERR_SQREEN_SECRET',
     says: ['"webhook.secret"', 'at least 16 bytes', 'decodes'],
   },

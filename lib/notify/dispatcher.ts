@@ -48,8 +48,17 @@ export const createDispatcher = (config: DispatcherConfig, diag: Diagnostics): D
   if (config.slack) channels.push(slackChannel(config.slack.webhookUrl, fetchFn, delivery.timeoutMs))
   if (config.email) {
     channels.push(
-      emailChannel(config.email, delivery.timeoutMs, (delivered) =>
-        diag.count(delivered ? 'deliveries_late.email' : 'deliveries_late_failed.email'),
+      emailChannel(
+        config.email,
+        delivery.timeoutMs,
+        (delivered) => diag.count(delivered ? 'deliveries_late.email' : 'deliveries_late_failed.email'),
+        (recipients) => {
+          diag.count('email_recipients_refused', recipients)
+          diag.warn(
+            'email_recipients_refused',
+            `the SMTP server refused ${recipients} recipient(s) of an alert e-mail and took it for the others; check email.to`,
+          )
+        },
       ),
     )
   }

@@ -68,8 +68,13 @@ export const classifyMailError = (err: unknown): SendResult => {
   const code = typeof e?.code === 'string' ? e.code : undefined
   const responseCode = typeof e?.responseCode === 'number' ? e.responseCode : undefined
   const reason = `${code ?? (typeof e?.name === 'string' ? e.name : 'error')}${responseCode ? ` ${responseCode}` : ''}`
-  if (code === 'EAUTH')
+  if (code === 'EAUTH') {
+    // 454 is a temporary authentication failure (RFC 4954: the server cannot check
+    // credentials right now): retried. Only a final answer (535, ...) disables e-mail.
+    if (responseCode !== undefined && responseCode < 500)
+      return { ok: false, retry: true, reason: `${reason} (SMTP authentication temporarily failed)` }
     return { ok: false, retry: false, disable: true, reason: `${reason} (SMTP authentication failed)` }
+  }
   // The SMTP reply decides first: 4xx is temporary (greylisting, a full queue), 5xx is final.
   if (responseCode !== undefined) return { ok: false, retry: responseCode < 500, reason }
   if (code !== undefined && PERMANENT_CODES.has(code)) return { ok: false, retry: false, reason }
@@ -83,10 +88,21 @@ const TIMED_OUT = Symbol('timed out')
  * `onLate` hears how a send given up on ended (`true`: the mail went out after all), so
  * it can be counted: an e-mail cannot be recalled, so it is never sent again.
  */
+/** The recipients the server refused, from nodemailer's answer to a send that went out. */
+const refusedRecipients = (info: unknown): number => {
+  const rejected = (info as { rejected?: unknown } | null | undefined)?.rejected
+  return Array.isArray(rejected) ? rejected.length : 0
+}
+
 export const emailChannel = (
   options: EmailOptions,
   timeoutMs: number,
   onLate: (delivered: boolean) => void = () => {},
+  /**
+   * Hears how many recipients the server refused when it took the message for the others
+   * (nodemailer resolves then): delivered, but not to everyone, which must not go unseen.
+   */
+  onRefused: (recipients: number) => void = () => {},
 ): Channel => {
   const { transport } = options
   const mailer =
@@ -108,7 +124,8 @@ export const emailChannel = (
       // is not retried, since it may still go out (an SMTP send cannot be taken back).
       if (ownsTransport) {
         try {
-          await sent()
+          const refused = refusedRecipients(await sent())
+          if (refused > 0) onRefused(refused)
           return { ok: true }
         } catch (err) {
           return classifyMailError(err)
@@ -121,13 +138,16 @@ export const emailChannel = (
           timer = setTimeout(resolve, timeoutMs, TIMED_OUT)
           timer.unref()
         })
-        if ((await Promise.race([sending, late])) === TIMED_OUT) {
+        const answer = await Promise.race([sending, late])
+        if (answer === TIMED_OUT) {
           sending.then(
             () => onLate(true),
             () => onLate(false),
           )
           return { ok: false, retry: false, reason: `no answer within ${timeoutMs} ms (outcome unknown, not retried)` }
         }
+        const refused = refusedRecipients(answer)
+        if (refused > 0) onRefused(refused)
         return { ok: true }
       } catch (err) {
         return classifyMailError(err)

@@ -21,8 +21,27 @@ export const detectionLabel = (detection: string): string => LABELS[detection] ?
 
 const hours = (ms: number): string => (ms % 3_600_000 === 0 ? `${ms / 3_600_000}h` : `${Math.round(ms / 60_000)}min`)
 
+/** The most of a user key shown to people; the alert's JSON (the webhook) carries it whole. */
+export const USER_SHOWN = 300
+
+/**
+ * Text that came from a user (a login typed, an identity) as shown to people: control
+ * characters (line breaks included) and the Unicode line and paragraph separators each
+ * become U+FFFD, so a login cannot add lines of its own to a message ("standing score: 0",
+ * "false positive"); cut to `max` characters with an ellipsis, never inside a surrogate pair.
+ */
+export const shownText = (text: string, max: number): string => {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: the control characters are what is replaced
+  const clean = text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, '\ufffd')
+  if (clean.length <= max) return clean
+  let end = max - 1
+  const last = clean.charCodeAt(end - 1)
+  if (last >= 0xd800 && last <= 0xdbff) end--
+  return `${clean.slice(0, end)}…`
+}
+
 /** The user as shown to people: the ledger key, which is the id or pseudonym in advanced mode. */
-export const alertUser = (alert: RiskAlert): string => alert.userKey
+export const alertUser = (alert: RiskAlert): string => shownText(alert.userKey, USER_SHOWN)
 
 export const alertTitle = (alert: RiskAlert): string =>
   `${alert.escalation ? 'Escalation: user' : 'User'} risk rose by ${alert.rise} points in ${hours(alert.windowMs)}`

@@ -6,32 +6,53 @@ import type { Channel } from './queue.js'
 /** Slack's mrkdwn treats &, < and > as control characters. */
 const escapeMrkdwn = (text: string): string => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
 
+/**
+ * Text from a user inside a code span: escaped, and its backticks made look-alikes
+ * (U+02CB), so a login cannot close the span and format the rest of the message (bold
+ * text, a line outside the code that reads like ours). Links and mentions are already
+ * inert: `&`, `<`, `>` are escaped, and the text objects it goes into are `verbatim`.
+ */
+const codeSpan = (text: string): string => `\`${escapeMrkdwn(text).replace(/`/g, '\u02cb')}\``
+
+/**
+ * A mrkdwn text object that Slack does not preprocess (`verbatim`): no URL in it becomes a
+ * link and no channel name or mention is parsed. Our formatting (bold, line breaks) stays.
+ */
+const verbatim = (text: string): { type: 'mrkdwn'; text: string; verbatim: true } => ({
+  type: 'mrkdwn',
+  text,
+  verbatim: true,
+})
+
 /** The message: a text fallback (notifications, old clients) plus Block Kit blocks. No external links. */
 export const slackMessage = (alert: RiskAlert): { text: string; blocks: unknown[] } => ({
-  text: escapeMrkdwn(`${alertTitle(alert)}: ${alertUser(alert)}`),
+  // The notification fallback. Slack parses it as mrkdwn with no way to turn link parsing
+  // off, so the user is a code span here too.
+  text: `${escapeMrkdwn(alertTitle(alert))}: ${codeSpan(alertUser(alert))}`,
   blocks: [
     { type: 'header', text: { type: 'plain_text', text: alertTitle(alert).slice(0, 150), emoji: false } },
     {
       type: 'section',
+      // Each field at most 2,000 characters (Block Kit), which a user key cut to USER_SHOWN
+      // characters keeps to even when every one of them is escaped (`&amp;`).
       fields: [
-        { type: 'mrkdwn', text: `*User*\n\`${escapeMrkdwn(alertUser(alert))}\`` },
-        { type: 'mrkdwn', text: `*Rise*\n+${alert.rise} (threshold &gt; ${alert.level})` },
-        { type: 'mrkdwn', text: `*Standing score*\n${alert.score}` },
-        { type: 'mrkdwn', text: `*Last IP*\n${escapeMrkdwn(alert.ip ?? 'unknown')}` },
+        verbatim(`*User*\n${codeSpan(alertUser(alert))}`),
+        verbatim(`*Rise*\n+${alert.rise} (threshold &gt; ${alert.level})`),
+        verbatim(`*Standing score*\n${alert.score}`),
+        verbatim(`*Last IP*\n${escapeMrkdwn(alert.ip ?? 'unknown')}`),
       ],
     },
     {
       type: 'section',
-      text: {
-        type: 'mrkdwn',
-        text: `*Detections*\n${detectionLines(alert)
+      text: verbatim(
+        `*Detections*\n${detectionLines(alert)
           .map((l) => `• ${escapeMrkdwn(l)}`)
           .join('\n')}`.slice(0, 3000),
-      },
+      ),
     },
     {
       type: 'context',
-      elements: [{ type: 'mrkdwn', text: escapeMrkdwn(`sqreen-auth alert ${alert.id} · ${alert.at}`) }],
+      elements: [verbatim(escapeMrkdwn(`sqreen-auth alert ${alert.id} · ${alert.at}`))],
     },
   ],
 })

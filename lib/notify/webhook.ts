@@ -4,9 +4,17 @@ import type { RiskAlert } from '../risk/alert.js'
 import { classifyStatus, type FetchLike, postJson, type SendResult } from './http.js'
 import type { Channel } from './queue.js'
 
+/** Standard base64, padded: what a `whsec_` secret holds (Node's decoder would also take base64url, or skip junk). */
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/
+
+/** Whether a `whsec_` secret's key is well-formed base64 (as the Standard Webhooks libraries decode it). */
+export const isWellFormedWhsec = (secret: string): boolean =>
+  !secret.startsWith('whsec_') || BASE64.test(secret.slice('whsec_'.length))
+
 /**
  * Standard Webhooks secrets are `whsec_<base64 key>`; any other string is used
- * as UTF-8 bytes, so a plain shared secret works too.
+ * as UTF-8 bytes, so a plain shared secret works too (a receiver using the
+ * official `standardwebhooks` library then passes it with `{ format: 'raw' }`).
  */
 export const webhookKey = (secret: string | Buffer): Buffer => {
   if (Buffer.isBuffer(secret)) return secret
@@ -19,11 +27,26 @@ export const webhookKey = (secret: string | Buffer): Buffer => {
 export const signWebhook = (id: string, timestamp: number, body: string, secret: string | Buffer): string =>
   `v1,${createHmac('sha256', webhookKey(secret)).update(`${id}.${timestamp}.${body}`).digest('base64')}`
 
+/**
+ * A header by its lower-case name, from a `Headers` (`get`) or a plain object, whose keys
+ * Node lower-cases but other frameworks and hand-built objects may not: names are
+ * case-insensitive (RFC 9110), so `Webhook-Id` is found too.
+ */
 const header = (headers: unknown, name: string): string | undefined => {
   if (headers !== null && typeof headers === 'object' && typeof (headers as { get?: unknown }).get === 'function') {
     return (headers as { get(n: string): string | null }).get(name) ?? undefined
   }
-  const value = (headers as Record<string, unknown> | null)?.[name]
+  if (headers === null || typeof headers !== 'object') return undefined
+  const record = headers as Record<string, unknown>
+  let value = record[name]
+  if (value === undefined) {
+    for (const key of Object.keys(record)) {
+      if (key.toLowerCase() === name) {
+        value = record[key]
+        break
+      }
+    }
+  }
   return Array.isArray(value) ? String(value[0]) : typeof value === 'string' ? value : undefined
 }
 
