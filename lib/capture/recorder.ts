@@ -301,7 +301,19 @@ const loginOutcome = (ctx: RequestContext, at: number): RawAttempt | undefined =
   if (manual) {
     const reason = manual.success ? undefined : 'invalid_credentials'
     const outcome = manual.success ? 'succeeded' : 'failed'
-    return rawLogin(ctx, ctx.manualAt || at, 'sdk', outcome, null, reason, undefined, manual.identity, login, tried, undefined)
+    return rawLogin(
+      ctx,
+      ctx.manualAt || at,
+      'sdk',
+      outcome,
+      null,
+      reason,
+      undefined,
+      manual.identity,
+      login,
+      tried,
+      undefined,
+    )
   }
   if (!last) return undefined
   switch (last.outcome) {
