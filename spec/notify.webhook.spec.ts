@@ -235,6 +235,17 @@ describe('webhook alerts', () => {
       'Webhook-Signature': signature,
     }
     assert.equal(verifyWebhook(theirs, body, secret).type, 'user.risk.increased')
+    // A body that is not valid UTF-8 is checked over its bytes, as the library signs them.
+    const bytes = Buffer.concat([
+      Buffer.from('{"type":"user.risk.increased","note":"'),
+      Buffer.from([0xff, 0xfe]),
+      Buffer.from('"}'),
+    ])
+    const signedBytes = official.sign(id, now, bytes)
+    assert.equal(
+      verifyWebhook({ ...theirs, 'Webhook-Signature': signedBytes }, bytes, secret).type,
+      'user.risk.increased',
+    )
     // A plain (non-whsec) secret is raw bytes: the official library reads it with { format: 'raw' }.
     const plain = 'a-plain-shared-secret-0123456789abcdef'
     const raw = await oneDelivery(plain)

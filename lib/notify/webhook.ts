@@ -90,7 +90,9 @@ export const verifyWebhook = (
   const now = Math.floor((options.now ?? Date.now)() / 1000)
   if (Math.abs(now - timestamp) > (options.toleranceSeconds ?? 300)) fail('webhook-timestamp is outside the tolerance')
   const text = typeof body === 'string' ? body : body.toString('utf8')
-  const expected = Buffer.from(signWebhook(id, timestamp, text, secret).slice(3), 'base64')
+  // Over the bytes as received (a Buffer is not decoded and encoded again, which would
+  // change bytes that are not valid UTF-8), as the Standard Webhooks libraries sign.
+  const expected = createHmac('sha256', webhookKey(secret)).update(`${id}.${timestamp}.`).update(body).digest()
   // Several signatures may be sent (key rotation), space-separated.
   const matches = signatures.split(' ').some((candidate) => {
     const [version, value] = candidate.split(',', 2)
