@@ -111,8 +111,25 @@ export const createIdentityBoundary = (config: Config, diag: Diagnostics): Ident
   const fallback = (raw: RawAttempt, loginKey: string | undefined): Resolved | Promise<Resolved> =>
     raw.login !== undefined && loginKey !== undefined ? identityOfLogin(raw, raw.login, loginKey) : resolved({})
 
-  const pickUser = (raw: RawAttempt, loginKey: string | undefined, identity: Identity): Resolved | Promise<Resolved> =>
-    raw.kind === 'custom' || hasFields(identity) ? resolved(identity) : fallback(raw, loginKey)
+  const pickUser = (
+    raw: RawAttempt,
+    loginKey: string | undefined,
+    identity: Identity,
+  ): Resolved | Promise<Resolved> => {
+    if (raw.kind === 'custom' || hasFields(identity)) return resolved(identity)
+    // A logged-in user who identifies as nobody: every event of theirs falls back to the
+    // login typed, silently, unless said. The usual cause is a field the user object does
+    // not have (a Mongoose lean document has `_id`, not the `id` getter).
+    if (raw.outcome === 'succeeded') {
+      diag.warn(
+        identify ? 'identity_empty.identify' : 'identity_empty.automatic',
+        identify
+          ? 'identify() returned no usable field for a logged-in user; their events are keyed by the login typed. Check the fields it reads exist on your user objects (e.g. String(user._id) for a Mongoose lean document).'
+          : 'a logged-in user object has no id, _id, email or username; their events are keyed by the login typed. Pass identify: (user) => ({ id: String(user.yourKey) }).',
+      )
+    }
+    return fallback(raw, loginKey)
+  }
 
   // Plain functions taking their inputs (no closures per event): this runs for every login.
   const resolveIdentity = (raw: RawAttempt, loginKey: string | undefined): Resolved | Promise<Resolved> => {

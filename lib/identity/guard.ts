@@ -144,11 +144,16 @@ export const createIdentityGuard = (mode: UserContextMode, diag: Diagnostics): I
   return {
     identity(candidate, source) {
       if (candidate === undefined || candidate === null) return {}
-      if (typeof candidate !== 'object' || Array.isArray(candidate)) {
+      // A record: an object literal (or one without prototype), not an array, nor an
+      // instance of a class. An ORM's user instance returned as it is (`identify: u => u`)
+      // has internals among its own fields: a Sequelize instance's constant `uniqno: 1` made
+      // every user one identity. Refused whole, not field by field.
+      const proto = typeof candidate === 'object' ? Object.getPrototypeOf(candidate) : undefined
+      if (typeof candidate !== 'object' || (proto !== Object.prototype && proto !== null)) {
         diag.count('identity_refused')
         diag.warn(
           `identity_invalid.${source}`,
-          `${source} must return a flat object such as { id: user.id }; the value was ignored.`,
+          `${source} must return a plain object of its own, such as { id: String(user.id) } (not an array, nor a class or ORM instance); the value was ignored.`,
         )
         return {}
       }
@@ -157,8 +162,15 @@ export const createIdentityGuard = (mode: UserContextMode, diag: Diagnostics): I
       // Object.keys, not Object.entries: one array per identity rather than one per key.
       const record = candidate as Record<string, unknown>
       for (const key of Object.keys(record)) {
-        const raw = record[key]
-        if (raw === undefined || raw === null) continue
+        let raw: unknown
+        let unreadable = false
+        try {
+          raw = record[key]
+        } catch {
+          // A getter that throws: refused below, once the key is known to be nameable.
+          unreadable = true
+        }
+        if (!unreadable && (raw === undefined || raw === null)) continue
         if (!KEY.test(key)) {
           refuse(
             source,
@@ -166,6 +178,10 @@ export const createIdentityGuard = (mode: UserContextMode, diag: Diagnostics): I
             undefined,
             'keys are 1-64 letters, digits, "_", "$", "." or "-", starting with a letter.',
           )
+          continue
+        }
+        if (unreadable) {
+          refuse(source, 'type', key, 'reading it threw.')
           continue
         }
         if (isSecretKey(key)) {
