@@ -43,10 +43,18 @@ const MAX_KINDS = 1_000
 export const OVERFLOW_KIND = 'problems_overflow'
 
 /** Only the class name and code of an error are logged: its message may carry user input. */
+/** A Redis error reply's first word (NOPERM, WRONGPASS, OOM, READONLY, ...): its code, never user data. */
+const REPLY_CODE = /^([A-Z][A-Z_]{1,31})(?:\s|$)/
+
 export const describeError = (err: unknown): string => {
   if (err instanceof Error) {
     const code = (err as { code?: unknown }).code
-    return typeof code === 'string' || typeof code === 'number' ? `${err.name} (${code})` : err.name
+    if (typeof code === 'string' || typeof code === 'number') return `${err.name} (${code})`
+    // A Redis reply (ioredis's ReplyError) has no code property: its message starts with
+    // one. Named, a lasting misconfiguration (an ACL, a password, a full server, a
+    // replica) is told apart from an outage; the rest of the message is not logged.
+    const reply = err.name === 'ReplyError' ? REPLY_CODE.exec(err.message)?.[1] : undefined
+    return reply === undefined ? err.name : `${err.name} (${reply})`
   }
   return typeof err
 }

@@ -115,9 +115,11 @@ describe('RedisStore (Redis-only behaviour)', () => {
       await ttlNear(`${prefix}{id:42}`, 90 * 24 * HOUR)
       await ttlNear(`${prefix}{id:42}:ledger`, 30 * 24 * HOUR)
       await ttlNear(`${prefix}{ip:198.51.100.0/24}`, 10 * 60_000)
-      // Forget the devices: the record now lives as long as the alert mark, its longest field left.
+      // Forget the devices: the record's TTL is not shortened (a TTL is only the garbage
+      // collector, and another writer's clock may count on it: see below); reads go by the
+      // fields' own expiries.
       await store.run([{ op: 'reset', key: 'id:42', field: 'devices' }], now + 1)
-      await ttlNear(`${prefix}{id:42}`, 24 * HOUR)
+      await ttlNear(`${prefix}{id:42}`, 90 * 24 * HOUR)
       assert.deepEqual(
         await store.run(
           [
@@ -179,6 +181,64 @@ describe('RedisStore (Redis-only behaviour)', () => {
       await store.run([{ op: 'claim', key: 'v', field: 'm', ttl: 60_000 }], ahead)
       const ttlAhead = await admin.pttl(`${prefix}{v}`)
       assert.ok(ttlAhead > HOUR + 59_000 && ttlAhead <= HOUR + 61_000, `PTTL ${ttlAhead}`)
+    })
+  })
+
+  it('a writer whose clock is ahead never shortens the expiry another writer set (no mark claimed twice in its window)', async () => {
+    await withStore(async (store, prefix) => {
+      // A: a minute behind the server (a skewed host; a hub scoring a backlog at the events'
+      // times), claims a 90 s mark: A counts on it until the server's now + 90 s.
+      const behind = Date.now() - 60_000
+      assert.deepEqual(await store.run([{ op: 'claim', key: 'w', field: 'm', ttl: 90_000 }], behind), [true])
+      const before = await admin.pttl(`${prefix}{w}`)
+      assert.ok(before > 88_000, `PTTL ${before}`)
+      // B: in step with the server, writes a 1 s field of the same owner. The record's latest
+      // logical expiry is A's (server + 30 s on B's clock): set by B alone, the key would go
+      // in 30 s, and A would claim its mark again a minute early.
+      await store.run([{ op: 'claim', key: 'w', field: 'n', ttl: 1_000 }], Date.now())
+      const after = await admin.pttl(`${prefix}{w}`)
+      assert.ok(after > before - 2_000, `PTTL went from ${before} to ${after}`)
+      // The same for a ledger (its own key).
+      const entry = { detection: 'wrong_password', points: 1, at: behind }
+      await store.run(
+        [
+          {
+            op: 'score',
+            key: 'w',
+            field: 'ledger',
+            entries: [{ entry }],
+            keepSince: 0,
+            max: 10,
+            ttl: 90_000,
+            windowSince: 0,
+            thresholds: [],
+          },
+        ],
+        behind,
+      )
+      const ledgerKey = (await admin.keys(`${prefix}*ledger*`))[0] ?? `${prefix}{w}:ledger`
+      const ledgerBefore = await admin.pttl(ledgerKey)
+      await store.run(
+        [
+          {
+            op: 'score',
+            key: 'w',
+            field: 'ledger',
+            entries: [],
+            keepSince: 0,
+            max: 10,
+            ttl: 1_000,
+            windowSince: 0,
+            thresholds: [],
+          },
+        ],
+        Date.now(),
+      )
+      const ledgerAfter = await admin.pttl(ledgerKey)
+      assert.ok(
+        ledgerBefore > 88_000 && ledgerAfter > ledgerBefore - 2_000,
+        `ledger PTTL ${ledgerBefore} -> ${ledgerAfter}`,
+      )
     })
   })
 

@@ -53,15 +53,23 @@ local now = oldest
 local CAP, DISTINCT_CAP, NO_MEMBER = 128, 16, 18652613
 local pack, unpack, call, floor = cmsgpack.pack, cmsgpack.unpack, redis.call, math.floor
 
-local shift
-local function expireAt(expiry)
+local shift, server
+-- The PXAT of key k for a logical expiry: shifted by how far the server's clock is ahead of
+-- this call's, and never earlier than the key's present expiry, which another writer may
+-- have set on its own clock (a hub scoring a backlog at the events' times, a process whose
+-- clock is behind): shortened by a writer whose clock is ahead, a value would be gone
+-- before the expiry its writer counts on, and a once-per-window mark claimed twice.
+local function expireAt(k, expiry)
   if not shift then
     local t = call('TIME')
-    local server = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
+    server = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
     shift = 0
     if server > oldest then shift = server - oldest end
   end
-  return floor(expiry + shift) + 1
+  local at = floor(expiry + shift) + 1
+  local left = call('PTTL', KEYS[k])
+  if left > 0 and server + left > at then at = server + left end
+  return at
 end
 
 -- Owner records by KEYS index, decoded once per batch and written once at its end.
@@ -281,7 +289,7 @@ local function score(p)
   if old or nAdded > 0 then
     v[1] = now + ttl
     ledgers[l] = v
-    call('SET', KEYS[l], pack(v), 'PXAT', expireAt(now + ttl))
+    call('SET', KEYS[l], pack(v), 'PXAT', expireAt(l, now + ttl))
   end
   -- Summed in ledger order, as the memory store does: the same doubles, the same sum.
   local sum = 0
@@ -360,7 +368,7 @@ local function moveLedger(la, lb)
     end
   end
   ledgers[lb] = m
-  call('SET', KEYS[lb], pack(m), 'PXAT', expireAt(m[1]))
+  call('SET', KEYS[lb], pack(m), 'PXAT', expireAt(lb, m[1]))
 end
 
 -- move: a window, a mark or a ledger from owner a to owner b (see the Store contract). A
@@ -474,7 +482,7 @@ for i = 1, #dirty do
     end
   end
   if latest then
-    call('SET', KEYS[k], pack(r), 'PXAT', expireAt(latest))
+    call('SET', KEYS[k], pack(r), 'PXAT', expireAt(k, latest))
   else
     call('DEL', KEYS[k])
   end

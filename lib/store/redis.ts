@@ -36,6 +36,8 @@ export interface RedisClient {
   eval(script: string, numKeys: number, ...args: (string | Buffer | number)[]): Promise<unknown>
   eval(script: string, numKeys: number, args: (string | Buffer)[]): Promise<unknown>
   script(subcommand: 'LOAD', script: string): Promise<unknown>
+  /** Read once, to warn about an eviction policy that would drop live state (optional: a shape without it is not asked). */
+  config?(subcommand: 'GET', parameter: string): Promise<unknown>
   on(event: string, listener: (...args: unknown[]) => void): unknown
   once(event: string, listener: (...args: unknown[]) => void): unknown
   off(event: string, listener: (...args: unknown[]) => void): unknown
@@ -244,6 +246,9 @@ export class RedisStore implements Store {
   #lastError: unknown
   #downSince = 0
   #failedThisOutage = 0
+  /** Connected again after an outage, and no script call has run yet (see #up). */
+  #recovering = false
+  #evictionChecked = false
   #batches = 0
   #failed = 0
   #outages = 0
@@ -447,22 +452,69 @@ export class RedisStore implements Store {
     const was = this.#state
     this.#state = 'up'
     this.#lastError = undefined
+    // Connected is not yet working: during a write pause (CLIENT PAUSE WRITE, which a
+    // FAILOVER issues) the ready check answers while every script call times out. The
+    // outage is over, and said so, with the first batch that runs; a loss before that is
+    // the same outage, not a new one.
+    if (was === 'down') this.#recovering = true
     this.#release()
-    if (was === 'down') {
-      const seconds = ((Date.now() - this.#downSince) / 1000).toFixed(1)
-      const line = `${PREFIX} redis_available: the Redis store is connected again after ${seconds} s; ${this.#failedThisOutage} batches failed during the outage (their events went unscored).`
-      try {
-        if (this.#logger.info) this.#logger.info(line)
-        else this.#logger.warn(line)
-      } catch {
-        // A broken logger must not break the store.
-      }
+    this.#checkEviction()
+  }
+
+  /** A script call ran: the end of an outage, if one was being recovered from. */
+  #worked(): void {
+    if (!this.#recovering || this.#state !== 'up') return
+    this.#recovering = false
+    const seconds = ((Date.now() - this.#downSince) / 1000).toFixed(1)
+    const line = `${PREFIX} redis_available: the Redis store works again after ${seconds} s; ${this.#failedThisOutage} batches failed during the outage (their events went unscored).`
+    try {
+      if (this.#logger.info) this.#logger.info(line)
+      else this.#logger.warn(line)
+    } catch {
+      // A broken logger must not break the store.
     }
+  }
+
+  /**
+   * Once per store: a server that evicts keys under memory pressure (allkeys-* or
+   * volatile-*: every key of ours has a TTL) drops marks and ledgers while others live,
+   * and an alert fires twice for one crossing. Said once; a server that refuses CONFIG
+   * (managed services rename it) is not asked again.
+   */
+  #checkEviction(): void {
+    if (this.#evictionChecked || typeof this.#client.config !== 'function') return
+    this.#evictionChecked = true
+    let asked: Promise<unknown>
+    try {
+      asked = this.#client.config('GET', 'maxmemory-policy')
+    } catch {
+      return
+    }
+    asked.then(
+      (answer) => {
+        const policy = Array.isArray(answer) ? answer[1] : undefined
+        if (typeof policy !== 'string' || policy === 'noeviction') return
+        try {
+          this.#logger.warn(
+            `${PREFIX} redis_eviction_policy: the Redis server's maxmemory-policy is "${policy}": under memory pressure it drops keys, and with them risk state that is still live (an alert can fire twice for one rise). Use "noeviction", or a Redis of its own.`,
+          )
+        } catch {
+          // A broken logger must not break the store.
+        }
+      },
+      () => {},
+    )
   }
 
   /** The connection is gone (or never came): logged once per outage, however many events fail during it. */
   #lost(err: unknown): void {
     if (this.#state === 'down' || this.#state === 'closed') return
+    if (this.#recovering) {
+      // Connected again but nothing ran yet: still the same outage, already logged.
+      this.#state = 'down'
+      this.#release(this.#unavailable())
+      return
+    }
     const was = this.#state
     this.#state = 'down'
     this.#clearStart()
@@ -526,6 +578,7 @@ export class RedisStore implements Store {
     }
     this.#eval(keys, argv).then(
       (reply) => {
+        this.#worked()
         let done = 0
         try {
           const raw = JSON.parse(`[${reply}]`) as unknown[]
