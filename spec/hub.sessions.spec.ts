@@ -171,7 +171,13 @@ describe('hub dashboard sessions in a shared store', () => {
     // The control: named with the hub's own secrets, the same write opens the dashboard.
     const own = sessionSecret({
       token: HUB_TOKEN,
-      jwt: { key: { alg: 'HS256', key: JWT_SECRET }, issuer: undefined, audience: undefined },
+      jwt: {
+        key: { alg: 'HS256', key: JWT_SECRET },
+        jwksUrl: undefined,
+        algorithms: ['HS256'],
+        issuer: undefined,
+        audience: undefined,
+      },
       secret: undefined,
     })
     assert.equal(await signedInAs(hub, await forge(own)), 'forged-admin')

@@ -1,6 +1,6 @@
 import { createHash, createHmac, hkdfSync, KeyObject, randomBytes, timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
-import { jwtVerify } from 'jose'
+import { createRemoteJWKSet, jwtVerify } from 'jose'
 import type { Diagnostics } from '../diagnostics.js'
 import type { Store } from '../store/store.js'
 import { BATCH_TYP } from './ingest.js'
@@ -216,14 +216,26 @@ const sharedSessions = (store: Store, secret: Buffer, diag: Diagnostics): Sessio
  * out), or in the store several hubs share (`shared`: one sign-in for all of them, when
  * the hub has a secret of its own to name sessions by, see `sessionSecret`).
  */
+/** The shortest wait between two fetches of an identity provider's key set. */
+export const JWKS_COOLDOWN_MS = 5_000
+
 export const createAuth = (config: HubConfig, shared: Store | undefined, diag: Diagnostics): HubAuth => {
   const tokenDigest = config.token === undefined ? undefined : sha256(config.token)
   const secret = shared === undefined ? undefined : sessionSecret(config)
   const sessions = shared === undefined || secret === undefined ? localSessions() : sharedSessions(shared, secret, diag)
   const jwt = config.jwt
+  // A fixed key, or the identity provider's key set: fetched by jose on first use, cached,
+  // and fetched again (at most every JWKS_COOLDOWN_MS, so tokens naming unknown keys cannot
+  // make the hub flood the provider) for a `kid` it does not hold: a rotation at the
+  // provider needs nothing here. A fetch that fails refuses the JWT (no sign-in, no data).
+  const jwtKey =
+    jwt?.key?.key ??
+    (jwt?.jwksUrl === undefined
+      ? undefined
+      : createRemoteJWKSet(jwt.jwksUrl, { cooldownDuration: JWKS_COOLDOWN_MS, timeoutDuration: 5_000 }))
   const jwtOptions = jwt
     ? {
-        algorithms: [jwt.key.alg],
+        algorithms: [...jwt.algorithms],
         requiredClaims: ['exp'],
         clockTolerance: config.clockToleranceSeconds,
         ...(jwt.issuer === undefined ? {} : { issuer: jwt.issuer }),
@@ -238,9 +250,12 @@ export const createAuth = (config: HubConfig, shared: Store | undefined, diag: D
     if (tokenDigest !== undefined && timingSafeEqual(sha256(credential), tokenDigest)) {
       return { subject: 'token', expiresAt: Number.POSITIVE_INFINITY }
     }
-    if (jwt && jwtOptions && credential.split('.').length === 3) {
+    if (jwtKey !== undefined && jwtOptions && credential.split('.').length === 3) {
       try {
-        const { payload, protectedHeader } = await jwtVerify(credential, jwt.key.key, jwtOptions)
+        const { payload, protectedHeader } =
+          typeof jwtKey === 'function'
+            ? await jwtVerify(credential, jwtKey, jwtOptions)
+            : await jwtVerify(credential, jwtKey, jwtOptions)
         // A signed batch is never a credential, whatever key signed it (setup refuses a shared one).
         if (isBatchTyp(protectedHeader.typ)) return undefined
         const subject = typeof payload.sub === 'string' ? payload.sub.slice(0, 128) : 'jwt'

@@ -28,8 +28,20 @@ import { type VerificationKey, verificationKey } from './keys.js'
 
 /** Dashboard and API sign-in with JWTs issued elsewhere (an SSO, a CLI), verified with jose. */
 export interface HubJwtOptions {
-  /** An HS256 secret (>= 32 bytes) or a public key (Ed25519, RSA, P-256/P-384; KeyObject or PEM). Its type pins the algorithm. */
-  key: string | Buffer | KeyObject
+  /**
+   * An HS256 secret (>= 32 bytes) or a public key (Ed25519, RSA, P-256/P-384; KeyObject or
+   * PEM). Its type pins the algorithm. Give `key` or `jwksUrl`, not both.
+   */
+  key?: string | Buffer | KeyObject
+  /**
+   * Your identity provider's JSON Web Key Set (`https://idp.example/.well-known/jwks.json`),
+   * fetched and cached by jose and fetched again for a `kid` it does not hold, so the
+   * provider's key rotations need no change here. https only (http for 127.0.0.1 and
+   * localhost). Public keys only: HS256 is never accepted from it.
+   */
+  jwksUrl?: string
+  /** With `jwksUrl`: the algorithms accepted. Defaults to `['RS256', 'ES256', 'ES384', 'EdDSA']`. */
+  algorithms?: readonly ('RS256' | 'ES256' | 'ES384' | 'EdDSA')[]
   /** Required `iss`. Defaults to none (not checked). */
   issuer?: string
   /** Required `aud`. Defaults to none (not checked). */
@@ -131,7 +143,15 @@ export interface HubConfig {
   readonly keys: readonly VerificationKey[]
   readonly token: string | undefined
   readonly jwt:
-    | { readonly key: VerificationKey; readonly issuer: string | undefined; readonly audience: string | undefined }
+    | {
+        /** A fixed key, or `undefined` with a key set (`jwksUrl`). */
+        readonly key: VerificationKey | undefined
+        readonly jwksUrl: URL | undefined
+        /** The algorithms accepted: the key's one, or those allowed from the key set. */
+        readonly algorithms: readonly string[]
+        readonly issuer: string | undefined
+        readonly audience: string | undefined
+      }
     | undefined
   readonly store: Store | undefined
   readonly secret: Buffer | undefined
@@ -213,20 +233,69 @@ const resolveToken = (value: unknown): string | undefined => {
   return value
 }
 
+/** What a key set may sign with: public-key algorithms only. */
+const JWKS_ALGORITHMS = ['RS256', 'ES256', 'ES384', 'EdDSA'] as const
+
+const resolveJwksUrl = (value: unknown): URL => {
+  let url: URL | undefined
+  try {
+    url = typeof value === 'string' ? new URL(value) : undefined
+  } catch {}
+  const loopback = url !== undefined && ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname)
+  if (url === undefined || !(url.protocol === 'https:' || (url.protocol === 'http:' && loopback))) {
+    throw new SqreenAuthError(
+      'ERR_SQREEN_HUB_AUTH',
+      `"jwt.jwksUrl" must be an https URL of your identity provider's key set (http only for 127.0.0.1 or localhost): whoever can change the keys on the way can sign in. Got ${JSON.stringify(value) ?? String(value)}.`,
+    )
+  }
+  return url
+}
+
 const resolveJwt = (value: unknown): HubConfig['jwt'] => {
   if (value === undefined) return undefined
-  if (!isObject(value)) throw typeError('jwt', 'an object { key, issuer?, audience? }', value)
-  checkKeys('jwt', value, ['key', 'issuer', 'audience'])
+  if (!isObject(value)) throw typeError('jwt', 'an object { key or jwksUrl, issuer?, audience? }', value)
+  checkKeys('jwt', value, ['key', 'jwksUrl', 'algorithms', 'issuer', 'audience'])
   for (const name of ['issuer', 'audience'] as const) {
     if (value[name] !== undefined && typeof value[name] !== 'string')
       throw typeError(`jwt.${name}`, 'a string', value[name])
   }
-  return Object.freeze({
-    key: Object.freeze(
+  if ((value.key === undefined) === (value.jwksUrl === undefined)) {
+    throw new SqreenAuthError(
+      'ERR_SQREEN_HUB_AUTH',
+      '"jwt" takes a "key" (a secret or public key) or a "jwksUrl" (your identity provider\'s key set), one of the two.',
+    )
+  }
+  const issuer = value.issuer as string | undefined
+  const audience = value.audience as string | undefined
+  if (value.key !== undefined) {
+    if (value.algorithms !== undefined) {
+      throw new SqreenAuthError(
+        'ERR_SQREEN_HUB_AUTH',
+        '"jwt.algorithms" goes with "jwt.jwksUrl": a "key" pins its own algorithm.',
+      )
+    }
+    const key = Object.freeze(
       verificationKey(value.key, 'jwt.key', 'ERR_SQREEN_HUB_AUTH', ['HS256', 'EdDSA', 'RS256', 'ES256', 'ES384']),
-    ),
-    issuer: value.issuer as string | undefined,
-    audience: value.audience as string | undefined,
+    )
+    return Object.freeze({ key, jwksUrl: undefined, algorithms: Object.freeze([key.alg]), issuer, audience })
+  }
+  const algorithms = value.algorithms ?? JWKS_ALGORITHMS
+  if (
+    !Array.isArray(algorithms) ||
+    algorithms.length === 0 ||
+    !algorithms.every((a) => (JWKS_ALGORITHMS as readonly unknown[]).includes(a))
+  ) {
+    throw new SqreenAuthError(
+      'ERR_SQREEN_HUB_AUTH',
+      `"jwt.algorithms" must list some of ${JWKS_ALGORITHMS.join(', ')} (public-key algorithms: a key set never holds a shared secret).`,
+    )
+  }
+  return Object.freeze({
+    key: undefined,
+    jwksUrl: resolveJwksUrl(value.jwksUrl),
+    algorithms: Object.freeze([...(algorithms as string[])]),
+    issuer,
+    audience,
   })
 }
 
@@ -331,7 +400,7 @@ const checkSeparateKeys = (
       `"${name}" (the forwarders' batch secret) and "token" (the API and dashboard secret) must differ: every forwarder holds the batch secret. Generate another for each (e.g. \`openssl rand -base64 32\`).`,
     )
   }
-  if (jwt !== undefined && jwt.key.alg === key.alg && keyMaterial(jwt.key).equals(batchKey)) {
+  if (jwt?.key !== undefined && jwt.key.alg === key.alg && keyMaterial(jwt.key).equals(batchKey)) {
     throw new SqreenAuthError(
       'ERR_SQREEN_HUB_AUTH',
       `"${name}" (which verifies forwarded batches) and "jwt.key" (which verifies API and dashboard JWTs) must differ: whoever signs batches could otherwise sign JWTs too.`,
@@ -339,7 +408,7 @@ const checkSeparateKeys = (
   }
   // A token is sent to the hub (typed into the sign-in form, kept by scripts); were it also
   // the JWT secret, whoever saw it could mint JWTs of any subject and any lifetime.
-  if (token !== undefined && jwt !== undefined && jwt.key.alg === 'HS256') {
+  if (token !== undefined && jwt?.key !== undefined && jwt.key.alg === 'HS256') {
     if (keyMaterial(jwt.key).equals(Buffer.from(token, 'utf8'))) {
       throw new SqreenAuthError(
         'ERR_SQREEN_HUB_AUTH',
