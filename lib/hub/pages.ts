@@ -49,7 +49,7 @@ const layout = (ctx: PageContext, title: string, body: string, refresh = false):
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="no-referrer">
-<link rel="icon" href="data:,">
+<link rel="icon" href="${esc(ctx.base)}/static/favicon.ico">
 <title>${esc(title)} · sqreen-auth Security Hub</title>
 <link rel="stylesheet" href="${esc(ctx.base)}/static/hub.css">
 <script src="${esc(ctx.base)}/static/hub.js" defer></script>

@@ -183,6 +183,19 @@ const NOT_DETACHED_MESSAGE = `the ${BATCH_SIGNATURE_HEADER} header must hold a d
 const wantsCrossSite = (req: Request): boolean => req.headers['sec-fetch-site'] === 'cross-site'
 
 /**
+ * The sign-in form's token, however the application parsed the body before the hub: an
+ * object (the hub's own urlencoded parser, or the app's), or the raw text or bytes an
+ * application-wide `express.text()` / `express.raw()` for every type left (the hub reads
+ * batches from those too).
+ */
+const formToken = (body: unknown): unknown => {
+  if (typeof body === 'string' || Buffer.isBuffer(body)) {
+    return new URLSearchParams(typeof body === 'string' ? body : body.toString('utf8')).get('token') ?? undefined
+  }
+  return (body as { token?: unknown } | undefined)?.token
+}
+
+/**
  * The self-hosted Security Hub: an Express router that receives signed batches
  * from `sqreenAuth({ forward })`, scores them with the same risk engine, raises
  * the same alerts centrally, and serves a JSON API and a dashboard. Mount it
@@ -342,6 +355,12 @@ export const sqreenHub = (options: OptionsInput<HubOptions>): SqreenHub => {
     res.setHeader('X-Content-Type-Options', 'nosniff')
     res.type('css').send(HUB_CSS)
   })
+  // The page's icon: a link to nothing here, not a data: URL, which a strict CSP
+  // (img-src 'self') refuses and reports on every page load.
+  router.get('/static/favicon.ico', (_req, res) => {
+    res.setHeader('Cache-Control', 'max-age=86400')
+    res.status(204).end()
+  })
   router.get('/static/hub.js', (_req, res) => {
     res.setHeader('Cache-Control', 'no-cache')
     res.setHeader('X-Content-Type-Options', 'nosniff')
@@ -364,11 +383,18 @@ export const sqreenHub = (options: OptionsInput<HubOptions>): SqreenHub => {
         html(res, 403, loginPage(ctx(req), 'Sign in from the hub itself.'))
         return
       }
-      const given = (req.body as { token?: unknown } | undefined)?.token
+      const given = formToken(req.body)
       const principal = typeof given === 'string' ? await auth.verify(given.trim()) : undefined
       if (principal === undefined) {
         diag.count('hub.logins_failed')
         html(res, 401, loginPage(ctx(req), 'That token is not valid.'))
+        return
+      }
+      // A JWT accepted only within the clock tolerance: its session would already be over,
+      // and the dashboard would send the operator back here without a word.
+      if (principal.expiresAt <= Date.now()) {
+        diag.count('hub.logins_failed')
+        html(res, 401, loginPage(ctx(req), 'That token has expired; get a new one.'))
         return
       }
       let value: string

@@ -64,7 +64,7 @@ export interface HubSetup {
   readonly mount?: string
   readonly helmet?: boolean
   /** An application-wide body parser mounted before the hub. */
-  readonly parser?: 'json' | 'json-any' | 'raw'
+  readonly parser?: 'json' | 'json-any' | 'raw' | 'text'
   /** Express `trust proxy` (to test Secure cookies behind a TLS proxy). */
   readonly trustProxy?: boolean
   /** Keep the hub's default reorder window (otherwise batches are scored before they are answered). */
@@ -90,6 +90,7 @@ export const startHub = async (options: Partial<HubOptions> = {}, setup: HubSetu
   if (setup.parser === 'json') app.use(express.json({ limit: '8mb' }))
   if (setup.parser === 'json-any') app.use(express.json({ type: '*/*', limit: '8mb' }))
   if (setup.parser === 'raw') app.use(express.raw({ type: '*/*', limit: '8mb' }))
+  if (setup.parser === 'text') app.use(express.text({ type: '*/*', limit: '8mb' }))
   const mount = setup.mount ?? '/hub'
   app.use(mount, hub)
   let server: Server | undefined
