@@ -27,15 +27,34 @@ export class BlockList {
     this.#clock = clock
   }
 
-  /** `score` is the standing score (capped at maxScore); `uncapped` the decayed points before the cap, which decide when the block ends. */
-  update(userKey: string, score: number, uncapped = score): void {
+  /**
+   * `score` is the standing score (capped at maxScore); `uncapped` the decayed points before
+   * the cap, which decide when the block ends; `pointsAt`, when given, the points at a later
+   * time (entries past the ledger's retention left out), which can end it sooner.
+   */
+  update(userKey: string, score: number, uncapped = score, pointsAt?: (at: number) => number): void {
     if (!(score > this.#above)) {
       this.#until.delete(userKey)
       return
     }
     const now = this.#clock()
     // `above` may be 0: scores are rounded to hundredths, so "nothing" is below 0.005.
-    const until = now + this.#halfLifeMs * Math.log2(Math.max(score, uncapped) / Math.max(this.#above, 0.005))
+    const level = Math.max(this.#above, 0.005)
+    let until = now + this.#halfLifeMs * Math.log2(Math.max(score, uncapped) / level)
+    // Decay alone is an upper bound: the ledger keeps entries for a while only, and the
+    // score drops when the oldest leave it (a long attack's first entries go before its
+    // last have decayed). The points only fall from now on: the earliest time they are
+    // back to the level is found by halving the interval (to a second).
+    if (pointsAt !== undefined && pointsAt(until) <= level) {
+      let lo = now
+      let hi = until
+      while (hi - lo > 1_000) {
+        const mid = lo + (hi - lo) / 2
+        if (pointsAt(mid) <= level) hi = mid
+        else lo = mid
+      }
+      until = hi
+    }
     this.#until.set(userKey, until)
     // Users whose block ran out are forgotten as the list grows, so it stays the size of
     // the users actually blocked rather than of every user ever blocked.

@@ -51,7 +51,10 @@ export const sqreenAuth = (options: OptionsInput<Options> = {}): SqreenAuth => {
       store,
       onAlert: (alert) => dispatcher.dispatch(alert),
       ...(blocklist
-        ? { onScore: (userKey: string, score: number, uncapped: number) => blocklist.update(userKey, score, uncapped) }
+        ? {
+            onScore: (userKey: string, score: number, uncapped: number, pointsAt: (at: number) => number) =>
+              blocklist.update(userKey, score, uncapped, pointsAt),
+          }
         : {}),
       // No client address reaches the store in advanced mode, as no e-mail or login does.
       ...(config.mode === 'advanced' && config.secret ? { ipRef: keyedIpRef(config.secret) } : {}),
@@ -93,7 +96,12 @@ export const sqreenAuth = (options: OptionsInput<Options> = {}): SqreenAuth => {
         'identify() returned a promise, which the block check cannot wait for on the request path: users are checked by the login they typed only. Make identify synchronous to block users by their key.',
       )
     }
-    return login !== undefined && blocklist.has(boundary.loginKeyOf(login))
+    if (login === undefined) return false
+    // The login typed, and the user it is linked to: once linked, its failures count
+    // against that user (an async identify cannot name the user here, the link can).
+    if (blocklist.has(boundary.loginKeyOf(login))) return true
+    const linked = boundary.linkedUserKeyOf(login)
+    return linked !== undefined && blocklist.has(linked)
   }
   const refuseUser: RefusePredicate | undefined = blocklist ? isBlockedUser : undefined
   const recorder = createRecorder(config, (raw) => pipeline.submit(raw), diag, refuseUser)

@@ -279,6 +279,68 @@ for (const variant of variants) {
       }
     })
 
+    it('while a login is blocked, a wrong password gets the same 403 as the right one (the block tells a guesser nothing)', async () => {
+      const a = build(variant, { block: { above: 10 } })
+      try {
+        for (let i = 0; i < 10; i++) await logIn(a, { ...jane, password: `guess-${i}` }).expect(401)
+        await eventually(async () => (await a.sqreen.risk('login:jdoe-private')).score > 10, 'the login to pass 10')
+        const wrong = await logIn(a, { ...jane, password: 'guess-10' })
+        const right = await logIn(a, jane)
+        assert.deepEqual([wrong.status, wrong.body], [right.status, right.body])
+        assert.equal(wrong.status, 403)
+        const events = await a.log.waitFor(12)
+        assert.deepEqual(
+          events.slice(-2).map((e) => [e.type, e.reason]),
+          [
+            ['login.failed', 'blocked'],
+            ['login.failed', 'blocked'],
+          ],
+        )
+      } finally {
+        await a.sqreen.close()
+      }
+    })
+
+    it('with an async identify, a login linked to a blocked user is refused (the block list knows the link)', async () => {
+      const a = build(variant, {
+        block: { above: 10 },
+        mode: 'advanced',
+        secret: 'enforcement-spec-secret-0123456789',
+        identify: async (user: unknown) => ({ id: (user as User).id }),
+      })
+      try {
+        // A first success links jane's login to id:1 (once its event is built: identify is
+        // async); later failures of that login count against id:1.
+        assert.equal((await logIn(a, jane)).status, 200)
+        await a.log.waitFor(1)
+        for (let i = 0; i < 10; i++) await logIn(a, { ...jane, password: `guess-${i}` }).expect(401)
+        await eventually(async () => (await a.sqreen.risk('id:1')).score > 10, 'jane to pass 10')
+        // identify is async: the success cannot be keyed on the request path, but the login can.
+        assert.equal((await logIn(a, jane)).status, 403)
+        assert.equal((await logIn(a, bob)).status, 200)
+      } finally {
+        await a.sqreen.close()
+      }
+    })
+
+    it('a block ends when the ledger lets its entries go, if that is before the score decays (a long half-life)', async () => {
+      let now = Date.parse('2026-12-04T12:00:00Z')
+      // 40 points with a one-year half-life: decay alone would keep jane above 10 for two years,
+      // but the ledger keeps entries 30 days, and her score is 0 once they have gone.
+      const a = build(variant, { block: { above: 10 }, trigger: false, halfLife: '365d', clock: () => now })
+      try {
+        await raise(a, jane, ['critical', 'critical'])
+        await waitUntil(() => a.sqreen.isBlocked(asRequest(jane)), 'jane to be blocked')
+        now += 29 * 86_400_000
+        assert.equal(a.sqreen.isBlocked(asRequest(jane)), true, 'day 29: the entries are still kept')
+        now += 2 * 86_400_000
+        assert.equal((await a.sqreen.risk('id:1')).score, 0, 'day 31: the entries have gone')
+        assert.equal(a.sqreen.isBlocked(asRequest(jane)), false)
+      } finally {
+        await a.sqreen.close()
+      }
+    })
+
     it('an async identify() that rejects while someone is blocked does not end the process; the block check says it cannot use it', async () => {
       const unhandled: unknown[] = []
       const onUnhandled = (reason: unknown): void => void unhandled.push(reason)

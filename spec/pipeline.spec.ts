@@ -22,6 +22,7 @@ const boundary = (...answers: (AuthEvent | Promise<AuthEvent>)[]): IdentityBound
   toEvent: () => answers.shift() ?? event('default'),
   userKeyOfUser: () => null,
   loginKeyOf: (login) => `login:${login}`,
+  linkedUserKeyOf: () => undefined,
 })
 
 const quiet = () => {

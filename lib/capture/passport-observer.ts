@@ -130,13 +130,16 @@ export const observePassport = (
           return success.apply(this, arguments as unknown as unknown[])
         }
         instance.fail = function observedFail(this: unknown, challenge?: unknown, status?: unknown) {
+          let refused = false
           try {
             // passport accepts fail(status) as well as fail(challenge, status).
-            if (typeof challenge === 'number') t.failed(undefined, challenge)
-            else t.failed(challenge, status)
+            if (typeof challenge === 'number') refused = t.failed(undefined, challenge)
+            else refused = t.failed(challenge, status)
           } catch (err) {
             recordFailed(err)
           }
+          // Opt-in enforcement: a blocked login is refused whatever the password (see `failed`).
+          if (refused) return refuseLogin(req)
           // biome-ignore lint/complexity/noArguments: forwarded as given, without an array per call
           return fail.apply(this, arguments as unknown as unknown[])
         }

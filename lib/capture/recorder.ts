@@ -12,7 +12,8 @@ type Outcome = StrategyAttempt['outcome']
 export interface Tracker {
   /** Records a success; `true` when opt-in enforcement refuses this user's login. */
   succeeded(user: unknown): boolean
-  failed(challenge: unknown, status: unknown): void
+  /** Records a failure; `true` when the login typed is blocked, and the request must be refused instead (see `succeeded`). */
+  failed(challenge: unknown, status: unknown): boolean
   errored(err: unknown): void
   redirected(): void
   passed(): void
@@ -160,13 +161,25 @@ class AttemptRecord implements Tracker {
     return refused
   }
 
-  failed(challenge: unknown, status: unknown): void {
-    if (this.outcome !== 'pending') return
+  failed(challenge: unknown, status: unknown): boolean {
+    if (this.outcome !== 'pending') return false
     this.outcome = 'failed'
     this.at = this.env.clock()
     this.reason =
       this.oauth2 && declinedAtProvider(this.req) ? 'missing_credentials' : classifyFailure(this.req, challenge, status)
     this.env.settled(this.ctx)
+    // A blocked login gets the same answer whatever the password: refused only when it is
+    // right, the block would tell a guesser which one is (and let them in once it ends).
+    const { refuseUser, diag } = this.env
+    if (refuseUser === undefined || this.login === undefined) return false
+    let refused = false
+    try {
+      refused = refuseUser(undefined, this.login)
+    } catch (err) {
+      diag.error('block_check_failed', 'could not check whether a user is blocked; the login was allowed', err)
+    }
+    if (refused) this.reason = 'blocked'
+    return refused
   }
 
   errored(err: unknown): void {

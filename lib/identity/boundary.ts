@@ -24,6 +24,8 @@ export interface IdentityBoundary {
   userKeyOfUser(user: unknown): string | null | undefined
   /** The ledger key of an attempted login (`login:…`): where its failures count until it is linked to its user. */
   loginKeyOf(login: string): string
+  /** The ledger key of the user an attempted login was linked to by a success in this process, if any. */
+  linkedUserKeyOf(login: string): string | undefined
 }
 
 const TYPE_OF_OUTCOME = {
@@ -166,6 +168,7 @@ export const createIdentityBoundary = (config: Config, diag: Diagnostics): Ident
   return {
     userKeyOfUser,
     loginKeyOf,
+    linkedUserKeyOf: (login) => links.get(loginKeyOf(login))?.userKey,
     toEvent(raw) {
       const loginKey = raw.login === undefined ? undefined : loginKeyOf(raw.login)
       const who = resolveIdentity(raw, loginKey)

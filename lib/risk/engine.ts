@@ -20,10 +20,12 @@ export interface RiskEngineConfig {
   /** Called with every alert the trigger fires; must not throw (the engine guards it anyway). */
   readonly onAlert: (alert: RiskAlert) => void
   /**
-   * Called after each scored event with the user's new standing score and its decayed
-   * points before the cap (for enforcement: the capped score would end a block early).
+   * Called after each scored event with the user's new standing score, its decayed points
+   * before the cap (for enforcement: the capped score would end a block early), and the
+   * points it will have at a later time, as long as nothing else is scored: decayed, and
+   * without the entries that will have passed the ledger's retention by then.
    */
-  readonly onScore?: (userKey: string, score: number, uncapped: number) => void
+  readonly onScore?: (userKey: string, score: number, uncapped: number, pointsAt: (at: number) => number) => void
   /** How an IP is keyed in the store; the address or prefix itself by default (advanced mode: `keyedIpRef`). */
   readonly ipRef?: (facts: IpFacts) => IpRef
 }
@@ -182,7 +184,13 @@ export const createRiskEngine = (config: RiskEngineConfig, diag: Diagnostics): R
     if (level !== undefined) alertFrom(event, u, level, now, ledger)
     if (config.onScore !== undefined) {
       const uncapped = decayedPoints(ledger, now, maths)
-      config.onScore(u, standingScore(ledger, now, maths), uncapped)
+      const pointsAt = (at: number): number =>
+        decayedPoints(
+          ledger.filter((e) => e.at > at - RETENTION),
+          at,
+          maths,
+        )
+      config.onScore(u, standingScore(ledger, now, maths), uncapped, pointsAt)
     }
   }
 
