@@ -79,8 +79,8 @@ export interface HubLimits {
 export interface HubOptions extends ScoringAndAlertOptions {
   /**
    * Verifies forwarded batches: the forwarders' shared HS256 secret (>= 32 bytes), or the
-   * Ed25519 public key (KeyObject or PEM) of their private `forward.key`. Only that key's
-   * algorithm is accepted. Required.
+   * Ed25519 public key (KeyObject or PEM) of their private `forward.key`. Each key is used
+   * with its own algorithm only. Required.
    *
    * To rotate it without losing batches, pass several: `[newKey, oldKey]` (at most 4).
    * Each batch is checked against them in order; a batch that only an
