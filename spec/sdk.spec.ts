@@ -254,3 +254,83 @@ for (const variant of variants) {
     })
   })
 }
+
+describe('sdk: authTrack as applications call it', () => {
+  const variant = variants[0]!
+  /** An ORM-like user instance: the ORM's state among its own fields. */
+  class OrmUser {
+    uniqno = 1
+    constructor(readonly id: number) {}
+  }
+  const build = () =>
+    harness(variant, ({ app, passport, sqreen }) => {
+      passport.use(new LocalStrategy((u, p, done) => done(null, u === 'alice' && p === PASSWORD ? ALICE : false)))
+      // A batch endpoint (GraphQL mutations, a bulk login API): several attempts in one request.
+      app.post('/batch', (req, res) => {
+        for (const { login, ok } of req.body.attempts as { login: string; ok: boolean }[]) {
+          sqreen.authTrack(req, ok, { login })
+        }
+        res.status(204).end()
+      })
+      // authTrack from a timer after a passport login's response: too late, its event went out.
+      app.post('/late', passport.authenticate('local', { session: false }), (req, res) => {
+        res.send('welcome')
+        setTimeout(() => sqreen.authTrack(req, true, { id: 1 }), 30)
+      })
+      app.post('/orm', (req, res) => {
+        sqreen.authTrack(req, false, new OrmUser(Number(req.body.id)) as unknown as Record<string, string | number>)
+        res.status(204).end()
+      })
+    })
+
+  it('several calls in one request are several attempts: a batch of guesses is counted whole', async () => {
+    const { app, sqreen, log } = build()
+    try {
+      const attempts = [
+        ...Array.from({ length: 5 }, () => ({ login: 'bob', ok: false })),
+        { login: 'carol', ok: false },
+        { login: 'dave', ok: true },
+      ]
+      await request(app).post('/batch').send({ attempts }).expect(204)
+      const events = await log.exactly(7)
+      assert.deepEqual(
+        events.map((e) => [e.type, e.identity.login]),
+        attempts.map((a) => [a.ok ? 'login.succeeded' : 'login.failed', a.login]),
+      )
+    } finally {
+      await sqreen.close()
+    }
+  })
+
+  it("authTrack after the request's login event went out is ignored and said, not a second event", async () => {
+    const { app, sqreen, log, logger } = build()
+    try {
+      await request(app).post('/late').type('form').send({ username: 'alice', password: PASSWORD }).expect(200)
+      await log.waitFor(1)
+      await new Promise((r) => setTimeout(r, 100))
+      assert.equal((await log.settle()).length, 1)
+      assert.ok(
+        logger.lines.some((l) => l.includes('sdk_late.authTrack')),
+        logger.lines.join('\n'),
+      )
+    } finally {
+      await sqreen.close()
+    }
+  })
+
+  it('an ORM instance as the identity is refused whole, not read as its internals', async () => {
+    const { app, sqreen, log, logger } = build()
+    try {
+      await request(app).post('/orm').send({ id: 1 }).expect(204)
+      await request(app).post('/orm').send({ id: 2 }).expect(204)
+      const events = await log.exactly(2)
+      for (const e of events) assert.equal(e.userKey, null, JSON.stringify(e.identity))
+      assert.ok(
+        logger.lines.some((l) => l.includes('identity_invalid.authTrack')),
+        logger.lines.join('\n'),
+      )
+    } finally {
+      await sqreen.close()
+    }
+  })
+})

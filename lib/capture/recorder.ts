@@ -64,6 +64,8 @@ class RequestContext {
   firstExtra: ExtraAttempt | undefined = undefined
   lastExtra: ExtraAttempt | undefined = undefined
   flushed = false
+  /** Its flush emitted a login event (automatic or manual): a later authTrack would be a second one. */
+  loggedIn = false
   scheduled = false
   /** The next context due for a check on the same turn of the event loop (see `schedule`). */
   nextDue: RequestContext | undefined = undefined
@@ -428,10 +430,14 @@ export const createRecorder = (
   const flush = (ctx: RequestContext): void => {
     if (ctx.flushed) return
     ctx.flushed = true
-    if (contexts.get(ctx.req) === ctx) contexts.delete(ctx.req)
+    // Left in the map, flushed: a later call for the request makes a context of its own,
+    // and a late authTrack can tell that this request's login was already told (see manual).
     try {
       const login = loginOutcome(ctx, config.clock())
-      if (login) submit(login)
+      if (login) {
+        ctx.loggedIn = true
+        submit(login)
+      }
       for (let extra = ctx.firstExtra; extra !== undefined; extra = extra.next) submit(extra)
     } catch (err) {
       diag.error('capture_failed', 'could not assemble the events of a request', err)
@@ -522,10 +528,48 @@ export const createRecorder = (
   return {
     begin,
     manual(req, login) {
+      const previous = contexts.get(req)
+      if (previous?.flushed && previous.loggedIn) {
+        // After the request's login event went out (authTrack from a timer, after the
+        // response): a second event for one attempt would count it twice.
+        diag.count('sdk_late')
+        diag.warn(
+          'sdk_late.authTrack',
+          "authTrack() was called after this request's login event was emitted (after the response ended); it was ignored. Call it before ending the response.",
+        )
+        return
+      }
       const ctx = contextOf(req)
-      ctx.manual = login
-      ctx.manualAt = config.clock()
       schedule(ctx)
+      if (ctx.manual === undefined) {
+        ctx.manual = login
+        ctx.manualAt = config.clock()
+        return
+      }
+      // Another login in the same request (a GraphQL batch of mutations, a bulk endpoint):
+      // each call is an attempt, an event of its own; only the first replaces Passport's.
+      ctx.addExtra(
+        new ExtraAttempt(
+          'login',
+          'sdk',
+          config.clock(),
+          req,
+          ctx.ip,
+          userAgent(req),
+          undefined,
+          login.success ? 'succeeded' : 'failed',
+          null,
+          login.success ? undefined : 'invalid_credentials',
+          undefined,
+          login.identity,
+          undefined,
+          undefined,
+          undefined,
+          undefined,
+          undefined,
+          undefined,
+        ),
+      )
     },
     extra(req, raw) {
       const ctx = contextOf(req)

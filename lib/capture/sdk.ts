@@ -20,7 +20,7 @@ export interface TrackEventOptions {
 export interface Sdk {
   /** Records a login outcome for `req`; it replaces what automatic capture saw for that request. */
   authTrack(req: Request, success: boolean, identity: Record<string, string | number>): void
-  /** Records a sign-up of the user `identity` names (a `signup` event; it scores nothing by itself). */
+  /** Records a sign-up of the user `identity` names (a `signup` event; it scores only a throwaway or relay e-mail domain). */
   signupTrack(req: Request, identity: Record<string, string | number>): void
   /**
    * Records an attack or suspicious action the application detected (`custom` event): it
@@ -38,6 +38,18 @@ const isRequest = (req: unknown): req is Request =>
 
 const isRecord = (value: unknown): value is Record<string, unknown> =>
   value !== null && typeof value === 'object' && !Array.isArray(value)
+
+/**
+ * An identity as given, copied (a later change by the caller does not change the event)
+ * when it is a plain object; anything else (a class or ORM instance, whose own fields
+ * include its internals) is passed as it is, for the identity guard to refuse whole:
+ * copied, it would look like a plain object (a Sequelize instance's `uniqno: 1` made
+ * every user one identity).
+ */
+const copied = (identity: Record<string, unknown>): Record<string, unknown> => {
+  const proto = Object.getPrototypeOf(identity)
+  return proto === Object.prototype || proto === null ? { ...identity } : identity
+}
 
 /**
  * Bad arguments are the application's bug, but a monitoring call must never be
@@ -64,14 +76,14 @@ export const createSdk = (recorder: Recorder, diag: Diagnostics): Sdk => {
         if (!isRequest(req)) return bad('authTrack', 'something that is not a request as its first argument')
         if (typeof success !== 'boolean') return bad('authTrack', 'a non-boolean "success" (second argument)')
         if (!isRecord(identity)) return bad('authTrack', 'an identity that is not an object (third argument)')
-        recorder.manual(req, { success, identity: { ...identity } })
+        recorder.manual(req, { success, identity: copied(identity) })
       })
     },
     signupTrack(req, identity) {
       guard('signupTrack', () => {
         if (!isRequest(req)) return bad('signupTrack', 'something that is not a request as its first argument')
         if (!isRecord(identity)) return bad('signupTrack', 'an identity that is not an object (second argument)')
-        recorder.extra(req, { kind: 'signup', identity: { ...identity } })
+        recorder.extra(req, { kind: 'signup', identity: copied(identity) })
       })
     },
     trackEvent(req, name, options = {}) {
@@ -111,7 +123,7 @@ export const createSdk = (recorder: Recorder, diag: Diagnostics): Sdk => {
           name,
           severity: severity as Severity,
           properties: opts.properties ? { ...opts.properties } : undefined,
-          identity: opts.identity ? { ...opts.identity } : undefined,
+          identity: opts.identity ? copied(opts.identity) : undefined,
           // The request's user, read now: the event counts against whoever is logged in.
           user: opts.identity ? undefined : requestUser(req),
         })
