@@ -277,6 +277,12 @@ describe('sdk: authTrack as applications call it', () => {
         res.send('welcome')
         setTimeout(() => sqreen.authTrack(req, true, { id: 1 }), 30)
       })
+      // The same, with a custom event in between (a context of its own for the request).
+      app.post('/late-after-event', passport.authenticate('local', { session: false }), (req, res) => {
+        res.send('welcome')
+        setTimeout(() => sqreen.trackEvent(req, 'profile_viewed'), 30)
+        setTimeout(() => sqreen.authTrack(req, true, { id: 1 }), 80)
+      })
       app.post('/orm', (req, res) => {
         sqreen.authTrack(req, false, new OrmUser(Number(req.body.id)) as unknown as Record<string, string | number>)
         res.status(204).end()
@@ -309,6 +315,29 @@ describe('sdk: authTrack as applications call it', () => {
       await log.waitFor(1)
       await new Promise((r) => setTimeout(r, 100))
       assert.equal((await log.settle()).length, 1)
+      assert.ok(
+        logger.lines.some((l) => l.includes('sdk_late.authTrack')),
+        logger.lines.join('\n'),
+      )
+    } finally {
+      await sqreen.close()
+    }
+  })
+
+  it('a late authTrack is ignored after a custom event of the same request went out too', async () => {
+    const { app, sqreen, log, logger } = build()
+    try {
+      await request(app)
+        .post('/late-after-event')
+        .type('form')
+        .send({ username: 'alice', password: PASSWORD })
+        .expect(200)
+      await log.waitFor(2)
+      await new Promise((r) => setTimeout(r, 150))
+      assert.deepEqual(
+        (await log.settle()).map((e) => e.type),
+        ['login.succeeded', 'custom'],
+      )
       assert.ok(
         logger.lines.some((l) => l.includes('sdk_late.authTrack')),
         logger.lines.join('\n'),

@@ -66,6 +66,8 @@ class RequestContext {
   flushed = false
   /** Its flush emitted a login event (automatic or manual): a later authTrack would be a second one. */
   loggedIn = false
+  /** An earlier context of the same request already emitted its login event. */
+  toldBefore = false
   scheduled = false
   /** The next context due for a check on the same turn of the event loop (see `schedule`). */
   nextDue: RequestContext | undefined = undefined
@@ -416,6 +418,9 @@ const loginOutcome = (ctx: RequestContext, at: number): RawAttempt | undefined =
   }
 }
 
+/** In the contexts map, for a request whose login event went out (see `flush`): a value that holds nothing. */
+const TOLD = Symbol('told')
+
 export const createRecorder = (
   config: Config,
   submit: Submit,
@@ -425,13 +430,11 @@ export const createRecorder = (
   // One map per recorder: two sqreenAuth() instances observing the same request keep
   // separate contexts and each emits its own events. A WeakMap rather than a property
   // on `req`, so the request object keeps its shape.
-  const contexts = new WeakMap<Request, RequestContext>()
+  const contexts = new WeakMap<Request, RequestContext | typeof TOLD>()
 
   const flush = (ctx: RequestContext): void => {
     if (ctx.flushed) return
     ctx.flushed = true
-    // Left in the map, flushed: a later call for the request makes a context of its own,
-    // and a late authTrack can tell that this request's login was already told (see manual).
     try {
       const login = loginOutcome(ctx, config.clock())
       if (login) {
@@ -441,6 +444,17 @@ export const createRecorder = (
       for (let extra = ctx.firstExtra; extra !== undefined; extra = extra.next) submit(extra)
     } catch (err) {
       diag.error('capture_failed', 'could not assemble the events of a request', err)
+    }
+    // The flushed context leaves the map: a later call for the request makes a context of
+    // its own. Where a login was told, `TOLD` takes its place, so that a late authTrack
+    // can tell (see manual). Never the context itself: V8's young-generation collector
+    // keeps a WeakMap's values alive whether or not their key is, so a context left there
+    // kept its request (and all the request reaches) alive through every young collection
+    // until the next full one: 8 KB more surviving per login request (bench/README).
+    const { req } = ctx
+    if (contexts.get(req) === ctx) {
+      if (ctx.loggedIn || ctx.toldBefore) contexts.set(req, TOLD)
+      else contexts.delete(req)
     }
   }
 
@@ -498,8 +512,9 @@ export const createRecorder = (
 
   const contextOf = (req: Request): RequestContext => {
     const existing = contexts.get(req)
-    if (existing && !existing.flushed) return existing
+    if (existing !== undefined && existing !== TOLD && !existing.flushed) return existing
     const ctx = new RequestContext(req, clientIp(req))
+    if (existing === TOLD) ctx.toldBefore = true
     contexts.set(req, ctx)
     return ctx
   }
@@ -528,8 +543,7 @@ export const createRecorder = (
   return {
     begin,
     manual(req, login) {
-      const previous = contexts.get(req)
-      if (previous?.flushed && previous.loggedIn) {
+      if (contexts.get(req) === TOLD) {
         // After the request's login event went out (authTrack from a timer, after the
         // response): a second event for one attempt would count it twice.
         diag.count('sdk_late')
