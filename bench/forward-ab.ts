@@ -5,8 +5,11 @@
  * build B, both loaded at once on one CPU in each round, as `npm run bench -- --concurrent`
  * does; the headline is the median of the rounds' throughput ratios (B / A) and of their
  * CPU-per-login ratios. A/A (`--a dist --b dist`) gives the method's own spread.
+ * `--mode candidate`: the same for capture alone (no forwarding, no hub), for changes to
+ * capture that `npm run bench` cannot resolve between two separate runs.
  *
  *   npm run build && node --import tsx bench/forward-ab.ts --a bench/results/var/base --b dist [--rounds 8 --duration 3]
+ *   npm run build && node --import tsx bench/forward-ab.ts --mode candidate --a bench/results/var/base --b dist
  */
 import { type ChildProcess, fork } from 'node:child_process'
 import { parseArgs } from 'node:util'
@@ -23,8 +26,12 @@ const { values: args } = parseArgs({
     duration: { type: 'string', default: '3' },
     warmup: { type: 'string', default: '2' },
     scoring: { type: 'string', default: 'off' },
+    mode: { type: 'string', default: 'forward' },
   },
 })
+if (args.mode !== 'forward' && args.mode !== 'candidate')
+  throw new Error(`--mode must be forward or candidate, got "${args.mode}"`)
+const forwarding = args.mode === 'forward'
 const HUB_SECRET = 'bench-forward-ab-secret-0123456789abcdefghij'
 const FORM = { 'content-type': 'application/x-www-form-urlencoded' }
 
@@ -45,11 +52,11 @@ const next = <T>(c: ChildProcess, type: string): Promise<T> =>
     c.on('message', on)
   })
 
-const hub = child('./hub.ts', ['--serve'], { BENCH_HUB_KEY: HUB_SECRET })
-const { port: hubPort } = await next<{ port: number }>(hub, 'ready')
+const hub = forwarding ? child('./hub.ts', ['--serve'], { BENCH_HUB_KEY: HUB_SECRET }) : undefined
+const hubPort = hub ? (await next<{ port: number }>(hub, 'ready')).port : 0
 const servers = await Promise.all(
   [args.a, args.b].map(async (dist) => {
-    const c = child('./lib/server.ts', ['forward', 'dist'], {
+    const c = child('./lib/server.ts', [args.mode as string, 'dist'], {
       BENCH_DIST: dist,
       BENCH_SCORING: args.scoring,
       BENCH_FORWARD_URL: `http://127.0.0.1:${hubPort}/hub/v1/events`,
@@ -101,7 +108,7 @@ for (let r = 0; r < Number(args.rounds); r++) {
 }
 const sorted = [...ratios].sort((x, y) => x - y)
 console.log(
-  `forward A/B (${pinned}; scoring ${args.scoring}): A ${args.a}, B ${args.b}: throughput B/A median ${median(ratios).toFixed(3)} (${sorted[0]?.toFixed(3)} - ${sorted[sorted.length - 1]?.toFixed(3)}), CPU per login B/A median ${median(cpuRatios).toFixed(3)}`,
+  `${args.mode} A/B (${pinned}; scoring ${args.scoring}): A ${args.a}, B ${args.b}: throughput B/A median ${median(ratios).toFixed(3)} (${sorted[0]?.toFixed(3)} - ${sorted[sorted.length - 1]?.toFixed(3)}), CPU per login B/A median ${median(cpuRatios).toFixed(3)}`,
 )
 // The servers first: closing flushes their forwarders to the hub.
 await Promise.all(
@@ -114,11 +121,13 @@ await Promise.all(
   ),
 )
 // What the hub received: events per batch tells whether the forwarders filled their batches.
-const hubAnswer = next<{ counters: Record<string, number> }>(hub, 'stats')
-hub.send({ type: 'stats' })
-const { counters } = await hubAnswer
-const batches = counters['hub.batches'] ?? 0
-console.log(
-  `hub: ${counters['hub.accepted'] ?? 0} events accepted in ${batches} batches (${((counters['hub.events_in'] ?? 0) / Math.max(1, batches)).toFixed(0)} per batch)`,
-)
-hub.send({ type: 'close' })
+if (hub) {
+  const hubAnswer = next<{ counters: Record<string, number> }>(hub, 'stats')
+  hub.send({ type: 'stats' })
+  const { counters } = await hubAnswer
+  const batches = counters['hub.batches'] ?? 0
+  console.log(
+    `hub: ${counters['hub.accepted'] ?? 0} events accepted in ${batches} batches (${((counters['hub.events_in'] ?? 0) / Math.max(1, batches)).toFixed(0)} per batch)`,
+  )
+  hub.send({ type: 'close' })
+}
