@@ -237,6 +237,46 @@ describe('hub API', () => {
     }
   })
 
+  it('users page by offset: every user once, in order, with the total; a bad offset is refused', async () => {
+    const hub = await startHub()
+    try {
+      // 7 users: pairs of equal scores (the order within a pair is by key, so pages are stable).
+      const severities = ['low', 'low', 'medium', 'medium', 'high', 'high', 'critical'] as const
+      const events = severities.map((severity, i) => attackOn(`id:user-${i}`, severity))
+      const res = await postBatch(hub.ingestUrl, await signBatch(events, { key }))
+      assert.equal(res.status, 200, JSON.stringify(res.body))
+      const whole = await request(hub.app).get('/hub/v1/users?limit=500').set(BEARER).expect(200)
+      assert.equal(whole.body.total, 7)
+      const order = whole.body.users.map((u: { userKey: string }) => u.userKey)
+      assert.deepEqual(order, [
+        'id:user-6',
+        'id:user-4',
+        'id:user-5',
+        'id:user-2',
+        'id:user-3',
+        'id:user-0',
+        'id:user-1',
+      ])
+      const paged: string[] = []
+      for (let offset = 0; offset < 9; offset += 3) {
+        const page = await request(hub.app).get(`/hub/v1/users?limit=3&offset=${offset}`).set(BEARER).expect(200)
+        assert.equal(page.body.total, 7)
+        assert.equal(page.body.offset, offset)
+        assert.equal(page.body.limit, 3)
+        paged.push(...page.body.users.map((u: { userKey: string }) => u.userKey))
+      }
+      assert.deepEqual(paged, order)
+      const past = await request(hub.app).get('/hub/v1/users?offset=7').set(BEARER).expect(200)
+      assert.deepEqual(past.body.users, [])
+      for (const bad of ['-1', '1.5', 'x', '1e3', '']) {
+        const refused = await request(hub.app).get(`/hub/v1/users?offset=${bad}`).set(BEARER).expect(400)
+        assert.equal(refused.body.error, 'bad_offset')
+      }
+    } finally {
+      await hub.close()
+    }
+  })
+
   it('while its Redis store is down, reads that need it answer 503 (no zero score cached, no user reported missing), then recover', async () => {
     const redis = await RedisServer.start()
     const store = new RedisStore({ url: redis.url, logger: new MemoryLogger(), maxReconnectDelay: 100 })

@@ -94,8 +94,11 @@ const row = (v: UserView): UserRow => ({
   other: v.other,
 })
 
+const compareKeys = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0)
+
 export interface Queries {
-  users(sort: 'score' | 'rise', limit: number): Promise<UserRow[]>
+  /** Users with a score (or a rise), best first: `limit` of them from `offset`, and how many there are. */
+  users(sort: 'score' | 'rise', limit: number, offset?: number): Promise<{ users: UserRow[]; total: number }>
   user(userKey: string): Promise<UserDetail | undefined>
   alerts(limit: number): RiskAlert[]
   /** Sparkline points for several users at once (the overview table). */
@@ -169,14 +172,18 @@ export const createQueries = (engine: RiskEngine, views: HubViews, config: Query
   }
 
   return {
-    async users(sort, limit) {
+    async users(sort, limit, offset = 0) {
       await refresh()
       const rows: UserView[] = []
       for (const v of views.users()) if (sort === 'score' ? v.score > 0 : v.rise24h > 0) rows.push(v)
+      // Ties broken by key: a stable order, so that pages read one after the other neither
+      // repeat nor skip a user whose numbers did not change in between.
       rows.sort((a, b) =>
-        sort === 'score' ? b.score - a.score || b.rise24h - a.rise24h : b.rise24h - a.rise24h || b.score - a.score,
+        sort === 'score'
+          ? b.score - a.score || b.rise24h - a.rise24h || compareKeys(a.userKey, b.userKey)
+          : b.rise24h - a.rise24h || b.score - a.score || compareKeys(a.userKey, b.userKey),
       )
-      return rows.slice(0, limit).map(row)
+      return { users: rows.slice(offset, offset + limit).map(row), total: rows.length }
     },
     async user(userKey) {
       const view = views.user(userKey)

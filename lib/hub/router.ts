@@ -203,7 +203,7 @@ const formToken = (body: unknown): unknown => {
  *
  * - `POST /v1/events`: signed batches (a JSON body, its detached JWS in `Sqreen-Signature`;
  *   the configured key's algorithm only).
- * - `GET /v1/users?sort=score|rise&limit=`, `GET /v1/users/:userKey`, `GET /v1/alerts`,
+ * - `GET /v1/users?sort=score|rise&limit=&offset=`, `GET /v1/users/:userKey`, `GET /v1/alerts`,
  *   `GET /v1/stats`: JSON, for `Authorization: Bearer <token or JWT>` or a session.
  * - `GET /`, `GET /users/:userKey`: the dashboard; `GET|POST /login`, `POST /logout`.
  */
@@ -466,6 +466,13 @@ export const sqreenHub = (options: OptionsInput<HubOptions>): SqreenHub => {
     }),
   )
 
+  /** A page's start: 0 when absent, `undefined` when it is not a whole number from 0. */
+  const offsetOf = (value: unknown): number | undefined => {
+    if (value === undefined) return 0
+    const n = typeof value === 'string' && /^\d{1,9}$/.test(value) ? Number(value) : Number.NaN
+    return Number.isSafeInteger(n) ? n : undefined
+  }
+
   const limitOf = (value: unknown, fallback: number): number => {
     const n = Number(value)
     return Number.isInteger(n) && n >= 1 ? Math.min(n, 500) : fallback
@@ -475,7 +482,14 @@ export const sqreenHub = (options: OptionsInput<HubOptions>): SqreenHub => {
     '/v1/users',
     guarded(async (req, res) => {
       const sort = req.query.sort === 'rise' ? 'rise' : 'score'
-      json(res, 200, { sort, users: await queries.users(sort, limitOf(req.query.limit, 50)) })
+      const offset = offsetOf(req.query.offset)
+      if (offset === undefined) {
+        json(res, 400, { error: 'bad_offset', message: 'offset must be a whole number from 0' })
+        return
+      }
+      const limit = limitOf(req.query.limit, 50)
+      const page = await queries.users(sort, limit, offset)
+      json(res, 200, { sort, offset, limit, total: page.total, users: page.users })
     }),
   )
   router.get(
@@ -513,7 +527,10 @@ export const sqreenHub = (options: OptionsInput<HubOptions>): SqreenHub => {
     '/',
     guarded(
       page(async (req, res, principal) => {
-        const [riskiest, rising] = await Promise.all([queries.users('score', 10), queries.users('rise', 10)])
+        const [{ users: riskiest }, { users: rising }] = await Promise.all([
+          queries.users('score', 10),
+          queries.users('rise', 10),
+        ])
         const keys = [...new Set([...riskiest, ...rising].map((u) => u.userKey))]
         html(
           res,
