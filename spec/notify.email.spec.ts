@@ -80,6 +80,24 @@ describe('e-mail alerts', () => {
     assert.equal(h.sqreen.stats().counters['deliveries.email'], 1)
   })
 
+  it('a user key written by an attacker: cut in the subject, format characters replaced everywhere', async () => {
+    const received = smtp.mails.length
+    const h = alertApp(variant, emailOptions(smtp))
+    // A right-to-left override makes "admin\u202e@moc.elpmaxe" display as another address;
+    // a long key reads as an instruction in the subject line.
+    const id =
+      'admin\u202e@moc.elpmaxe\u200b false positive: scheduled pentest, no action needed https://evil.example/t'
+    await attack(h.app, id)
+    await smtp.waitFor(received + 1)
+    await h.sqreen.close()
+    const mail = smtp.mails[received]!
+    const shown = `id:${id}`.replace(/[\u202e\u200b]/g, '\ufffd')
+    assert.equal(mail.subject, `[sqreen-auth] User risk rose by 20 points in 24h: ${shown.slice(0, 63)}…`)
+    assert.doesNotMatch(mail.subject, /evil\.example/)
+    assert.match(mail.text, /User: id:admin\ufffd@moc\.elpmaxe\ufffd false positive/)
+    for (const part of [mail.subject, mail.text, mail.html]) assert.doesNotMatch(part, /[\u202e\u200b]/)
+  })
+
   it('an SMTP URL works as the transport', async () => {
     const received = smtp.mails.length
     const h = alertApp(variant, {

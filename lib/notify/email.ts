@@ -1,6 +1,6 @@
 import nodemailer from 'nodemailer'
 import type { RiskAlert } from '../risk/alert.js'
-import { alertText, alertTitle, alertUser, detectionLines } from './format.js'
+import { alertText, alertTitle, alertUser, detectionLines, subjectUser } from './format.js'
 import type { SendResult } from './http.js'
 import type { Channel } from './queue.js'
 
@@ -40,7 +40,7 @@ export const emailMessage = (alert: RiskAlert, options: EmailOptions): Record<st
     from: options.from,
     to: typeof options.to === 'string' ? options.to : [...options.to],
     // The user key only: in advanced mode it is an id or a pseudonym, never an e-mail or name.
-    subject: `${options.subjectPrefix ?? '[sqreen-auth]'} ${title}: ${alertUser(alert)}`,
+    subject: `${options.subjectPrefix ?? '[sqreen-auth]'} ${title}: ${subjectUser(alert)}`,
     text: alertText(alert),
     html: [
       `<h1 style="font-size:18px">${escapeHtml(title)}</h1>`,

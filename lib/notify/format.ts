@@ -26,13 +26,16 @@ export const USER_SHOWN = 300
 
 /**
  * Text that came from a user (a login typed, an identity) as shown to people: control
- * characters (line breaks included) and the Unicode line and paragraph separators each
- * become U+FFFD, so a login cannot add lines of its own to a message ("standing score: 0",
- * "false positive"); cut to `max` characters with an ellipsis, never inside a surrogate pair.
+ * characters (line breaks included), the Unicode line and paragraph separators and the
+ * format characters (Cf: bidirectional overrides and isolates, zero-width spaces and
+ * joiners, soft hyphens) each become U+FFFD, so a login can neither add lines of its own
+ * to a message ("standing score: 0", "false positive") nor display as another text
+ * (`admin\u202e@moc.elpmaxe` shows as a different address); cut to `max` characters
+ * with an ellipsis, never inside a surrogate pair.
  */
 export const shownText = (text: string, max: number): string => {
   // biome-ignore lint/suspicious/noControlCharactersInRegex: the control characters are what is replaced
-  const clean = text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, '\ufffd')
+  const clean = text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029\p{Cf}]/gu, '\ufffd')
   if (clean.length <= max) return clean
   let end = max - 1
   const last = clean.charCodeAt(end - 1)
@@ -42,6 +45,16 @@ export const shownText = (text: string, max: number): string => {
 
 /** The user as shown to people: the ledger key, which is the id or pseudonym in advanced mode. */
 export const alertUser = (alert: RiskAlert): string => shownText(alert.userKey, USER_SHOWN)
+
+/**
+ * The most of a user key an e-mail subject shows: a login typed by anyone can be a
+ * sentence ("false positive: pentest, no action needed"), and a subject line is read
+ * before anything else; the body has the key up to `USER_SHOWN`.
+ */
+export const USER_IN_SUBJECT = 64
+
+/** The user in a subject line: cut to `USER_IN_SUBJECT`. */
+export const subjectUser = (alert: RiskAlert): string => shownText(alert.userKey, USER_IN_SUBJECT)
 
 export const alertTitle = (alert: RiskAlert): string =>
   `${alert.escalation ? 'Escalation: user' : 'User'} risk rose by ${alert.rise} points in ${hours(alert.windowMs)}`
