@@ -98,7 +98,7 @@ const suite = (variant: Variant): void => {
   // Each test checks counts relative to what the shared receivers had before it.
   const mark = () => ({ slack: r.slack.requests.length, smtp: r.smtp.mails.length, webhook: r.webhook.requests.length })
 
-  it('a 10-failure brute force then a success fires exactly one alert, on all three channels, for the right user', async () => {
+  it('a 10-failure brute force alerts once on all three channels for the right user; the success that ends it alerts again (a takeover)', async () => {
     const seen = mark()
     const jane = USERS[0]!
     const alerts: RiskAlert[] = []
@@ -117,10 +117,18 @@ const suite = (variant: Variant): void => {
     await h.log.waitFor(11)
     await h.sqreen.close()
 
-    assert.equal(alerts.length, 1, `alerts: ${JSON.stringify(alerts.map((a) => [a.userKey, a.level]))}`)
-    assert.equal(r.slack.requests.length, seen.slack + 1)
-    assert.equal(r.smtp.mails.length, seen.smtp + 1)
-    assert.equal(r.webhook.requests.length, seen.webhook + 1)
+    assert.equal(alerts.length, 2, `alerts: ${JSON.stringify(alerts.map((a) => [a.userKey, a.level]))}`)
+    assert.equal(r.slack.requests.length, seen.slack + 2)
+    assert.equal(r.smtp.mails.length, seen.smtp + 2)
+    assert.equal(r.webhook.requests.length, seen.webhook + 2)
+    // The second: the takeover, for the same user, with the whole story.
+    const takeover = alerts[1]!
+    assert.equal(takeover.userKey, 'id:1')
+    assert.equal(takeover.rise, 44)
+    assert.deepEqual(
+      takeover.detections.map((d) => d.detection),
+      [...Array(5).fill('wrong_password'), 'failure_burst', 'brute_force', 'success_after_brute_force'],
+    )
     const alert = alerts[0]!
     assert.equal(alert.userKey, 'id:1')
     assert.deepEqual(alert.identity, { id: 1, email: jane.email, username: jane.username })
@@ -134,14 +142,14 @@ const suite = (variant: Variant): void => {
     assert.equal(delivered.error, undefined)
     assert.equal(delivered.alert?.id, alert.id)
     assert.equal(delivered.alert?.userKey, 'id:1')
-    // The success was scored too (+20 after a brute force): the alert was not repeated for it.
+    // The success was scored too (+20 after a brute force).
     const risk = await h.sqreen.risk('id:1')
     await store.close()
     assert.ok(risk.entries.some((e) => e.detection === 'success_after_brute_force'))
     assert.equal(risk.rise24h, 44)
   })
 
-  it('a brute force on a login nobody could look up alerts once; the success inherits it', async () => {
+  it('a brute force on a login nobody could look up alerts under the login; the success that ends it alerts under the account', async () => {
     const seen = mark()
     const jane = USERS[0]!
     const alerts: RiskAlert[] = []
@@ -151,11 +159,15 @@ const suite = (variant: Variant): void => {
     assert.equal((await login(h.app, jane.username, jane.password, { ip: '198.51.100.8' })).status, 200)
     await h.log.waitFor(11)
     await h.sqreen.close()
-    assert.equal(alerts.length, 1)
-    assert.equal(alerts[0]?.userKey, `login:${jane.username}`)
-    assert.equal(r.slack.requests.length, seen.slack + 1)
-    assert.equal(r.smtp.mails.length, seen.smtp + 1)
-    assert.equal(r.webhook.requests.length, seen.webhook + 1)
+    assert.deepEqual(
+      alerts.map((a) => a.userKey),
+      [`login:${jane.username}`, 'id:1'],
+    )
+    // The account's alert is the takeover: the login's brute force came over with the ledger.
+    assert.ok(alerts[1]?.detections.some((d) => d.detection === 'success_after_brute_force'))
+    assert.equal(r.slack.requests.length, seen.slack + 2)
+    assert.equal(r.smtp.mails.length, seen.smtp + 2)
+    assert.equal(r.webhook.requests.length, seen.webhook + 2)
     // The login's ledger now belongs to the account.
     const risk = await h.sqreen.risk('id:1')
     await store.close()
@@ -303,10 +315,11 @@ const suite = (variant: Variant): void => {
       const slack = r.slack.requests.slice(seen.slack)
       const mails = r.smtp.mails.slice(seen.smtp)
       const hooks = r.webhook.deliveries.slice(seen.webhook)
-      // Two alerts per channel (one per attacked login), so the checks below look at real alerts.
-      assert.equal(slack.length, 2)
-      assert.equal(mails.length, 2)
-      assert.equal(hooks.length, 2)
+      // Four alerts per channel, so the checks below look at real alerts: per user, the
+      // brute force under the login's pseudonym, then the takeover under the account.
+      assert.equal(slack.length, 4)
+      assert.equal(mails.length, 4)
+      assert.equal(hooks.length, 4)
       for (const s of slack) assertNoPii('a Slack message', s.body)
       for (const m of mails) {
         assertNoPii('a mail subject', m.subject)
@@ -314,11 +327,20 @@ const suite = (variant: Variant): void => {
         assertNoPii('a mail HTML part', m.html)
         assertNoPii('a raw mail', m.raw)
       }
-      for (const d of hooks) {
-        assertNoPii('a webhook body', d.request.body)
-        assert.match(d.alert?.userKey ?? '', /^login:[A-Za-z0-9_-]{43}$/)
-        assert.deepEqual(Object.keys(d.alert?.identity ?? {}), ['loginHash'])
-      }
+      for (const d of hooks) assertNoPii('a webhook body', d.request.body)
+      assert.deepEqual(
+        hooks.map((d) => /^login:[A-Za-z0-9_-]{43}$/.test(d.alert?.userKey ?? '') || d.alert?.userKey),
+        [true, 'id:1', true, 'id:2'],
+      )
+      assert.deepEqual(
+        hooks.map((d) => d.alert?.identity),
+        [
+          { loginHash: hooks[0]?.alert?.userKey.slice('login:'.length) },
+          { id: 1, email: 'anon-1@example.org' },
+          { loginHash: hooks[2]?.alert?.userKey.slice('login:'.length) },
+          { id: 2, email: 'anon-2@example.net' },
+        ],
+      )
       for (const line of h.logger.lines) assertNoPii('a log line', line)
       for (const e of h.log.events) assertNoPii('an event', JSON.stringify(e))
     })
@@ -335,10 +357,13 @@ const suite = (variant: Variant): void => {
       await attackTwo(h)
       await h.sqreen.close()
       const hooks = r.webhook.deliveries.slice(seen.webhook)
+      // Per user: the brute force, then the takeover, both under the account.
       assert.deepEqual(
         hooks.map((d) => d.alert?.identity),
         [
           { id: 1, email: 'anon-1@example.org' },
+          { id: 1, email: 'anon-1@example.org' },
+          { id: 2, email: 'anon-2@example.net' },
           { id: 2, email: 'anon-2@example.net' },
         ],
       )
@@ -347,7 +372,7 @@ const suite = (variant: Variant): void => {
       for (const m of r.smtp.mails.slice(seen.smtp)) assertNoPii('a mail', `${m.subject}\n${m.text}\n${m.html}`)
       assert.deepEqual(
         r.smtp.mails.slice(seen.smtp).map((m) => mailUser(m.subject)),
-        ['id:1', 'id:2'],
+        ['id:1', 'id:1', 'id:2', 'id:2'],
       )
     })
 
@@ -356,7 +381,7 @@ const suite = (variant: Variant): void => {
       await attackTwo(h)
       await h.sqreen.close()
       const alertLines = h.logger.lines.filter((l) => l.includes('User risk rose by'))
-      assert.equal(alertLines.length, 2, h.logger.lines.join('\n'))
+      assert.equal(alertLines.length, 4, h.logger.lines.join('\n'))
       for (const line of h.logger.lines) assertNoPii('a log line', line)
     })
   })

@@ -474,7 +474,7 @@ describe('risk engine: a login merged into its user, and a crossing whose ledger
     }
   }
 
-  it('a user inherits every alert mark of its login: escalate [20], 10 failures then a success alert once (login:alice@20)', async () => {
+  it('a user inherits every alert mark of its login; a takeover alerts anyway: escalate [20], 10 failures then a success (login:alice@20, id:1@20)', async () => {
     await onEveryStore(async (store, name) => {
       const alerts: string[] = []
       const engine = engineOn(
@@ -487,7 +487,12 @@ describe('risk engine: a login merged into its user, and a crossing whose ledger
       // The right password: the login's 24 and success_after_brute_force's 20 are the user's 44.
       await engine.process(success(11_000))
       assert.equal((await engine.risk('id:1')).rise24h, 44, name)
-      assert.deepEqual(alerts, ['login:alice@20'], `${name}: one alert, not a second at 20 for id:1`)
+      // The brute force alerted under the login; the success that ends it is a takeover,
+      // which alerts under the user though the user inherits the login's marks.
+      assert.deepEqual(alerts, ['login:alice@20', 'id:1@20'], name)
+      // A second success of the account later that day is not a second takeover.
+      await engine.process(success(60_000))
+      assert.deepEqual(alerts, ['login:alice@20', 'id:1@20'], `${name}: once`)
     })
   })
 
@@ -520,6 +525,28 @@ describe('risk engine: a login merged into its user, and a crossing whose ledger
       await pending
       assert.deepEqual(alerts, ['login:alice@10'], 'the user inherits the alert its entries already raised')
       assert.ok((await a.risk('id:1')).rise24h > 10, 'the entries came over')
+    } finally {
+      await storeA.close()
+      await storeB.close()
+      await dropKeys(admin, prefix)
+    }
+  })
+
+  it('a takeover seen by two processes at once alerts once (its entry is claimed once a day)', async () => {
+    const prefix = testPrefix('engine-takeover-once')
+    const storeA = new RedisStore({ url: REDIS_URL, prefix })
+    const storeB = new RedisStore({ url: REDIS_URL, prefix })
+    try {
+      const alerts: string[] = []
+      const onAlert = (alert: { userKey: string; level: number }): void =>
+        void alerts.push(`${alert.userKey}@${alert.level}`)
+      const a = engineOn(storeA, { onAlert })
+      const b = engineOn(storeB, { onAlert })
+      for (let i = 0; i < 10; i++) await a.process(failure(i * 1_000))
+      assert.deepEqual(alerts, ['login:alice@10'])
+      // The right password on two app servers at the same moment (two tabs, a retry).
+      await Promise.all([a.process(success(11_000)), b.process(success(11_000))])
+      assert.deepEqual(alerts, ['login:alice@10', 'id:1@10'])
     } finally {
       await storeA.close()
       await storeB.close()

@@ -165,9 +165,21 @@ export const createRiskEngine = (config: RiskEngineConfig, diag: Diagnostics): R
     return scoreAt
   }
 
+  /**
+   * Whether the score added a takeover: a success right after a brute force. Read from what
+   * the score op added, not from what was offered: the entry carries a once-a-day mark that
+   * the store claims atomically, so exactly one process, once a day, sees it added.
+   */
+  const tookOver = (score: ScoreResult): boolean => {
+    for (const entry of score.added) if (entry.detection === 'success_after_brute_force') return true
+    return false
+  }
+
   /** Whether what follows a score needs the user's ledger: an alert to explain, or a score to report. */
   const wantsLedger = (event: AuthEvent, score: ScoreResult | undefined): boolean =>
-    event.userKey !== null && score !== undefined && (score.crossed.length > 0 || config.onScore !== undefined)
+    event.userKey !== null &&
+    score !== undefined &&
+    (score.crossed.length > 0 || config.onScore !== undefined || (levels.length > 0 && tookOver(score)))
 
   const afterScore = (
     event: AuthEvent,
@@ -182,6 +194,16 @@ export const createRiskEngine = (config: RiskEngineConfig, diag: Diagnostics): R
     // Several levels crossed at once (a big jump) make one alert, at the highest.
     const level = score.crossed[score.crossed.length - 1]
     if (level !== undefined) alertFrom(event, u, level, now, ledger)
+    else if (levels.length > 0 && tookOver(score)) {
+      // A takeover alerts even when this window's alert was already sent, typically for the
+      // brute force itself (under the login's key, whose marks the user inherits, or the
+      // user's own): that alert said someone was guessing, this one that they got in. At the
+      // highest level the rise is above; none when it is not above the first.
+      const rise = score.sum
+      let above: number | undefined
+      for (const l of levels) if (rise > l && (above === undefined || l > above)) above = l
+      if (above !== undefined) alertFrom(event, u, above, now, ledger)
+    }
     if (config.onScore !== undefined) {
       const uncapped = decayedPoints(ledger, now, maths)
       const pointsAt = (at: number): number =>
