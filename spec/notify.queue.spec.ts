@@ -15,6 +15,7 @@ import { variants } from './helpers/apps.js'
 import {
   alertApp,
   attack,
+  failLogins,
   login,
   type ReceivedRequest,
   serve,
@@ -101,6 +102,41 @@ describe('alert delivery queue', () => {
         )
       }
       for (const ms of reports) assert.ok(ms < 250, `a trackEvent report took ${ms.toFixed(0)} ms`)
+    } finally {
+      await h.sqreen.close()
+      await app.close()
+      await receiver.close()
+    }
+  })
+
+  it('an alert flood on made-up logins neither drops nor delays the alert about an account', async () => {
+    // 4 deliveries hang (the queue's 4 workers) while 12 brute forces on logins no account
+    // has raise 12 alerts: room for 6. Then an account is attacked.
+    const receiver = (await WebhookReceiver.start(SECRET)).script('hang', 'hang', 'hang', 'hang')
+    const h = webhookApp(receiver, { timeout: 300, retries: 0, baseDelay: 10, maxDelay: 50, maxQueued: 6 })
+    const app = await serve(h.app)
+    try {
+      for (let i = 0; i < 12; i++) await failLogins(app.url, `ghost-${i}`, 10, { ip: `203.0.113.${i + 1}` })
+      await waitUntil(() => h.sqreen.stats().counters.alerts === 12, 'twelve alerts raised')
+      await receiver.waitFor(4)
+      await attack(app.url, 'u-account')
+      await waitUntil(
+        () => receiver.requests.some((r) => JSON.parse(r.body).userKey === 'id:u-account'),
+        "the account's alert to be delivered",
+        5000,
+      )
+      await h.sqreen.close()
+      const keys = receiver.requests.map((r) => JSON.parse(r.body).userKey as string)
+      // The first after the four that hung: the account's, ahead of the logins' queued before it.
+      assert.equal(keys[4], 'id:u-account', keys.join(', '))
+      const { counters } = h.sqreen.stats()
+      // 13 alerts, room for 6 at a time: 6 login alerts dropped when they came, then the
+      // newest queued login alert dropped for the account's.
+      assert.equal(counters.deliveries_dropped, 7)
+      assert.ok(
+        h.logger.lines.some((l) => l.includes('delivery_login_alert_dropped')),
+        h.logger.lines.join('\n'),
+      )
     } finally {
       await h.sqreen.close()
       await app.close()

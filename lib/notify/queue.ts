@@ -33,7 +33,18 @@ interface Job {
   attempt: number
   /** Set while a run of the job has put it back (a retry): it is still held. */
   requeued: boolean
+  /** About an account (see `isAccountAlert`): sent before, and dropped after, alerts about typed logins. */
+  readonly account: boolean
 }
+
+/**
+ * Whether an alert is about an account rather than about a login typed that no account was
+ * linked to (`login:` keys: anyone can make those alert, by failing a few logins on made-up
+ * names). In an alert flood on made-up logins (a stuffing run raises one alert per login),
+ * the queue would otherwise send, or drop, the one alert about a real account in the order
+ * it came: behind a thousand, at a receiver's pace of one a second, or not at all.
+ */
+export const isAccountAlert = (alert: RiskAlert): boolean => !alert.userKey.startsWith('login:')
 
 interface Pause {
   readonly until: number
@@ -104,7 +115,10 @@ export class DeliveryQueue {
       this.#diag.count(`deliveries_disabled.${channel.name}`)
       return
     }
-    if (this.size >= this.#options.maxQueued) {
+    const account = isAccountAlert(alert)
+    // Full: an alert about an account takes the place of the newest queued one about a typed
+    // login (that one is dropped instead); any other new alert is dropped.
+    if (this.size >= this.#options.maxQueued && !(account && this.#dropLoginAlert(undefined))) {
       this.#diag.count('deliveries_dropped')
       this.#diag.warn(
         'delivery_queue_full',
@@ -112,20 +126,40 @@ export class DeliveryQueue {
       )
       return
     }
-    const held = this.#held.get(channel.name) ?? 0
     if (!this.#held.has(channel.name)) this.#held.set(channel.name, 0)
     const share = Math.ceil(this.#options.maxQueued / this.#held.size)
-    if (held >= share) {
+    if ((this.#held.get(channel.name) ?? 0) >= share && !(account && this.#dropLoginAlert(channel.name))) {
       this.#diag.count('deliveries_dropped')
       this.#diag.warn(
         `delivery_channel_full.${channel.name}`,
-        `${held} ${channel.name} alert deliveries are waiting, its share of the queue; new ${channel.name} alerts are dropped, the other channels carry on.`,
+        `${this.#held.get(channel.name)} ${channel.name} alert deliveries are waiting, its share of the queue; new ${channel.name} alerts are dropped, the other channels carry on.`,
       )
       return
     }
-    this.#held.set(channel.name, held + 1)
-    this.#ready.push({ channel, alert, seq: this.#seq++, attempt: 0, requeued: false })
+    this.#held.set(channel.name, (this.#held.get(channel.name) ?? 0) + 1)
+    this.#ready.push({ channel, alert, seq: this.#seq++, attempt: 0, requeued: false, account })
     this.#pump()
+  }
+
+  /**
+   * Drops the newest queued delivery of an alert about a typed login (of `channel`, or of
+   * any channel), counted and logged, to make room for one about an account. `false` when
+   * there is none (only deliveries queued, not running or waiting for a retry, are dropped).
+   */
+  #dropLoginAlert(channel: string | undefined): boolean {
+    for (let i = this.#ready.length - 1; i >= 0; i--) {
+      const job = this.#ready[i] as Job
+      if (job.account || (channel !== undefined && job.channel.name !== channel)) continue
+      this.#ready.splice(i, 1)
+      this.#release(job)
+      this.#diag.count('deliveries_dropped')
+      this.#diag.warn(
+        'delivery_login_alert_dropped',
+        'the alert queue is full: queued alerts about typed logins (no account linked) are dropped to make room for alerts about accounts.',
+      )
+      return true
+    }
+    return false
   }
 
   /** Resolves when nothing is queued, running or waiting for a retry. */
@@ -166,8 +200,9 @@ export class DeliveryQueue {
 
   #pump(): void {
     while (this.#running < this.#options.concurrency) {
-      // The first job whose channel is not paused: a paused channel holds back its own jobs only.
-      const index = this.#paused.size === 0 ? 0 : this.#ready.findIndex((j) => !this.#paused.has(j.channel.name))
+      // The first job about an account whose channel is not paused, else the first job whose
+      // channel is not paused: a paused channel holds back its own jobs only.
+      const index = this.#next()
       if (index < 0 || index >= this.#ready.length) return
       const job = this.#ready.splice(index, 1)[0] as Job
       this.#running++
@@ -179,6 +214,18 @@ export class DeliveryQueue {
         this.#settle()
       })
     }
+  }
+
+  /** The index of the next job to run (see `#pump`), -1 when none may run. */
+  #next(): number {
+    let first = -1
+    for (let i = 0; i < this.#ready.length; i++) {
+      const job = this.#ready[i] as Job
+      if (this.#paused.size > 0 && this.#paused.has(job.channel.name)) continue
+      if (job.account) return i
+      if (first < 0) first = i
+    }
+    return first
   }
 
   #settle(): void {
