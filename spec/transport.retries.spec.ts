@@ -4,12 +4,16 @@
  * size after a 413 chase that ends on one oversized event, and which 401s are the clock's.
  */
 import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { createDiagnostics } from '../lib/diagnostics.js'
 import type { AuthEvent, FetchLike } from '../lib/index.js'
+import { nodeFetch } from '../lib/notify/http.js'
 import { createForwarder, type ForwardConfig } from '../lib/transport/forwarder.js'
 import { MemoryLogger } from './helpers/apps.js'
-import { forwardConfig, sampleEvent } from './helpers/hub.js'
+import { forwardConfig, sampleEvent, startHub } from './helpers/hub.js'
 import { waitUntil } from './helpers/receivers.js'
 
 interface Sent {
@@ -78,9 +82,9 @@ describe('forwarder retries: what each answer settles', () => {
   })
 
   it('a 413 chase that ends on one event too large for the hub restores the batch size', async () => {
-    const hub = scriptedHub((batch) =>
-      batch.events.some((e) => e.identity.login === 'huge') ? { status: 413 } : { status: 200 },
-    )
+    // A body limit, as a hub or a proxy has one: 413 for a body over 40 kB, which only the
+    // batches holding the 50 kB event exceed.
+    const hub = scriptedHub((batch) => (JSON.stringify(batch).length > 40_000 ? { status: 413 } : { status: 200 }))
     const diag = createDiagnostics(new MemoryLogger())
     const forwarder = createForwarder(
       config({ batchSize: 64, maxQueued: 10_000, flushIntervalMs: 5 }),
@@ -88,7 +92,7 @@ describe('forwarder retries: what each answer settles', () => {
       diag,
     )
     try {
-      forwarder.push(sampleEvent({ identity: { login: 'huge' } }))
+      forwarder.push(sampleEvent({ identity: { login: 'huge' }, userAgent: 'x'.repeat(50_000) }))
       for (let i = 0; i < 63; i++) forwarder.push(sampleEvent({ identity: { login: `n${i}` } }))
       await forwarder.flush()
       assert.equal(diag.snapshot().counters['forward.failed'], 1, 'the oversized event, alone')
@@ -130,6 +134,64 @@ describe('forwarder retries: what each answer settles', () => {
       assert.equal(diag2.snapshot().counters['forward.failed'], 1)
     } finally {
       await mismatch.close()
+    }
+  })
+})
+
+describe('forwarder behind a proxy with a body limit (nginx client_max_body_size)', () => {
+  it('events too large for the limit, one after another, cost about one request each, not a chase each', async () => {
+    const hub = await startHub()
+    const LIMIT = 6_000
+    let requests = 0
+    let uploaded = 0
+    // What nginx does with client_max_body_size: an HTML 413 above the limit, else the hub's answer.
+    const proxy = createServer(async (req, res) => {
+      requests++
+      const chunks: Buffer[] = []
+      for await (const chunk of req) chunks.push(chunk as Buffer)
+      const body = Buffer.concat(chunks)
+      uploaded += body.length
+      if (body.length > LIMIT) {
+        res
+          .writeHead(413, { 'content-type': 'text/html' })
+          .end('<html><body>413 Request Entity Too Large</body></html>')
+        return
+      }
+      const answer = await fetch(hub.ingestUrl, {
+        method: 'POST',
+        headers: req.headers as Record<string, string>,
+        body,
+      })
+      res.writeHead(answer.status, { 'content-type': 'application/json' }).end(await answer.text())
+    })
+    proxy.listen(0, '127.0.0.1')
+    await once(proxy, 'listening')
+    const url = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}/hub/v1/events`
+    const diag = createDiagnostics(new MemoryLogger())
+    const forwarder = createForwarder(
+      forwardConfig(url, { batchSize: 64, maxQueued: 10_000, flushIntervalMs: 5 }),
+      nodeFetch,
+      diag,
+    )
+    try {
+      // 10 events of about 8 kB (a long user agent), each followed by 5 ordinary ones.
+      for (let i = 0; i < 10; i++) {
+        forwarder.push(sampleEvent({ userAgent: `big-${i}-${'x'.repeat(8_000)}` }))
+        for (let j = 0; j < 5; j++) forwarder.push(sampleEvent({ identity: { login: `n${i}-${j}` } }))
+      }
+      await forwarder.flush()
+      const { counters } = diag.snapshot()
+      assert.equal(counters['forward.failed'], 10, 'each oversized event dropped, alone')
+      assert.equal(hub.counter('hub.accepted'), 50, 'every ordinary event delivered')
+      // One chase to find the limit (64 -> 1: 7 requests), then batches packed below it and
+      // oversized events dropped without a request. Before: a chase per oversized event.
+      assert.ok(requests <= 20, `${requests} requests`)
+      assert.ok(uploaded < 300_000, `${uploaded} bytes uploaded`)
+    } finally {
+      await forwarder.close()
+      proxy.closeAllConnections()
+      proxy.close()
+      await hub.close()
     }
   })
 })

@@ -96,6 +96,9 @@ interface Signed {
 /** Batches delivered in a row after a 413 before the batch size is doubled back. */
 const REGROW_AFTER = 100
 
+/** Room kept in a body for what surrounds the events (`{"v":2,"iat":…,"jti":"…","dropped":…,"events":[…]}`). */
+const BODY_OVERHEAD = 256
+
 /** A batch is sent again as it was only with at least this much of its lifetime left (clock skew, transit). */
 const RESEND_MARGIN_MS = 10_000
 
@@ -197,6 +200,16 @@ export const createForwarder = (
   let deliveredSinceSplit = 0
   /** The limit before a chain of 413 halvings began: restored if the chain ends on one oversized event. */
   let limitBeforeSplit: number | undefined
+  /**
+   * Bytes of the smallest body answered 413 (the hub's limit, or a proxy's in front of it:
+   * nginx's `client_max_body_size`). Batches are then packed below it, and an event too
+   * large for it alone is dropped without being sent. Without it, each oversized event in a
+   * row started a new chain of halvings from the full batch size, re-sending most of the
+   * queue each time: behind a 4 kB limit, 500 such events cost 3,998 requests and 1.1 GB.
+   * Doubled after `REGROW_AFTER` batches delivered in a row, in case the limit was raised.
+   */
+  let bodyCap: number | undefined
+  let deliveredSinceCap = 0
   /**
    * The signed form of a batch the hub did not answer (a timeout, a 5xx), put back in front
    * of the queue: while it is still valid it is sent again as it was, same `jti`. If the hub
@@ -382,17 +395,34 @@ export const createForwarder = (
 
   let lastSigned: Signed | undefined
 
-  /** The batch to send next: the one put back, signed as before while it is still valid, else a new one. */
-  const nextBatch = (): { events: string[]; again: Signed | undefined } => {
+  /**
+   * The batch to send next: the one put back, signed as before while it is still valid, else
+   * a new one, below `bodyCap` when there is one. `oversized`: the first event alone does not
+   * fit under it (the batch is that one event, not to be sent).
+   */
+  const nextBatch = (): { events: string[]; again: Signed | undefined; oversized: boolean } => {
     const previous = resend
     resend = undefined
     if (previous !== undefined && Date.now() < previous.untilMs && queued() >= previous.events.length) {
       // Still at the front, whole (drop-oldest may have taken some of it while it waited).
       let same = true
       for (let i = 0; i < previous.events.length && same; i++) same = queue.at(i) === previous.events[i]
-      if (same) return { events: take(previous.events.length), again: previous.signed }
+      if (same) return { events: take(previous.events.length), again: previous.signed, oversized: false }
     }
-    return { events: take(Math.min(batchLimit, config.batchSize)), again: undefined }
+    let count = Math.min(batchLimit, config.batchSize, queued())
+    if (bodyCap !== undefined) {
+      // The body's own bytes around the events (`sign`), with room to spare, then each event and its comma.
+      let bytes = BODY_OVERHEAD
+      let fit = 0
+      for (; fit < count; fit++) {
+        const next = Buffer.byteLength(queue.at(fit) as string, 'utf8') + 1
+        if (bytes + next >= bodyCap) break
+        bytes += next
+      }
+      if (fit === 0) return { events: take(1), again: undefined, oversized: true }
+      count = fit
+    }
+    return { events: take(count), again: undefined, oversized: false }
   }
 
   const waitBackoff = async (ms: number): Promise<void> => {
@@ -419,6 +449,15 @@ export const createForwarder = (
     try {
       while (queued() > 0 && (all || drainRequested || queued() >= config.batchSize)) {
         const next = nextBatch()
+        if (next.oversized) {
+          // Larger alone than a body already refused as too large: sending it cannot help.
+          diag.count('forward.failed')
+          diag.error(
+            'forward_refused',
+            `an event of ${Buffer.byteLength(next.events[0] as string, 'utf8')} bytes is larger than the hub (or a proxy in front of it) accepts: a body of ${bodyCap} bytes was answered 413; the event was dropped`,
+          )
+          continue
+        }
         inflight = next.events
         lastSigned = undefined
         const outcome = await send(inflight, next.again)
@@ -428,6 +467,10 @@ export const createForwarder = (
         if (closed) return
         if (outcome.kind === 'sent') {
           attempt = 0
+          if (bodyCap !== undefined && ++deliveredSinceCap >= REGROW_AFTER) {
+            bodyCap *= 2
+            deliveredSinceCap = 0
+          }
           if (batchLimit < config.batchSize && ++deliveredSinceSplit >= REGROW_AFTER) {
             batchLimit = Math.min(config.batchSize, batchLimit * 2)
             deliveredSinceSplit = 0
@@ -448,6 +491,12 @@ export const createForwarder = (
             )
           }
           continue
+        }
+        if (outcome.kind === 'split') {
+          // (Set by send(); read through a cast, as TypeScript keeps the narrowing of before the await.)
+          const refused = (lastSigned as Signed | undefined)?.body.byteLength
+          if (refused !== undefined && (bodyCap === undefined || refused < bodyCap)) bodyCap = refused
+          deliveredSinceCap = 0
         }
         if (outcome.kind === 'split' && batch.length > 1) {
           // Too large for the hub's body limit: halve the batches until they fit.
