@@ -12,6 +12,7 @@ import { createDiagnostics } from '../lib/diagnostics.js'
 import type { AuthEvent, FetchLike } from '../lib/index.js'
 import { nodeFetch } from '../lib/notify/http.js'
 import { createForwarder, type ForwardConfig } from '../lib/transport/forwarder.js'
+import { signingKey } from '../lib/transport/keys.js'
 import { MemoryLogger } from './helpers/apps.js'
 import { forwardConfig, sampleEvent, startHub } from './helpers/hub.js'
 import { waitUntil } from './helpers/receivers.js'
@@ -192,6 +193,113 @@ describe('forwarder behind a proxy with a body limit (nginx client_max_body_size
       proxy.closeAllConnections()
       proxy.close()
       await hub.close()
+    }
+  })
+})
+
+describe('forwarder: who answered, and why it failed', () => {
+  const serveWith = async (handler: Parameters<typeof createServer>[1]) => {
+    const server = createServer(handler)
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    return {
+      url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hub/v1/events`,
+      close: () => {
+        server.closeAllConnections()
+        server.close()
+      },
+    }
+  }
+
+  it("a proxy's own 401 (HTML, not the hub's JSON) is not blamed on forward.key", async () => {
+    const proxy = await serveWith((req, res) => {
+      req.resume()
+      res.writeHead(401, { 'content-type': 'text/html', 'www-authenticate': 'Basic realm="ops"' })
+      res.end('<html><body>401 Authorization Required</body></html>')
+    })
+    const logger = new MemoryLogger()
+    const diag = createDiagnostics(logger)
+    const forwarder = createForwarder(forwardConfig(proxy.url), nodeFetch, diag)
+    try {
+      forwarder.push(sampleEvent())
+      await forwarder.flush()
+      const line = logger.lines.find((l) => l.includes('forward_refused')) ?? ''
+      assert.match(line, /HTTP 401 \(text\/html\) from something at forward\.url that is not the hub/)
+      assert.doesNotMatch(line, /forward\.key/)
+    } finally {
+      await forwarder.close()
+      proxy.close()
+    }
+    // The hub's own 401 still names the key.
+    const hub = await startHub()
+    const logger2 = new MemoryLogger()
+    const wrongKey = createForwarder(
+      forwardConfig(hub.ingestUrl, { key: signingKey('another-secret-0123456789abcdefghijklmnop') }),
+      nodeFetch,
+      createDiagnostics(logger2),
+    )
+    try {
+      wrongKey.push(sampleEvent())
+      await wrongKey.flush()
+      assert.match(
+        logger2.lines.find((l) => l.includes('forward_refused')) ?? '',
+        /HTTP 401 bad_signature.*forward\.key/,
+      )
+    } finally {
+      await wrongKey.close()
+      await hub.close()
+    }
+  })
+
+  it('a connection reset under a request is retried at once, not after a backoff; a refused connection names its code', async () => {
+    const hub = await startHub()
+    let seen = 0
+    // The first request's connection is dropped before any answer (a proxy closing a kept-alive
+    // connection as it is reused); the next ones are passed to the hub.
+    const proxy = await serveWith(async (req, res) => {
+      if (++seen === 1) {
+        req.socket.destroy()
+        return
+      }
+      const chunks: Buffer[] = []
+      for await (const chunk of req) chunks.push(chunk as Buffer)
+      const answer = await fetch(hub.ingestUrl, {
+        method: 'POST',
+        headers: req.headers as Record<string, string>,
+        body: Buffer.concat(chunks),
+      })
+      res.writeHead(answer.status, { 'content-type': 'application/json' }).end(await answer.text())
+    })
+    const diag = createDiagnostics(new MemoryLogger())
+    // A backoff of 10 s: only an immediate retry delivers within the test.
+    const forwarder = createForwarder(
+      forwardConfig(proxy.url, { baseDelayMs: 10_000, maxDelayMs: 10_000 }),
+      nodeFetch,
+      diag,
+    )
+    try {
+      forwarder.push(sampleEvent())
+      await forwarder.flush()
+      const { counters } = diag.snapshot()
+      assert.equal(counters['forward.resets'], 1)
+      assert.equal(counters['forward.retries'] ?? 0, 0)
+      assert.equal(hub.counter('hub.accepted'), 1)
+    } finally {
+      await forwarder.close()
+      proxy.close()
+      await hub.close()
+    }
+    // Nothing listening: the log says ECONNREFUSED, not only "FetchError".
+    const closed = await serveWith(() => {})
+    closed.close()
+    const logger = new MemoryLogger()
+    const nobody = createForwarder(forwardConfig(closed.url), nodeFetch, createDiagnostics(logger))
+    try {
+      nobody.push(sampleEvent())
+      await waitUntil(() => logger.lines.some((l) => l.includes('forward_unreachable')), 'the outage to be logged')
+      assert.match(logger.lines.find((l) => l.includes('forward_unreachable')) ?? '', /ECONNREFUSED/)
+    } finally {
+      await nobody.close(100)
     }
   })
 })

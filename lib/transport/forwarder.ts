@@ -110,6 +110,23 @@ const HINTS: Record<number, string> = {
   415: `the hub expects ${BATCH_CONTENT_TYPE}: is forward.url a sqreen-auth hub?`,
 }
 
+/** An error's `code` (a system or TLS error's: ECONNRESET, DEPTH_ZERO_SELF_SIGNED_CERT), when it looks like one. */
+const errorCode = (err: unknown): string | undefined => {
+  const code = (err as { code?: unknown } | null)?.code
+  return typeof code === 'string' && /^[A-Z0-9_]{2,64}$/.test(code) ? code : undefined
+}
+
+/** The hub's own `error` code when the answer is the hub's (JSON with an `error` string), else `undefined`. */
+const hubErrorOf = async (contentType: string | null, text: () => Promise<string>): Promise<string | undefined> => {
+  if (contentType === null || !/^application\/json\b/i.test(contentType)) return undefined
+  try {
+    const error = (JSON.parse(await text()) as { error?: unknown }).error
+    return typeof error === 'string' && /^[a-z_]{1,40}$/.test(error) ? error : undefined
+  } catch {
+    return undefined
+  }
+}
+
 const COMMA = 0x2c
 const CLOSE_BRACKET = 0x5d
 const CLOSE_BRACE = 0x7d
@@ -299,6 +316,7 @@ export const createForwarder = (
     retryAfter: string | null,
     text: () => Promise<string>,
     count: number,
+    contentType: string | null = null,
   ): Promise<Outcome> => {
     if (status >= 200 && status < 300) return { kind: 'sent', rejected: 0 }
     if (status === 422) {
@@ -343,10 +361,23 @@ export const createForwarder = (
         ? { kind: 'retry', reason: `HTTP ${status}` }
         : { kind: 'retry', afterMs: after, reason: `HTTP ${status}` }
     }
+    if (status >= 300 && status < 400)
+      return { kind: 'refused', reason: `HTTP ${status}`, hint: 'redirects are not followed' }
+    // The hint names the hub only when the hub answered: its answers are JSON with an
+    // `error`. A proxy in front of it (nginx's 400 for http on its TLS port, a 401 of its
+    // own authentication, an HTML 404) would otherwise send the operator to check the key.
+    const hubError = await hubErrorOf(contentType, text)
+    if (hubError === undefined) {
+      return {
+        kind: 'refused',
+        reason: `HTTP ${status} (${contentType ?? 'no content type'}) from something at forward.url that is not the hub`,
+        hint: 'check forward.url (scheme, port, path) and whatever answers there in front of the hub: a proxy, its TLS port, its own authentication',
+      }
+    }
     return {
       kind: 'refused',
-      reason: `HTTP ${status}`,
-      hint: HINTS[status] ?? (status >= 300 && status < 400 ? 'redirects are not followed' : 'see the hub logs'),
+      reason: `HTTP ${status} ${hubError}`,
+      hint: HINTS[status] ?? 'see the hub logs',
     }
   }
 
@@ -360,36 +391,54 @@ export const createForwarder = (
     }
     lastSigned = signed
     const fetch = await fetchFn()
-    controller = new AbortController()
-    const abort = controller
-    const timeout = setTimeout(() => abort.abort(), config.timeoutMs)
-    try {
-      const res = await fetch(config.url, {
-        method: 'POST',
-        headers: {
-          'content-type': BATCH_CONTENT_TYPE,
-          [BATCH_SIGNATURE_HEADER]: signed.signature,
-          'user-agent': 'sqreen-auth',
-        },
-        body: signed.body,
-        redirect: 'manual',
-        signal: abort.signal,
-      })
-      let body: Promise<string> | undefined
-      // The body is read once: for 422's details, else drained so the connection is reused.
-      const text = (): Promise<string> => {
-        body ??= res.text()
-        return body
+    // Twice at most: once more at once when a kept-alive connection was reset under the
+    // request (a proxy's keepalive_timeout closing it as it was reused). The same bytes and
+    // `jti`: if the hub did take the first, the second is refused as a replay (409, delivered).
+    for (let tries = 0; ; tries++) {
+      controller = new AbortController()
+      const abort = controller
+      const timeout = setTimeout(() => abort.abort(), config.timeoutMs)
+      try {
+        const res = await fetch(config.url, {
+          method: 'POST',
+          headers: {
+            'content-type': BATCH_CONTENT_TYPE,
+            [BATCH_SIGNATURE_HEADER]: signed.signature,
+            'user-agent': 'sqreen-auth',
+          },
+          body: signed.body,
+          redirect: 'manual',
+          signal: abort.signal,
+        })
+        let body: Promise<string> | undefined
+        // The body is read once: for 422's details, else drained so the connection is reused.
+        const text = (): Promise<string> => {
+          body ??= res.text()
+          return body
+        }
+        const outcome = await classify(
+          res.status,
+          res.headers.get('retry-after'),
+          text,
+          events.length,
+          res.headers.get('content-type'),
+        )
+        await text().catch(() => '')
+        return outcome
+      } catch (err) {
+        if (abort.signal.aborted) return { kind: 'retry', reason: 'timeout' }
+        const code = errorCode(err)
+        if (tries === 0 && (code === 'ECONNRESET' || code === 'EPIPE')) {
+          diag.count('forward.resets')
+          continue
+        }
+        // The system's or TLS's code says what to fix: ECONNREFUSED, ENOTFOUND, DEPTH_ZERO_SELF_SIGNED_CERT.
+        const name = err instanceof Error ? err.name : 'error'
+        return { kind: 'retry', reason: code === undefined ? name : `${name} ${code}` }
+      } finally {
+        clearTimeout(timeout)
+        controller = undefined
       }
-      const outcome = await classify(res.status, res.headers.get('retry-after'), text, events.length)
-      await text().catch(() => '')
-      return outcome
-    } catch (err) {
-      const reason = err instanceof Error ? (abort.signal.aborted ? 'timeout' : err.name) : 'error'
-      return { kind: 'retry', reason }
-    } finally {
-      clearTimeout(timeout)
-      controller = undefined
     }
   }
 
