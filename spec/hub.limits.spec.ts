@@ -9,12 +9,16 @@
  * JWT with a batch's `typ` is never a credential.
  */
 import assert from 'node:assert/strict'
+import { once } from 'node:events'
 import { type ClientRequest, type IncomingHttpHeaders, type OutgoingHttpHeaders, request } from 'node:http'
-import type { Socket } from 'node:net'
+import type { AddressInfo, Socket } from 'node:net'
 import { describe, it } from 'node:test'
+import express from 'express'
 import { SignJWT } from 'jose'
 import supertest from 'supertest'
+import { sqreenHub } from '../lib/index.js'
 import { BATCH_CONTENT_TYPE, BATCH_SIGNATURE_HEADER, BATCH_TYP } from '../lib/transport/wire.js'
+import { MemoryLogger } from './helpers/apps.js'
 import { HS_SECRET, HUB_TOKEN, postBatch, type RunningHub, sampleEvent, signBatch, startHub } from './helpers/hub.js'
 
 const key = new TextEncoder().encode(HS_SECRET)
@@ -214,6 +218,41 @@ describe('hub ingest: what an upload may hold', () => {
       assert.equal(hub.counter('hub.batches_refused'), 2)
       assert.ok(hub.logger.lines.some((l) => l.includes('hub_batch_refused.timeout')))
     } finally {
+      await hub.close()
+    }
+  })
+
+  it('a request its client gave up on before the hub read it is dropped at once, not logged as a slow upload', async () => {
+    // A slow middleware before the hub (a rate limiter waiting on Redis) outlasts the proxy's
+    // read timeout: the proxy closes the connection, and the request reaches the hub destroyed.
+    const logger = new MemoryLogger()
+    const hub = sqreenHub({ key: HS_SECRET, token: HUB_TOKEN, logger, bodyTimeout: 1000, reorderWindow: 0 })
+    const app = express()
+    app.use('/hub', (_req, _res, next) => void setTimeout(next, 300))
+    app.use('/hub', hub)
+    const server = app.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    try {
+      const body = JSON.stringify({ v: 2, events: [] })
+      const req = request(`http://127.0.0.1:${(server.address() as AddressInfo).port}/hub/v1/events`, {
+        method: 'POST',
+        headers: {
+          'content-type': BATCH_CONTENT_TYPE,
+          [BATCH_SIGNATURE_HEADER]: 'eyJhbGciOiJIUzI1NiJ9..c2ln',
+          'content-length': Buffer.byteLength(body),
+        },
+      })
+      req.on('error', () => {})
+      req.end(body)
+      await new Promise((r) => setTimeout(r, 100))
+      req.destroy()
+      // Past the hub's bodyTimeout: the build before waited it out, then logged a timeout.
+      await new Promise((r) => setTimeout(r, 1500))
+      assert.equal(hub.stats().counters['hub.batches_refused'] ?? 0, 0)
+      assert.ok(!logger.lines.some((l) => l.includes('timeout')), logger.lines.join('\n'))
+    } finally {
+      server.closeAllConnections()
+      server.close()
       await hub.close()
     }
   })

@@ -139,6 +139,10 @@ const readBody = (
   }
   // Read by someone else (express.json(), say): waiting for 'end' would wait forever.
   if (req.readableEnded) return Promise.resolve('consumed')
+  // The client (or a proxy that gave up on us: nginx's proxy_read_timeout while a slow
+  // middleware ran before the hub) is gone already: no 'data', 'end' or 'close' will come,
+  // and waiting out bodyTimeout then logged a slow upload that never was.
+  if (req.destroyed) return Promise.resolve('aborted')
   const declared = Number(req.headers['content-length'])
   if (Number.isFinite(declared) && declared > limit) return Promise.resolve('too_large')
   // The share grows with the bytes actually received, never with what a request declares:
