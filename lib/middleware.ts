@@ -101,7 +101,9 @@ export const sqreenAuth = (options: OptionsInput<Options> = {}): SqreenAuth => {
     // against that user (an async identify cannot name the user here, the link can).
     if (blocklist.has(boundary.loginKeyOf(login))) return true
     const linked = boundary.linkedUserKeyOf(login)
-    return linked !== undefined && blocklist.has(linked)
+    // Only the account the login is linked to: another account logging in with a login
+    // linked elsewhere (a look-alike, see LoginLinks.set) is not refused for that one's block.
+    return linked !== undefined && (typeof key !== 'string' || linked === key) && blocklist.has(linked)
   }
   const refuseUser: RefusePredicate | undefined = blocklist ? isBlockedUser : undefined
   const recorder = createRecorder(config, (raw) => pipeline.submit(raw), diag, refuseUser)

@@ -341,10 +341,14 @@ for (const variant of variants) {
       const success = await attempt(h, 'janedoe', PASSWORD, 200)
       assert.equal(success.loginKey, early.loginKey)
       assert.equal(success.userKey, 'id:7')
-      const later = await attempt(h, ' JANEDOE ', 'guess', 401)
+      const later = await attempt(h, ' janedoe ', 'guess', 401)
       assert.deepEqual(later.identity, { id: 7 })
       assert.equal(later.userKey, 'id:7')
       assert.equal(later.loginKey, `login:${hmac}`)
+      // Typed otherwise: the login's key (see spec/identity.automatic.spec.ts).
+      const typedOtherwise = await attempt(h, 'JANEDOE', 'guess', 401)
+      assert.deepEqual(typedOtherwise.identity, { loginHash: hmac })
+      assert.equal(typedOtherwise.userKey, `login:${hmac}`)
       // A link is per login: the e-mail login of the same account is a different key.
       const viaEmail = await attempt(h, 'jane.doe@example.com', 'guess', 401)
       assert.deepEqual(viaEmail.identity, { loginHash: expectedHash(SECRET, 'jane.doe@example.com') })

@@ -5,12 +5,20 @@
  */
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
+import express from 'express'
+import passportModule from 'passport'
+import { Strategy as LocalStrategy } from 'passport-local'
+import request from 'supertest'
 import { LoginLinks } from '../lib/identity/links.js'
+import { sqreenAuth } from '../lib/index.js'
+import type { RiskAlert } from '../lib/risk/alert.js'
+import { MemoryLogger } from './helpers/apps.js'
+import { waitUntil } from './helpers/receivers.js'
 
 describe('LoginLinks', () => {
   it('answers the linked user of a login key, and nothing for an unknown one', () => {
     const links = new LoginLinks(10)
-    links.set('login:a', 'id:1', { id: 1 })
+    links.set('login:a', 'id:1', { id: 1 }, 'typed')
     const linked = links.get('login:a')
     assert.equal(linked?.userKey, 'id:1')
     assert.deepEqual(linked?.identity, { id: 1 })
@@ -19,33 +27,33 @@ describe('LoginLinks', () => {
 
   it('keeps the link in place when the same user logs in again with an equal identity', () => {
     const links = new LoginLinks(10)
-    links.set('login:a', 'id:1', { id: 1, email: 'anon-1@example.com' })
+    links.set('login:a', 'id:1', { id: 1, email: 'anon-1@example.com' }, 'typed')
     const first = links.get('login:a')
     // A fresh but equal identity object, as every login builds one.
-    links.set('login:a', 'id:1', { email: 'anon-1@example.com', id: 1 })
+    links.set('login:a', 'id:1', { email: 'anon-1@example.com', id: 1 }, 'typed')
     assert.equal(links.get('login:a'), first)
   })
 
   it('replaces the link when the identity or the user changed', () => {
     const links = new LoginLinks(10)
-    links.set('login:a', 'id:1', { id: 1, email: 'anon-1@example.com' })
-    links.set('login:a', 'id:1', { id: 1, email: 'anon-1@example.org' })
+    links.set('login:a', 'id:1', { id: 1, email: 'anon-1@example.com' }, 'typed')
+    links.set('login:a', 'id:1', { id: 1, email: 'anon-1@example.org' }, 'typed')
     assert.deepEqual(links.get('login:a')?.identity, { id: 1, email: 'anon-1@example.org' })
-    links.set('login:a', 'id:1', { id: 1 }) // a field fewer
+    links.set('login:a', 'id:1', { id: 1 }, 'typed') // a field fewer
     assert.deepEqual(links.get('login:a')?.identity, { id: 1 })
-    links.set('login:a', 'id:1', { id: 1, team: 'x' }) // a field more
+    links.set('login:a', 'id:1', { id: 1, team: 'x' }, 'typed') // a field more
     assert.deepEqual(links.get('login:a')?.identity, { id: 1, team: 'x' })
-    links.set('login:a', 'id:2', { id: 1, team: 'x' })
+    links.set('login:a', 'id:2', { id: 1, team: 'x' }, 'typed')
     assert.equal(links.get('login:a')?.userKey, 'id:2')
   })
 
   it('past its bound, forgets the oldest link not used since, and keeps a used one', () => {
     const links = new LoginLinks(3)
-    links.set('login:a', 'id:a', { id: 'a' })
-    links.set('login:b', 'id:b', { id: 'b' })
-    links.set('login:c', 'id:c', { id: 'c' })
+    links.set('login:a', 'id:a', { id: 'a' }, 'typed')
+    links.set('login:b', 'id:b', { id: 'b' }, 'typed')
+    links.set('login:c', 'id:c', { id: 'c' }, 'typed')
     assert.ok(links.get('login:a'), 'a is used: it gets a second chance')
-    links.set('login:d', 'id:d', { id: 'd' })
+    links.set('login:d', 'id:d', { id: 'd' }, 'typed')
     assert.ok(links.get('login:a'), 'a was used, so it stays')
     assert.equal(links.get('login:b'), undefined, 'b, the oldest unused, is forgotten')
     assert.ok(links.get('login:c'))
@@ -55,7 +63,7 @@ describe('LoginLinks', () => {
   it('stays within its bound when every link is used, and keeps the one just made', () => {
     const links = new LoginLinks(50)
     for (let i = 0; i < 5_000; i++) {
-      links.set(`login:${i}`, `id:${i}`, { id: i })
+      links.set(`login:${i}`, `id:${i}`, { id: i }, 'typed')
       // Use every link there is: eviction must still find one to forget, and never the new one.
       for (let j = Math.max(0, i - 60); j <= i; j++) links.get(`login:${j}`)
       assert.equal(links.get(`login:${i}`)?.userKey, `id:${i}`)
@@ -68,10 +76,64 @@ describe('LoginLinks', () => {
   it('keeps the links in use under a stream of one-off logins', () => {
     // Ten regulars who log in all the time among a flood of logins seen once.
     const links = new LoginLinks(100)
-    for (let i = 0; i < 10; i++) links.set(`login:regular${i}`, `id:r${i}`, { id: `r${i}` })
+    for (let i = 0; i < 10; i++) links.set(`login:regular${i}`, `id:r${i}`, { id: `r${i}` }, 'typed')
     for (let n = 0; n < 10_000; n++) {
-      links.set(`login:once${n}`, `id:o${n}`, { id: `o${n}` })
+      links.set(`login:once${n}`, `id:o${n}`, { id: `o${n}` }, 'typed')
       if (n % 20 === 0) for (let i = 0; i < 10; i++) assert.ok(links.get(`login:regular${i}`), `regular ${i} at ${n}`)
+    }
+  })
+})
+
+describe('a look-alike account cannot take a victim’s login over', () => {
+  // An application whose lookup is exact (a unique index on the e-mail as typed), where an
+  // attacker registered `ａlice@example.com` (a full-width ａ): the same key as alice's after
+  // normalisation (NFKC), another account for the application.
+  const accounts = [
+    { id: 1, email: 'alice@example.com', password: 'alice-right' },
+    { id: 3, email: '\uff41lice@example.com', password: 'attacker-own' },
+  ]
+  const build = () => {
+    const alerts: RiskAlert[] = []
+    const passport = new passportModule.Passport()
+    passport.use(
+      new LocalStrategy({ usernameField: 'email' }, (email, password, done) => {
+        const account = accounts.find((a) => a.email === email)
+        done(null, account !== undefined && account.password === password ? { id: account.id, email } : false)
+      }),
+    )
+    const app = express()
+    app.set('trust proxy', 'loopback')
+    app.use(express.urlencoded({ extended: false }))
+    app.use(passport.initialize())
+    const sqreen = sqreenAuth({ passport, onAlert: (a) => void alerts.push(a), logger: new MemoryLogger() })
+    app.use(sqreen)
+    app.post('/login', passport.authenticate('local', { session: false }), (_req, res) => res.send('ok'))
+    const attempt = (email: string, password: string) =>
+      request(app).post('/login').set('X-Forwarded-For', '203.0.113.66').type('form').send({ email, password })
+    return { alerts, sqreen, attempt }
+  }
+
+  it("the attacker's own login does not make the victim's brute force the attacker's; the takeover alerts for the victim", async () => {
+    const { alerts, sqreen, attempt } = build()
+    try {
+      await attempt('\uff41lice@example.com', 'attacker-own').expect(200)
+      for (let i = 0; i < 12; i++) await attempt('alice@example.com', `guess-${i}`).expect(401)
+      await waitUntil(() => alerts.length >= 1, 'the brute force alert')
+      // Under the login typed (which the team can read), not under the attacker's account.
+      assert.deepEqual(
+        alerts.map((a) => a.userKey),
+        ['login:alice@example.com'],
+      )
+      assert.ok((await sqreen.risk('id:3')).score < 5, 'the attacker account did not take the brute force')
+      // The guess that works: the takeover alerts for alice's account, with the brute force.
+      await attempt('alice@example.com', 'alice-right').expect(200)
+      await waitUntil(() => alerts.length >= 2, 'the takeover alert')
+      const takeover = alerts[1] as RiskAlert
+      assert.equal(takeover.userKey, 'id:1')
+      assert.ok(takeover.detections.some((d) => d.detection === 'brute_force'))
+      assert.ok(takeover.detections.some((d) => d.detection === 'success_after_brute_force'))
+    } finally {
+      await sqreen.close()
     }
   })
 })

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto'
+import { createHmac, randomUUID } from 'node:crypto'
 import type { RawAttempt } from '../capture/raw.js'
 import type { Diagnostics } from '../diagnostics.js'
 import { type AuthEvent, type AuthEventType, hasFields, type Identity } from '../event.js'
@@ -47,6 +47,30 @@ export const createIdentityBoundary = (config: Config, diag: Diagnostics): Ident
   const loginKeyOf = (login: string): string =>
     // Advanced mode keys logins by HMAC; automatic mode forwards what it finds, as Sqreen did.
     mode === 'advanced' && secret ? `login:${loginPseudonym(secret, login)}` : `login:${normaliseLogin(login)}`
+
+  /**
+   * The login as typed (capture trims it), for links (see `linkOf`): in advanced mode a keyed
+   * hash of it (never kept as typed), separate from the login key's, which is of the
+   * normalised login.
+   */
+  const exactOf = (login: string): string =>
+    mode === 'advanced' && secret ? createHmac('sha256', secret).update(`exact\0${login}`).digest('base64url') : login
+
+  /**
+   * The account a login is linked to, when the attempt typed it as that account did when it
+   * logged in. Logins are keyed after normalisation (case, Unicode compatibility forms), so
+   * a brute force cycling through `Alice`, `ALICE` and `ａlice` counts under one key; but
+   * that can be broader than the application's own lookup, where `ａlice@example.com` (or
+   * `Alice` in a case-sensitive one) is another account. An attacker who registered such a
+   * look-alike and logged in once had the link point to their account, and the victim's
+   * brute force was scored on the attacker's account, the victim's at 0. Typed differently,
+   * a failure counts under the login's own key (it still scores and alerts, and a success of
+   * the account merges it).
+   */
+  const linkOf = (login: string, loginKey: string) => {
+    const linked = links.get(loginKey)
+    return linked !== undefined && linked.exact === exactOf(login) ? linked : undefined
+  }
 
   const threw = (source: IdentitySource, err: unknown): Identity => {
     diag.error(
@@ -97,7 +121,7 @@ export const createIdentityBoundary = (config: Config, diag: Diagnostics): Ident
    * linked to by an earlier success, else `identifyLogin`'s answer, else the login itself.
    */
   const identityOfLogin = (raw: RawAttempt, login: string, loginKey: string): Resolved | Promise<Resolved> => {
-    const linked = links.get(loginKey)
+    const linked = linkOf(login, loginKey)
     if (linked) return linked
     if (!identifyLogin) return loginIdentity(login, loginKey)
     const mapped = callUser(identifyLogin, [login, raw.req], 'identifyLogin')
@@ -168,7 +192,7 @@ export const createIdentityBoundary = (config: Config, diag: Diagnostics): Ident
   return {
     userKeyOfUser,
     loginKeyOf,
-    linkedUserKeyOf: (login) => links.get(loginKeyOf(login))?.userKey,
+    linkedUserKeyOf: (login) => linkOf(login, loginKeyOf(login))?.userKey,
     toEvent(raw) {
       const loginKey = raw.login === undefined ? undefined : loginKeyOf(raw.login)
       const who = resolveIdentity(raw, loginKey)
@@ -179,7 +203,7 @@ export const createIdentityBoundary = (config: Config, diag: Diagnostics): Ident
 
   function buildEvent(raw: RawAttempt, loginKey: string | undefined, { identity, userKey }: Resolved): AuthEvent {
     if (raw.outcome === 'succeeded' && loginKey !== undefined && userKey !== null && userKey !== loginKey) {
-      links.set(loginKey, userKey, identity)
+      links.set(loginKey, userKey, identity, exactOf(raw.login as string))
     }
     const type: AuthEventType = raw.kind === 'login' ? TYPE_OF_OUTCOME[raw.outcome ?? 'failed'] : raw.kind
     const event: Record<string, unknown> = {

@@ -4,6 +4,12 @@ import type { Identity } from '../event.js'
 export interface LinkedUser {
   readonly userKey: string
   readonly identity: Identity
+  /**
+   * The login as the account typed it when it logged in (in advanced mode a keyed hash of
+   * it), before the normalisation that makes the link's key. A failure counts against the
+   * account only when it was typed the same way (see IdentityBoundary).
+   */
+  readonly exact: string
 }
 
 /** A link and its second chance (see `LoginLinks`). */
@@ -58,14 +64,19 @@ export class LoginLinks {
     return link
   }
 
-  set(loginKey: string, userKey: string, identity: Identity): void {
+  set(loginKey: string, userKey: string, identity: Identity, exact: string): void {
     const link = this.#links.get(loginKey)
-    if (link !== undefined && link.userKey === userKey && sameIdentity(link.identity, identity)) {
+    if (
+      link !== undefined &&
+      link.userKey === userKey &&
+      link.exact === exact &&
+      sameIdentity(link.identity, identity)
+    ) {
       link.used = true
       return
     }
     // A new key goes to the end of the Map; a replaced one keeps its place, so it counts as used.
-    const made: Link = { userKey, identity, used: link !== undefined }
+    const made: Link = { userKey, identity, exact, used: link !== undefined }
     this.#links.set(loginKey, made)
     if (this.#links.size > this.#max) this.#evict(made)
   }
