@@ -389,3 +389,47 @@ for (const variant of variants) {
     })
   })
 }
+
+describe('enforcement: one login, two accounts', () => {
+  it('an account is not refused for the block of another account its login is linked to (the same e-mail in two tenants)', async () => {
+    const variant = variants[0]!
+    const app = variant.express() as unknown as Express
+    const passport = new variant.passport.Passport() as Authenticator
+    const sqreen = sqreenAuth({ passport, block: { above: 40 }, logger: new MemoryLogger() })
+    app.use(variant.express.json())
+    app.use(passport.initialize())
+    app.use(sqreen)
+    // Tenant A's and tenant B's accounts share the e-mail; the password tells them apart here.
+    const tenants: Record<string, { id: number }> = { 'a-right': { id: 101 }, 'b-right': { id: 102 } }
+    passport.use(
+      new LocalStrategy((login, password, done) =>
+        done(null, login === 'pat@example.com' && (tenants[password] ?? false)),
+      ),
+    )
+    app.post('/login', passport.authenticate('local', { session: false }), (req: Request, res: Response) => {
+      res.json({ id: (req.user as { id: number }).id })
+    })
+    app.post('/report', (req: Request, res: Response) => {
+      sqreen.trackEvent(req, 'sql_injection', {
+        severity: 'critical',
+        identity: { id: (req.body as { id: number }).id },
+      })
+      res.status(204).end()
+    })
+    try {
+      await request(app).post('/login').send({ username: 'pat@example.com', password: 'a-right' }).expect(200)
+      // Tenant A's account goes above the level.
+      for (let i = 0; i < 3; i++) await request(app).post('/report').send({ id: 101 }).expect(204)
+      for (let i = 0; i < 100 && (await sqreen.risk('id:101')).score <= 40; i++)
+        await new Promise((r) => setTimeout(r, 10))
+      assert.ok((await sqreen.risk('id:101')).score > 40, "tenant A's account above the level")
+      await request(app).post('/login').send({ username: 'pat@example.com', password: 'a-right' }).expect(403)
+      // Tenant B's account, same login typed the same way, is not blocked.
+      const b = await request(app).post('/login').send({ username: 'pat@example.com', password: 'b-right' })
+      assert.equal(b.status, 200, JSON.stringify(b.body))
+      assert.equal(b.body.id, 102)
+    } finally {
+      await sqreen.close()
+    }
+  })
+})
