@@ -212,6 +212,39 @@ describe('MemoryStore (memory-only behaviour)', () => {
     }
   })
 
+  it('by default it fits the heap: 200,000 failing logins on made-up names in a 128 MB heap evict instead of crashing', () => {
+    // An anonymous client makes one key per made-up login. At a fixed 1,000,000 keys (about
+    // 1.1 GB) a small container's process ran out of heap and died; the default now follows
+    // the heap's limit. The engine scores each failure as the middleware would.
+    const dist = (path: string) =>
+      JSON.stringify(pathToFileURL(new URL(`../dist/${path}`, import.meta.url).pathname).href)
+    const script = `
+      const { MemoryStore } = await import(${dist('store/memory.js')})
+      const { createRiskEngine } = await import(${dist('risk/engine.js')})
+      const { DEFAULT_POINTS } = await import(${dist('risk/points.js')})
+      const { riskIncrease } = await import(${dist('risk/trigger.js')})
+      const { createDiagnostics } = await import(${dist('diagnostics.js')})
+      const store = new MemoryStore()
+      const engine = createRiskEngine({ store, points: DEFAULT_POINTS, trigger: riskIncrease(), halfLifeMs: 7 * 86_400_000,
+        maxScore: 100, clock: () => Date.now(), onAlert() {} }, createDiagnostics({ warn() {}, error() {} }))
+      const t0 = Date.now() - 3_600_000
+      for (let i = 0; i < 200_000; i++) {
+        const login = 'login:made-up-' + i + '@example.com'
+        engine.process({ id: 'e' + i, type: 'login.failed', at: new Date(t0 + i * 10).toISOString(), source: 'passport',
+          mode: 'automatic', strategy: 'local', reason: 'invalid_credentials', identity: { login: login.slice(6) },
+          userKey: login, loginKey: login, ip: '203.0.113.' + (i % 250), userAgent: 'curl/8.5.0' })
+      }
+      console.log(JSON.stringify({ maxKeys: store.maxKeys, size: store.size, evicted: store.evicted }))
+      await store.close()`
+    const out = execFileSync(process.execPath, ['--max-old-space-size=128', '--input-type=module', '-e', script], {
+      encoding: 'utf8',
+    })
+    const { maxKeys, size, evicted } = JSON.parse(out.trim()) as { maxKeys: number; size: number; evicted: number }
+    assert.ok(maxKeys >= 10_000 && maxKeys < 60_000, `maxKeys ${maxKeys} for a heap of about 176 MB`)
+    assert.ok(size <= maxKeys)
+    assert.ok(evicted > 140_000, `${evicted} evicted`)
+  })
+
   it('a ledger keeps no dropped entry alive (its evidence can be collected)', async () => {
     // Collection is forced with --expose-gc, which the suite does not run with: in a child.
     const memory = pathToFileURL(new URL('../dist/store/memory.js', import.meta.url).pathname).href
