@@ -323,6 +323,29 @@ for (const variant of variants) {
       }
     })
 
+    it('a blocked account: its login typed otherwise gets the same 403, right or wrong password (sync and async identify)', async () => {
+      for (const identify of [undefined, async (user: unknown) => ({ id: (user as User).id })]) {
+        const a = build(variant, {
+          block: { above: 10 },
+          ...(identify ? { mode: 'advanced' as const, secret: 'enforcement-spec-secret-0123456789', identify } : {}),
+        })
+        try {
+          // Jane logs in as she types it, then her account is attacked above the level.
+          assert.equal((await logIn(a, jane)).status, 200)
+          await a.log.waitFor(1)
+          for (let i = 0; i < 10; i++) await logIn(a, { ...jane, password: `guess-${i}` }).expect(401)
+          await eventually(async () => (await a.sqreen.risk('id:1')).score > 10, 'jane to pass 10')
+          // The application's lookup ignores case: the same account, typed otherwise.
+          const shouted = { ...jane, username: jane.username.toUpperCase() }
+          const wrong = await logIn(a, { ...shouted, password: 'guess-10' })
+          const right = await logIn(a, shouted)
+          assert.deepEqual([wrong.status, right.status], [403, 403], identify ? 'async identify' : 'sync identify')
+        } finally {
+          await a.sqreen.close()
+        }
+      }
+    })
+
     it('a block ends when the ledger lets its entries go, if that is before the score decays (a long half-life)', async () => {
       let now = Date.parse('2026-12-04T12:00:00Z')
       // 40 points with a one-year half-life: decay alone would keep jane above 10 for two years,

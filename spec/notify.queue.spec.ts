@@ -9,9 +9,13 @@
  */
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
+import { createDiagnostics } from '../lib/diagnostics.js'
 import type { Options } from '../lib/index.js'
+import type { SendResult } from '../lib/notify/http.js'
 import { retryAfterMs } from '../lib/notify/http.js'
-import { variants } from './helpers/apps.js'
+import { type Channel, DeliveryQueue } from '../lib/notify/queue.js'
+import type { RiskAlert } from '../lib/risk/alert.js'
+import { MemoryLogger, variants } from './helpers/apps.js'
 import {
   alertApp,
   attack,
@@ -299,5 +303,52 @@ describe('alert delivery queue', () => {
       await h.sqreen.close()
       await receiver.close()
     }
+  })
+})
+
+describe('alert delivery queue: room for accounts, kept exactly', () => {
+  /** A channel whose deliveries wait until the test lets them go (a receiver that hangs). */
+  const stuck = (name: string) => {
+    const waiting: (() => void)[] = []
+    const channel: Channel = {
+      name,
+      send: () => new Promise<SendResult>((resolve) => waiting.push(() => resolve({ ok: true }))),
+    }
+    return {
+      channel,
+      release: () => {
+        for (const go of waiting.splice(0)) go()
+      },
+    }
+  }
+  const alertFor = (userKey: string): RiskAlert => ({ userKey }) as unknown as RiskAlert
+
+  it("an account's alert at its channel's share drops that channel's login alert, never another channel's for nothing", async () => {
+    const diag = createDiagnostics(new MemoryLogger())
+    const queue = new DeliveryQueue({ maxQueued: 4, retries: 0, baseDelayMs: 10, maxDelayMs: 10, concurrency: 1 }, diag)
+    const a = stuck('a')
+    const b = stuck('b')
+    // One running (a), then a holds 2 account alerts (its share), b holds 2 login alerts.
+    queue.enqueue(a.channel, alertFor('id:0'))
+    queue.enqueue(b.channel, alertFor('login:x'))
+    queue.enqueue(a.channel, alertFor('id:1'))
+    queue.enqueue(b.channel, alertFor('login:y'))
+    assert.equal(queue.size, 4)
+    // a is at its share and holds no login alert: the new account alert is dropped, and
+    // b's login alerts stay (dropping one would free nothing a can use).
+    queue.enqueue(a.channel, alertFor('id:2'))
+    assert.equal(diag.snapshot().counters.deliveries_dropped, 1)
+    assert.equal(queue.size, 4)
+    // b is at its share too: an account alert for b takes the place of b's newest login alert.
+    queue.enqueue(b.channel, alertFor('id:3'))
+    assert.equal(diag.snapshot().counters.deliveries_dropped, 2)
+    assert.equal(queue.size, 4)
+    a.release()
+    b.release()
+    await waitUntil(() => {
+      a.release()
+      b.release()
+      return queue.size === 0
+    }, 'the queue to drain')
   })
 })

@@ -609,6 +609,57 @@ describe('risk engine: a login merged into its user, and a crossing whose ledger
     return wrapped
   }
 
+  it('a takeover still alerts when the ledger read after it fails (its once-a-day mark is already claimed)', async () => {
+    await onEveryStore(async (store, name) => {
+      const alerts: RiskAlert[] = []
+      // The read after the score that added the takeover fails (a Redis blip).
+      let armed = false
+      const tookOver = (r: StoreResult): boolean =>
+        r !== null &&
+        typeof r === 'object' &&
+        'added' in r &&
+        r.added.some((e) => e.detection === 'success_after_brute_force')
+      const blip = (): Error => {
+        armed = false
+        return new Error('read ECONNRESET (simulated)')
+      }
+      const wrapped: Store & { applySync?: (op: StoreOp, now: number) => StoreResult } = {
+        run(ops, now) {
+          if (armed && ops.length === 1 && ops[0]?.op === 'read') return Promise.reject(blip())
+          return store.run(ops, now).then((results) => {
+            if (results.some(tookOver)) armed = true
+            return results
+          })
+        },
+        close: () => store.close(),
+      }
+      if (store instanceof MemoryStore) {
+        wrapped.applySync = (op, now) => {
+          if (armed && op.op === 'read') throw blip()
+          const result = store.applySync(op, now)
+          if (tookOver(result)) armed = true
+          return result
+        }
+      }
+      const engine = engineOn(
+        wrapped,
+        { onAlert: (alert) => alerts.push(alert) },
+        riskIncrease(),
+        createDiagnostics({ warn: () => {}, error: () => {} }),
+      )
+      for (let i = 0; i < 10; i++) await engine.process(failure(i * 1_000))
+      await engine.process(success(11_000))
+      assert.deepEqual(
+        alerts.map((a) => [a.userKey, a.level, a.partial === true]),
+        [
+          ['login:alice', 10, false],
+          ['id:1', 10, true],
+        ],
+        name,
+      )
+    })
+  })
+
   it('a crossing still alerts when the ledger read after it fails: a partial alert from the score, counted as a store error', async () => {
     await onEveryStore(async (store, name) => {
       const alerts: RiskAlert[] = []

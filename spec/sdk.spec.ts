@@ -283,6 +283,14 @@ describe('sdk: authTrack as applications call it', () => {
         setTimeout(() => sqreen.trackEvent(req, 'profile_viewed'), 30)
         setTimeout(() => sqreen.authTrack(req, true, { id: 1 }), 80)
       })
+      // Both in one turn: the custom event's context is still open when authTrack comes.
+      app.post('/late-same-turn', passport.authenticate('local', { session: false }), (req, res) => {
+        res.send('welcome')
+        setTimeout(() => {
+          sqreen.trackEvent(req, 'profile_viewed')
+          sqreen.authTrack(req, true, { id: 1 })
+        }, 30)
+      })
       app.post('/orm', (req, res) => {
         sqreen.authTrack(req, false, new OrmUser(Number(req.body.id)) as unknown as Record<string, string | number>)
         res.status(204).end()
@@ -324,28 +332,25 @@ describe('sdk: authTrack as applications call it', () => {
     }
   })
 
-  it('a late authTrack is ignored after a custom event of the same request went out too', async () => {
-    const { app, sqreen, log, logger } = build()
-    try {
-      await request(app)
-        .post('/late-after-event')
-        .type('form')
-        .send({ username: 'alice', password: PASSWORD })
-        .expect(200)
-      await log.waitFor(2)
-      await new Promise((r) => setTimeout(r, 150))
-      assert.deepEqual(
-        (await log.settle()).map((e) => e.type),
-        ['login.succeeded', 'custom'],
-      )
-      assert.ok(
-        logger.lines.some((l) => l.includes('sdk_late.authTrack')),
-        logger.lines.join('\n'),
-      )
-    } finally {
-      await sqreen.close()
-    }
-  })
+  for (const route of ['/late-after-event', '/late-same-turn'])
+    it(`a late authTrack is ignored after a custom event of the same request (${route})`, async () => {
+      const { app, sqreen, log, logger } = build()
+      try {
+        await request(app).post(route).type('form').send({ username: 'alice', password: PASSWORD }).expect(200)
+        await log.waitFor(2)
+        await new Promise((r) => setTimeout(r, 150))
+        assert.deepEqual(
+          (await log.settle()).map((e) => e.type),
+          ['login.succeeded', 'custom'],
+        )
+        assert.ok(
+          logger.lines.some((l) => l.includes('sdk_late.authTrack')),
+          logger.lines.join('\n'),
+        )
+      } finally {
+        await sqreen.close()
+      }
+    })
 
   it('an ORM instance as the identity is refused whole, not read as its internals', async () => {
     const { app, sqreen, log, logger } = build()

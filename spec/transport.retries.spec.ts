@@ -197,6 +197,43 @@ describe('forwarder behind a proxy with a body limit (nginx client_max_body_size
   })
 })
 
+describe('forwarder: a 413 about the count of events', () => {
+  it("the hub's too_many_events halves batches without capping their bytes: a large event it takes still goes", async () => {
+    const hub = await startHub({ limits: { events: 8 } })
+    const diag = createDiagnostics(new MemoryLogger())
+    const forwarder = createForwarder(
+      forwardConfig(hub.ingestUrl, { batchSize: 64, maxQueued: 10_000, flushIntervalMs: 5 }),
+      nodeFetch,
+      diag,
+    )
+    // About 13 kB of JSON, within the hub's schema: larger than the batches refused for their count.
+    const big = sampleEvent({
+      type: 'custom',
+      source: 'sdk',
+      strategy: null,
+      reason: undefined,
+      loginKey: undefined,
+      attempts: undefined,
+      status: undefined,
+      name: 'export',
+      severity: 'low',
+      identity: Object.fromEntries(Array.from({ length: 16 }, (_, i) => [`k${i}`, 'v'.repeat(250)])),
+      properties: Object.fromEntries(Array.from({ length: 32 }, (_, i) => [`p${i}`, 'x'.repeat(250)])),
+    })
+    try {
+      for (let i = 0; i < 40; i++) forwarder.push(sampleEvent())
+      forwarder.push(big)
+      for (let i = 0; i < 10; i++) forwarder.push(sampleEvent())
+      await forwarder.flush()
+      assert.equal(diag.snapshot().counters['forward.failed'] ?? 0, 0)
+      assert.equal(hub.counter('hub.accepted'), 51)
+    } finally {
+      await forwarder.close()
+      await hub.close()
+    }
+  })
+})
+
 describe('forwarder: who answered, and why it failed', () => {
   const serveWith = async (handler: Parameters<typeof createServer>[1]) => {
     const server = createServer(handler)

@@ -543,7 +543,10 @@ export const createRecorder = (
   return {
     begin,
     manual(req, login) {
-      if (contexts.get(req) === TOLD) {
+      const existing = contexts.get(req)
+      // Told already: by a flushed context (TOLD), or by one before the context now open
+      // (a trackEvent after the response made a context of its own, not flushed yet).
+      if (existing === TOLD || existing?.toldBefore === true) {
         // After the request's login event went out (authTrack from a timer, after the
         // response): a second event for one attempt would count it twice.
         diag.count('sdk_late')

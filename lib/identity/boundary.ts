@@ -24,7 +24,11 @@ export interface IdentityBoundary {
   userKeyOfUser(user: unknown): string | null | undefined
   /** The ledger key of an attempted login (`login:…`): where its failures count until it is linked to its user. */
   loginKeyOf(login: string): string
-  /** The ledger key of the user an attempted login was linked to by a success in this process, if any. */
+  /**
+   * The ledger key of the user an attempted login was linked to by a success in this process,
+   * if any, however the login was typed (for the block check; attribution of failures needs
+   * the typing to match, see `linkOf`).
+   */
   linkedUserKeyOf(login: string): string | undefined
 }
 
@@ -192,7 +196,11 @@ export const createIdentityBoundary = (config: Config, diag: Diagnostics): Ident
   return {
     userKeyOfUser,
     loginKeyOf,
-    linkedUserKeyOf: (login) => linkOf(login, loginKeyOf(login))?.userKey,
+    // The block check follows the link whatever the typing: refused only when typed as the
+    // account typed it, a blocked account would answer a right password typed otherwise
+    // apart from a wrong one (and let it in, with an async identify). The check on a
+    // success compares the link with the account logging in (middleware.ts).
+    linkedUserKeyOf: (login) => links.get(loginKeyOf(login))?.userKey,
     toEvent(raw) {
       const loginKey = raw.login === undefined ? undefined : loginKeyOf(raw.login)
       const who = resolveIdentity(raw, loginKey)

@@ -116,25 +116,39 @@ export class DeliveryQueue {
       return
     }
     const account = isAccountAlert(alert)
-    // Full: an alert about an account takes the place of the newest queued one about a typed
-    // login (that one is dropped instead); any other new alert is dropped.
-    if (this.size >= this.#options.maxQueued && !(account && this.#dropLoginAlert(undefined))) {
-      this.#diag.count('deliveries_dropped')
-      this.#diag.warn(
-        'delivery_queue_full',
-        `more than ${this.#options.maxQueued} alert deliveries are waiting; new ones are dropped.`,
-      )
-      return
-    }
-    if (!this.#held.has(channel.name)) this.#held.set(channel.name, 0)
+    const name = channel.name
+    if (!this.#held.has(name)) this.#held.set(name, 0)
     const share = Math.ceil(this.#options.maxQueued / this.#held.size)
-    if ((this.#held.get(channel.name) ?? 0) >= share && !(account && this.#dropLoginAlert(channel.name))) {
+    const channelFull = (this.#held.get(name) ?? 0) >= share
+    const queueFull = this.size >= this.#options.maxQueued
+    if (channelFull || queueFull) {
+      // An alert about an account takes the place of the newest queued one about a typed
+      // login: of its own channel when the channel is at its share (that frees both), else
+      // of any channel. Chosen before anything is dropped, so that nothing is dropped for an
+      // alert that is not taken after all.
+      const victim = account ? this.#loginAlertToDrop(channelFull ? name : undefined) : -1
+      if (victim < 0) {
+        this.#diag.count('deliveries_dropped')
+        if (queueFull) {
+          this.#diag.warn(
+            'delivery_queue_full',
+            `more than ${this.#options.maxQueued} alert deliveries are waiting; new ones are dropped.`,
+          )
+        } else {
+          this.#diag.warn(
+            `delivery_channel_full.${name}`,
+            `${this.#held.get(name)} ${name} alert deliveries are waiting, its share of the queue; new ${name} alerts are dropped, the other channels carry on.`,
+          )
+        }
+        return
+      }
+      const [dropped] = this.#ready.splice(victim, 1) as [Job]
+      this.#release(dropped)
       this.#diag.count('deliveries_dropped')
       this.#diag.warn(
-        `delivery_channel_full.${channel.name}`,
-        `${this.#held.get(channel.name)} ${channel.name} alert deliveries are waiting, its share of the queue; new ${channel.name} alerts are dropped, the other channels carry on.`,
+        'delivery_login_alert_dropped',
+        'the alert queue is full: queued alerts about typed logins (no account linked) are dropped to make room for alerts about accounts.',
       )
-      return
     }
     this.#held.set(channel.name, (this.#held.get(channel.name) ?? 0) + 1)
     this.#ready.push({ channel, alert, seq: this.#seq++, attempt: 0, requeued: false, account })
@@ -142,24 +156,16 @@ export class DeliveryQueue {
   }
 
   /**
-   * Drops the newest queued delivery of an alert about a typed login (of `channel`, or of
-   * any channel), counted and logged, to make room for one about an account. `false` when
+   * The index in the ready queue of the newest queued delivery of an alert about a typed
+   * login (of `channel`, or of any channel), to drop for an alert about an account; -1 when
    * there is none (only deliveries queued, not running or waiting for a retry, are dropped).
    */
-  #dropLoginAlert(channel: string | undefined): boolean {
+  #loginAlertToDrop(channel: string | undefined): number {
     for (let i = this.#ready.length - 1; i >= 0; i--) {
       const job = this.#ready[i] as Job
-      if (job.account || (channel !== undefined && job.channel.name !== channel)) continue
-      this.#ready.splice(i, 1)
-      this.#release(job)
-      this.#diag.count('deliveries_dropped')
-      this.#diag.warn(
-        'delivery_login_alert_dropped',
-        'the alert queue is full: queued alerts about typed logins (no account linked) are dropped to make room for alerts about accounts.',
-      )
-      return true
+      if (!job.account && (channel === undefined || job.channel.name === channel)) return i
     }
-    return false
+    return -1
   }
 
   /** Resolves when nothing is queued, running or waiting for a retry. */

@@ -175,11 +175,23 @@ export const createRiskEngine = (config: RiskEngineConfig, diag: Diagnostics): R
     return false
   }
 
+  /**
+   * The level a takeover alerts at, when the score crossed none (see `afterScore`): the
+   * highest the window's rise is above; none when it is not above the first, or when the
+   * score added no takeover.
+   */
+  const takeoverLevel = (score: ScoreResult): number | undefined => {
+    if (levels.length === 0 || !tookOver(score)) return undefined
+    let above: number | undefined
+    for (const l of levels) if (score.sum > l && (above === undefined || l > above)) above = l
+    return above
+  }
+
   /** Whether what follows a score needs the user's ledger: an alert to explain, or a score to report. */
   const wantsLedger = (event: AuthEvent, score: ScoreResult | undefined): boolean =>
     event.userKey !== null &&
     score !== undefined &&
-    (score.crossed.length > 0 || config.onScore !== undefined || (levels.length > 0 && tookOver(score)))
+    (score.crossed.length > 0 || config.onScore !== undefined || takeoverLevel(score) !== undefined)
 
   const afterScore = (
     event: AuthEvent,
@@ -194,15 +206,12 @@ export const createRiskEngine = (config: RiskEngineConfig, diag: Diagnostics): R
     // Several levels crossed at once (a big jump) make one alert, at the highest.
     const level = score.crossed[score.crossed.length - 1]
     if (level !== undefined) alertFrom(event, u, level, now, ledger)
-    else if (levels.length > 0 && tookOver(score)) {
+    else {
       // A takeover alerts even when this window's alert was already sent, typically for the
       // brute force itself (under the login's key, whose marks the user inherits, or the
-      // user's own): that alert said someone was guessing, this one that they got in. At the
-      // highest level the rise is above; none when it is not above the first.
-      const rise = score.sum
-      let above: number | undefined
-      for (const l of levels) if (rise > l && (above === undefined || l > above)) above = l
-      if (above !== undefined) alertFrom(event, u, above, now, ledger)
+      // user's own): that alert said someone was guessing, this one that they got in.
+      const takeover = takeoverLevel(score)
+      if (takeover !== undefined) alertFrom(event, u, takeover, now, ledger)
     }
     if (config.onScore !== undefined) {
       const uncapped = decayedPoints(ledger, now, maths)
@@ -225,7 +234,7 @@ export const createRiskEngine = (config: RiskEngineConfig, diag: Diagnostics): R
    */
   const partialAlert = (event: AuthEvent, now: number, score: ScoreResult): void => {
     diag.count('detections', score.added.length)
-    const level = score.crossed[score.crossed.length - 1]
+    const level = score.crossed[score.crossed.length - 1] ?? takeoverLevel(score)
     if (level !== undefined) alertFrom(event, event.userKey as string, level, now, score.added, score.sum)
   }
 

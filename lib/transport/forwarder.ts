@@ -74,7 +74,12 @@ export interface Forwarder {
 type Outcome =
   | { readonly kind: 'sent'; readonly rejected: number; readonly reason?: string }
   | { readonly kind: 'retry'; readonly afterMs?: number; readonly reason: string; readonly resign?: true }
-  | { readonly kind: 'split'; readonly reason: string }
+  | {
+      readonly kind: 'split'
+      readonly reason: string
+      /** The body's size was refused (not the hub's `too_many_events`, a count): batches must stay below it. */
+      readonly bytes: boolean
+    }
   | { readonly kind: 'refused'; readonly reason: string; readonly hint: string }
 
 /** The hub's answer to a partially accepted batch (HTTP 422). */
@@ -333,7 +338,12 @@ export const createForwarder = (
       }
       return reason === undefined ? { kind: 'sent', rejected } : { kind: 'sent', rejected, reason }
     }
-    if (status === 413) return { kind: 'split', reason: 'HTTP 413' }
+    if (status === 413) {
+      // The hub's own 413 may be about the count of events (`limits.events`), which halving
+      // fixes, not about bytes: a byte cap from it would drop larger events the hub takes.
+      const counted = (await hubErrorOf(contentType, text)) === 'too_many_events'
+      return { kind: 'split', reason: counted ? 'HTTP 413 too_many_events' : 'HTTP 413', bytes: !counted }
+    }
     if (status === 401) {
       // The batch's times (`iat`, `exp`) refused: this machine's clock and the hub's disagree.
       // Not the key's fault, and it can be fixed without a restart: kept and retried.
@@ -541,7 +551,7 @@ export const createForwarder = (
           }
           continue
         }
-        if (outcome.kind === 'split') {
+        if (outcome.kind === 'split' && outcome.bytes) {
           // (Set by send(); read through a cast, as TypeScript keeps the narrowing of before the await.)
           const refused = (lastSigned as Signed | undefined)?.body.byteLength
           if (refused !== undefined && (bodyCap === undefined || refused < bodyCap)) bodyCap = refused
