@@ -580,10 +580,11 @@ describe('risk engine: a login merged into its user, and a crossing whose ledger
    * the score's batch and the read). Keeps the direct path (`applySync`) when the
    * wrapped store has one, so both of the engine's paths are covered.
    */
-  const blipAfterCrossing = (inner: Store): Store => {
+  const crossed = (r: StoreResult): boolean =>
+    r !== null && typeof r === 'object' && 'crossed' in r && r.crossed.length > 0
+  /** A store whose next ledger read fails (a Redis blip) once a result satisfies `arm` (by default a crossing). */
+  const blipAfterCrossing = (inner: Store, arm: (r: StoreResult) => boolean = crossed): Store => {
     let armed = false
-    const crossed = (r: StoreResult): boolean =>
-      r !== null && typeof r === 'object' && 'crossed' in r && r.crossed.length > 0
     const blip = (): Error => {
       armed = false
       return new Error('read ECONNRESET (simulated)')
@@ -592,7 +593,7 @@ describe('risk engine: a login merged into its user, and a crossing whose ledger
       run(ops, now) {
         if (armed && ops.length === 1 && ops[0]?.op === 'read') return Promise.reject(blip())
         return inner.run(ops, now).then((results) => {
-          if (results.some(crossed)) armed = true
+          if (results.some(arm)) armed = true
           return results
         })
       },
@@ -602,7 +603,7 @@ describe('risk engine: a login merged into its user, and a crossing whose ledger
       wrapped.applySync = (op, now) => {
         if (armed && op.op === 'read') throw blip()
         const result = inner.applySync(op, now)
-        if (crossed(result)) armed = true
+        if (arm(result)) armed = true
         return result
       }
     }
@@ -613,36 +614,13 @@ describe('risk engine: a login merged into its user, and a crossing whose ledger
     await onEveryStore(async (store, name) => {
       const alerts: RiskAlert[] = []
       // The read after the score that added the takeover fails (a Redis blip).
-      let armed = false
       const tookOver = (r: StoreResult): boolean =>
         r !== null &&
         typeof r === 'object' &&
         'added' in r &&
         r.added.some((e) => e.detection === 'success_after_brute_force')
-      const blip = (): Error => {
-        armed = false
-        return new Error('read ECONNRESET (simulated)')
-      }
-      const wrapped: Store & { applySync?: (op: StoreOp, now: number) => StoreResult } = {
-        run(ops, now) {
-          if (armed && ops.length === 1 && ops[0]?.op === 'read') return Promise.reject(blip())
-          return store.run(ops, now).then((results) => {
-            if (results.some(tookOver)) armed = true
-            return results
-          })
-        },
-        close: () => store.close(),
-      }
-      if (store instanceof MemoryStore) {
-        wrapped.applySync = (op, now) => {
-          if (armed && op.op === 'read') throw blip()
-          const result = store.applySync(op, now)
-          if (tookOver(result)) armed = true
-          return result
-        }
-      }
       const engine = engineOn(
-        wrapped,
+        blipAfterCrossing(store, tookOver),
         { onAlert: (alert) => alerts.push(alert) },
         riskIncrease(),
         createDiagnostics({ warn: () => {}, error: () => {} }),
