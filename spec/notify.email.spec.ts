@@ -138,7 +138,7 @@ describe('e-mail alerts', () => {
     for (const mail of mails) {
       assert.match(
         mail.subject,
-        /^\[sqreen-auth\] User risk rose by \d+ points in 24h: (login:[A-Za-z0-9_-]{43}|id:1)$/,
+        /^\[sqreen-auth\] (User|Possible account takeover: user) risk rose by \d+ points in 24h: (login:[A-Za-z0-9_-]{43}|id:1)$/,
       )
       assert.ok(mail.text.length > 0 && mail.html.length > 0)
       const text = readable(mail)

@@ -121,9 +121,15 @@ const suite = (variant: Variant): void => {
     assert.equal(r.slack.requests.length, seen.slack + 2)
     assert.equal(r.smtp.mails.length, seen.smtp + 2)
     assert.equal(r.webhook.requests.length, seen.webhook + 2)
-    // The second: the takeover, for the same user, with the whole story.
+    // The second: the takeover, for the same user, with the whole story, said as such.
     const takeover = alerts[1]!
     assert.equal(takeover.userKey, 'id:1')
+    assert.equal(takeover.takeover, true)
+    assert.equal(alerts[0]?.takeover, undefined)
+    assert.match(
+      r.smtp.mails[seen.smtp + 1]?.subject ?? '',
+      /^\[sqreen-auth\] Possible account takeover: user risk rose by 44 points in 24h: id:1$/,
+    )
     assert.equal(takeover.rise, 44)
     assert.deepEqual(
       takeover.detections.map((d) => d.detection),
@@ -380,8 +386,13 @@ const suite = (variant: Variant): void => {
       const h = advanced()
       await attackTwo(h)
       await h.sqreen.close()
-      const alertLines = h.logger.lines.filter((l) => l.includes('User risk rose by'))
+      const alertLines = h.logger.lines.filter((l) => / risk rose by /.test(l))
       assert.equal(alertLines.length, 4, h.logger.lines.join('\n'))
+      // Per user, the brute force, then the takeover, said as such.
+      assert.deepEqual(
+        alertLines.map((l) => l.includes('Possible account takeover: user risk rose by')),
+        [false, true, false, true],
+      )
       for (const line of h.logger.lines) assertNoPii('a log line', line)
     })
   })

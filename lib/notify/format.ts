@@ -57,7 +57,7 @@ export const USER_IN_SUBJECT = 64
 export const subjectUser = (alert: RiskAlert): string => shownText(alert.userKey, USER_IN_SUBJECT)
 
 export const alertTitle = (alert: RiskAlert): string =>
-  `${alert.escalation ? 'Escalation: user' : 'User'} risk rose by ${alert.rise} points in ${hours(alert.windowMs)}`
+  `${alert.takeover ? 'Possible account takeover: user' : alert.escalation ? 'Escalation: user' : 'User'} risk rose by ${alert.rise} points in ${hours(alert.windowMs)}`
 
 /** Detections folded by kind: "Wrong password ×5 (+5)". */
 export const detectionLines = (alert: RiskAlert): string[] => {

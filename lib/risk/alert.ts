@@ -40,4 +40,10 @@ export interface RiskAlert {
    * crossed. The alert is sent rather than lost, since the crossing's mark is already set.
    */
   readonly partial?: true
+  /**
+   * Set when the event was a success right after a brute force (`success_after_brute_force`
+   * added): the account is probably compromised. Such an alert is sent even when the
+   * window's alert was already sent (for the brute force, typically).
+   */
+  readonly takeover?: true
 }

@@ -93,7 +93,8 @@ export const createRiskEngine = (config: RiskEngineConfig, diag: Diagnostics): R
     level: number,
     now: number,
     entries: readonly LedgerEntry[],
-    partialRise?: number,
+    partialRise: number | undefined,
+    takeover: boolean,
   ): void => {
     const inWindow = entries.filter((e) => e.at > now - windowMs)
     const ip = displayIp(event.ip)
@@ -116,6 +117,7 @@ export const createRiskEngine = (config: RiskEngineConfig, diag: Diagnostics): R
       })),
       ...(ip === undefined ? {} : { ip }),
       ...(partialRise === undefined ? {} : { partial: true as const }),
+      ...(takeover ? { takeover: true as const } : {}),
     }
     diag.count('alerts')
     try {
@@ -204,15 +206,11 @@ export const createRiskEngine = (config: RiskEngineConfig, diag: Diagnostics): R
     diag.count('detections', score.added.length)
     if (ledger === undefined) return
     // Several levels crossed at once (a big jump) make one alert, at the highest.
-    const level = score.crossed[score.crossed.length - 1]
-    if (level !== undefined) alertFrom(event, u, level, now, ledger)
-    else {
-      // A takeover alerts even when this window's alert was already sent, typically for the
-      // brute force itself (under the login's key, whose marks the user inherits, or the
-      // user's own): that alert said someone was guessing, this one that they got in.
-      const takeover = takeoverLevel(score)
-      if (takeover !== undefined) alertFrom(event, u, takeover, now, ledger)
-    }
+    // A takeover alerts even when this window's alert was already sent, typically for the
+    // brute force itself (under the login's key, whose marks the user inherits, or the
+    // user's own): that alert said someone was guessing, this one that they got in.
+    const level = score.crossed[score.crossed.length - 1] ?? takeoverLevel(score)
+    if (level !== undefined) alertFrom(event, u, level, now, ledger, undefined, tookOver(score))
     if (config.onScore !== undefined) {
       const uncapped = decayedPoints(ledger, now, maths)
       const pointsAt = (at: number): number =>
@@ -235,7 +233,8 @@ export const createRiskEngine = (config: RiskEngineConfig, diag: Diagnostics): R
   const partialAlert = (event: AuthEvent, now: number, score: ScoreResult): void => {
     diag.count('detections', score.added.length)
     const level = score.crossed[score.crossed.length - 1] ?? takeoverLevel(score)
-    if (level !== undefined) alertFrom(event, event.userKey as string, level, now, score.added, score.sum)
+    if (level !== undefined)
+      alertFrom(event, event.userKey as string, level, now, score.added, score.sum, tookOver(score))
   }
 
   /** The memory store's path: the same steps as `processAsync`, each operation answered at once. */
