@@ -431,6 +431,43 @@ describe('hub dashboard', () => {
     }
   })
 
+  it('the overview says which alert is a possible takeover', async () => {
+    const hub = await startHub()
+    try {
+      await seed(hub)
+      // The victim's right password after the brute force: a takeover, alerted under the account.
+      const takeover = sampleEvent({
+        type: 'login.succeeded',
+        reason: undefined,
+        userKey: 'id:victim',
+        identity: { id: 'victim' },
+        loginKey: 'login:victim',
+        at: new Date(Date.now() - 30_000).toISOString(),
+      })
+      const res = await postBatch(hub.ingestUrl, await signBatch([takeover], { key }))
+      assert.equal(res.status, 200, JSON.stringify(res.body))
+      const alerts = await request(hub.app).get('/hub/v1/alerts').set(BEARER).expect(200)
+      assert.deepEqual(
+        alerts.body.alerts.map((a: { userKey: string; takeover?: boolean }) => [a.userKey, a.takeover === true]),
+        [
+          ['id:victim', true],
+          ['login:victim', false],
+        ],
+      )
+      const page = await request(hub.app)
+        .get('/hub/')
+        .set('Cookie', await signIn(hub))
+        .expect(200)
+      assert.match(
+        page.text,
+        /<strong class="takeover">Possible account takeover:<\/strong> <a href="[^"]*">id:victim<\/a>/,
+      )
+      assert.doesNotMatch(page.text, /Possible account takeover:<\/strong> <a href="[^"]*">login:victim/)
+    } finally {
+      await hub.close()
+    }
+  })
+
   it('overview and timeline show the riskiest users, sparklines, detections and alerts', async () => {
     const hub = await startHub()
     try {

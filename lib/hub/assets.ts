@@ -18,7 +18,7 @@ h1 { font-size: 22px; margin: 8px 0 16px; word-break: break-all; } h2 { font-siz
 a { color: var(--accent); }
 .card { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 16px; margin: 0 0 16px; overflow-x: auto; }
 .card.narrow { max-width: 420px; margin: 40px auto; }
-.muted { color: var(--muted); } .error { color: var(--bad); font-weight: 600; }
+.muted { color: var(--muted); } .error { color: var(--bad); font-weight: 600; } .takeover { color: var(--bad); }
 table { border-collapse: collapse; width: 100%; }
 th, td { text-align: left; padding: 6px 8px; border-bottom: 1px solid var(--line); vertical-align: middle; }
 th { font-weight: 600; color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .03em; }

@@ -128,7 +128,7 @@ const alertItems = (ctx: PageContext, alerts: readonly RiskAlert[]): string =>
 ${alerts
   .map(
     (a) =>
-      `<li>${time(a.at)} <a href="${esc(userHref(ctx, a.userKey))}">${esc(a.userKey)}</a>: risk rose by <strong>+${esc(a.rise)}</strong> (threshold ${esc(a.level)}${a.escalation ? ', escalation' : ''}), score ${esc(a.score)}${a.ip ? `, from ${esc(a.ip)}` : ''} <span class="muted">${esc(
+      `<li>${time(a.at)} ${a.takeover ? '<strong class="takeover">Possible account takeover:</strong> ' : ''}<a href="${esc(userHref(ctx, a.userKey))}">${esc(a.userKey)}</a>: risk rose by <strong>+${esc(a.rise)}</strong> (threshold ${esc(a.level)}${a.escalation ? ', escalation' : ''}), score ${esc(a.score)}${a.ip ? `, from ${esc(a.ip)}` : ''} <span class="muted">${esc(
         [...new Set(a.detections.map((d) => detectionLabel(d.detection)))].join(', '),
       )}</span></li>`,
   )
