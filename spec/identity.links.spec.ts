@@ -113,6 +113,23 @@ describe('a look-alike account cannot take a victim’s login over', () => {
     return { alerts, sqreen, attempt }
   }
 
+  it("logging in to the look-alike right after guessing does not hide the victim's takeover", async () => {
+    const { alerts, sqreen, attempt } = build()
+    try {
+      await attempt('\uff41lice@example.com', 'attacker-own').expect(200)
+      for (let i = 0; i < 12; i++) await attempt('alice@example.com', `guess-${i}`).expect(401)
+      // The attacker's own account takes the login's ledger with it: the brute force's mark stays.
+      await attempt('\uff41lice@example.com', 'attacker-own').expect(200)
+      await attempt('alice@example.com', 'alice-right').expect(200)
+      await waitUntil(() => alerts.some((a) => a.userKey === 'id:1'), "the victim's takeover alert")
+      const victim = alerts.find((a) => a.userKey === 'id:1') as RiskAlert
+      assert.equal(victim.takeover, true)
+      assert.ok(victim.detections.some((d) => d.detection === 'success_after_brute_force'))
+    } finally {
+      await sqreen.close()
+    }
+  })
+
   it("the attacker's own login does not make the victim's brute force the attacker's; the takeover alerts for the victim", async () => {
     const { alerts, sqreen, attempt } = build()
     try {
