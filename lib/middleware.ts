@@ -100,10 +100,13 @@ export const sqreenAuth = (options: OptionsInput<Options> = {}): SqreenAuth => {
     // The login typed, and the user it is linked to: once linked, its failures count
     // against that user (an async identify cannot name the user here, the link can).
     if (blocklist.has(boundary.loginKeyOf(login))) return true
-    const linked = boundary.linkedUserKeyOf(login)
-    // Only the account the login is linked to: another account logging in with a login
-    // linked elsewhere (a look-alike, see LoginLinks.set) is not refused for that one's block.
-    return linked !== undefined && (typeof key !== 'string' || linked === key) && blocklist.has(linked)
+    // A failure (no user): refused when any account the login was linked to is blocked, so a
+    // blocked account's login answers the same whatever the password, even re-linked to a
+    // look-alike. A success: only its own account counts (checked above), never another
+    // account's block (a look-alike's, or the same e-mail in another tenant).
+    if (typeof key === 'string') return false
+    for (const linked of boundary.linkedUserKeysOf(login)) if (blocklist.has(linked)) return true
+    return false
   }
   const refuseUser: RefusePredicate | undefined = blocklist ? isBlockedUser : undefined
   const recorder = createRecorder(config, (raw) => pipeline.submit(raw), diag, refuseUser)

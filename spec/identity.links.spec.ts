@@ -10,7 +10,7 @@ import passportModule from 'passport'
 import { Strategy as LocalStrategy } from 'passport-local'
 import request from 'supertest'
 import { LoginLinks } from '../lib/identity/links.js'
-import { sqreenAuth } from '../lib/index.js'
+import { type Options, sqreenAuth } from '../lib/index.js'
 import type { RiskAlert } from '../lib/risk/alert.js'
 import { MemoryLogger } from './helpers/apps.js'
 import { waitUntil } from './helpers/receivers.js'
@@ -92,7 +92,7 @@ describe('a look-alike account cannot take a victim’s login over', () => {
     { id: 1, email: 'alice@example.com', password: 'alice-right' },
     { id: 3, email: '\uff41lice@example.com', password: 'attacker-own' },
   ]
-  const build = () => {
+  const build = (options: Partial<Options> = {}) => {
     const alerts: RiskAlert[] = []
     const passport = new passportModule.Passport()
     passport.use(
@@ -105,13 +105,36 @@ describe('a look-alike account cannot take a victim’s login over', () => {
     app.set('trust proxy', 'loopback')
     app.use(express.urlencoded({ extended: false }))
     app.use(passport.initialize())
-    const sqreen = sqreenAuth({ passport, onAlert: (a) => void alerts.push(a), logger: new MemoryLogger() })
+    const sqreen = sqreenAuth({ passport, onAlert: (a) => void alerts.push(a), logger: new MemoryLogger(), ...options })
     app.use(sqreen)
     app.post('/login', passport.authenticate('local', { session: false }), (_req, res) => res.send('ok'))
+    // The application's own detection against an account.
+    app.post('/report', (req, res) => {
+      sqreen.trackEvent(req, 'sql_injection', { severity: 'critical', identity: { id: Number(req.query.id) } })
+      res.status(204).end()
+    })
     const attempt = (email: string, password: string) =>
       request(app).post('/login').set('X-Forwarded-For', '203.0.113.66').type('form').send({ email, password })
-    return { alerts, sqreen, attempt }
+    return { app, alerts, sqreen, attempt }
   }
+
+  it("a blocked victim's login answers the same 403 to any password, even after the look-alike logged in", async () => {
+    const { app, sqreen, attempt } = build({ block: { above: 40 } })
+    try {
+      await attempt('alice@example.com', 'alice-right').expect(200)
+      for (let i = 0; i < 3; i++) await request(app).post('/report?id=1').expect(204)
+      for (let i = 0; i < 100 && (await sqreen.risk('id:1')).score <= 40; i++)
+        await new Promise((r) => setTimeout(r, 10))
+      await attempt('alice@example.com', 'alice-right').expect(403)
+      // The attacker's own account re-links the login it normalises to.
+      await attempt('\uff41lice@example.com', 'attacker-own').expect(200)
+      const wrong = await attempt('alice@example.com', 'guess')
+      const right = await attempt('alice@example.com', 'alice-right')
+      assert.deepEqual([wrong.status, right.status], [403, 403])
+    } finally {
+      await sqreen.close()
+    }
+  })
 
   it("logging in to the look-alike right after guessing does not hide the victim's takeover", async () => {
     const { alerts, sqreen, attempt } = build()

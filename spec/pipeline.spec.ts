@@ -22,7 +22,7 @@ const boundary = (...answers: (AuthEvent | Promise<AuthEvent>)[]): IdentityBound
   toEvent: () => answers.shift() ?? event('default'),
   userKeyOfUser: () => null,
   loginKeyOf: (login) => `login:${login}`,
-  linkedUserKeyOf: () => undefined,
+  linkedUserKeysOf: () => [],
 })
 
 const quiet = () => {

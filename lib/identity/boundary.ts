@@ -25,11 +25,13 @@ export interface IdentityBoundary {
   /** The ledger key of an attempted login (`login:…`): where its failures count until it is linked to its user. */
   loginKeyOf(login: string): string
   /**
-   * The ledger key of the user an attempted login was linked to by a success in this process,
-   * if any, however the login was typed (for the block check; attribution of failures needs
-   * the typing to match, see `linkOf`).
+   * The ledger keys of the users an attempted login was linked to by successes in this
+   * process, the latest first (empty when none), however the login was typed: for the block
+   * check (attribution of failures needs the typing to match, see `linkOf`). All of them: an
+   * attacker who owns a look-alike account re-links the login to it by logging in, and a
+   * blocked victim's login would then tell a right password (403) from a wrong one.
    */
-  linkedUserKeyOf(login: string): string | undefined
+  linkedUserKeysOf(login: string): readonly string[]
 }
 
 const TYPE_OF_OUTCOME = {
@@ -37,6 +39,8 @@ const TYPE_OF_OUTCOME = {
   failed: 'login.failed',
   error: 'login.error',
 } as const satisfies Record<NonNullable<RawAttempt['outcome']>, AuthEventType>
+
+const NO_KEYS: readonly string[] = []
 
 const isThenable = (value: unknown): value is PromiseLike<unknown> =>
   value !== null && typeof value === 'object' && typeof (value as { then?: unknown }).then === 'function'
@@ -200,7 +204,14 @@ export const createIdentityBoundary = (config: Config, diag: Diagnostics): Ident
     // account typed it, a blocked account would answer a right password typed otherwise
     // apart from a wrong one (and let it in, with an async identify). The check on a
     // success compares the link with the account logging in (middleware.ts).
-    linkedUserKeyOf: (login) => links.get(loginKeyOf(login))?.userKey,
+    linkedUserKeysOf: (login) => {
+      const linked = links.get(loginKeyOf(login))
+      return linked === undefined
+        ? NO_KEYS
+        : linked.others.length === 0
+          ? [linked.userKey]
+          : [linked.userKey, ...linked.others]
+    },
     toEvent(raw) {
       const loginKey = raw.login === undefined ? undefined : loginKeyOf(raw.login)
       const who = resolveIdentity(raw, loginKey)

@@ -10,7 +10,18 @@ export interface LinkedUser {
    * account only when it was typed the same way (see IdentityBoundary).
    */
   readonly exact: string
+  /**
+   * Other accounts this login key was linked to before, most recent first (at most
+   * `MAX_OTHERS`): several accounts can share a key (see `exact`), and the block check
+   * must refuse the login however it was re-linked (see `IdentityBoundary.linkedUserKeysOf`).
+   */
+  readonly others: readonly string[]
 }
+
+/** Earlier accounts a login key remembers (see `LinkedUser.others`). */
+const MAX_OTHERS = 3
+
+const NONE: readonly string[] = []
 
 /** A link and its second chance (see `LoginLinks`). */
 interface Link extends LinkedUser {
@@ -76,7 +87,13 @@ export class LoginLinks {
       return
     }
     // A new key goes to the end of the Map; a replaced one keeps its place, so it counts as used.
-    const made: Link = { userKey, identity, exact, used: link !== undefined }
+    const others =
+      link === undefined
+        ? NONE
+        : link.userKey === userKey
+          ? link.others
+          : [link.userKey, ...link.others.filter((k) => k !== userKey)].slice(0, MAX_OTHERS)
+    const made: Link = { userKey, identity, exact, others, used: link !== undefined }
     this.#links.set(loginKey, made)
     if (this.#links.size > this.#max) this.#evict(made)
   }

@@ -14,7 +14,7 @@ import {
 } from './store.js'
 
 export interface MemoryStoreOptions {
-  /** Most keys (owners: a user or an IP prefix) kept; past it, keys not written recently are evicted first. Defaults to a quarter of the heap's limit at 1.2 kB a key, from 10,000 to 1,000,000 (see `defaultMaxKeys`). */
+  /** Most keys (owners: a user or an IP prefix) kept; past it, keys not written recently are evicted first. Defaults to a quarter of the heap's limit at 2 kB a key, from 10,000 to 1,000,000 (see `defaultMaxKeys`). */
   maxKeys?: number
   /** How often expired keys are swept, in ms (the timer is `unref`ed). Defaults to `60_000`. */
   sweepInterval?: number
@@ -124,21 +124,22 @@ class Owner {
 }
 
 /**
- * About the most a key holds (its owner record and fields): a failing login with its
- * window and ledger entry is 960 - 1,180 B, an idle tracked user about 945 B (measured).
+ * About the most a key holds (its owner record and fields): an idle tracked user about
+ * 945 B, a failing login with its window and ledger entry 960 - 1,180 B, and 1.6 kB when the
+ * login is 256 characters outside Latin-1 (two bytes each, in the key and the identity).
  */
-const BYTES_PER_KEY = 1_200
+const BYTES_PER_KEY = 2_000
 
 /** The share of the heap's limit the store may fill by default. */
 const HEAP_SHARE = 0.25
 
 /**
- * The default `maxKeys`: a quarter of the heap's limit at 1.2 kB a key, between 10,000
+ * The default `maxKeys`: a quarter of the heap's limit at 2 kB a key, between 10,000
  * and 1,000,000. Failing logins on made-up names make one key each and cost an anonymous
  * client nothing: at a fixed 1,000,000 (about 1.1 GB) they could grow the heap past a
  * small container's limit (Node's heap limit follows the memory it is given: 304 MB under
  * `--max-old-space-size=256`), and the application died of it. Sized to the heap, the
- * store evicts instead: 1,000,000 keys from a 4.8 GB limit up, 63,000 under 256 MB.
+ * store evicts instead: 1,000,000 keys from an 8 GB limit up, 40,000 under 256 MB.
  */
 export const defaultMaxKeys = (): number =>
   Math.max(10_000, Math.min(1_000_000, Math.floor((getHeapStatistics().heap_size_limit * HEAP_SHARE) / BYTES_PER_KEY)))
