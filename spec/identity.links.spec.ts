@@ -118,6 +118,22 @@ describe('a look-alike account cannot take a victim’s login over', () => {
     return { app, alerts, sqreen, attempt }
   }
 
+  it('a brute force is scored once a day for an account, however many times its login is merged', async () => {
+    const { sqreen, attempt } = build()
+    try {
+      for (let i = 0; i < 12; i++) await attempt('alice@example.com', `guess-${i}`).expect(401)
+      await attempt('alice@example.com', 'alice-right').expect(200)
+      for (let i = 0; i < 12; i++) await attempt('alice@example.com', `typo-${i}`).expect(401)
+      await attempt('alice@example.com', 'alice-right').expect(200)
+      await attempt('alice@example.com', 'alice-right').expect(200)
+      const risk = await sqreen.risk('id:1')
+      assert.equal(risk.entries.filter((e) => e.detection === 'brute_force').length, 1)
+      assert.equal(risk.entries.filter((e) => e.detection === 'success_after_brute_force').length, 1)
+    } finally {
+      await sqreen.close()
+    }
+  })
+
   it("a blocked victim's login answers the same 403 to any password, even after the look-alike logged in", async () => {
     const { app, sqreen, attempt } = build({ block: { above: 40 } })
     try {

@@ -91,6 +91,8 @@ export interface Decision {
    * expired and refreshes the ledger's expiry, as it would had the entry been offered.
    */
   readonly held: boolean
+  /** The login merged into the user holds a brute-force mark: the user is to hold one too. */
+  readonly bruteForceMerged: boolean
 }
 
 /** Puts the event's facts batch into `sink` and answers where each fact's result will be. */
@@ -341,5 +343,5 @@ export const decide = (plan: Plan, r: readonly StoreResult[], points: PointsTabl
     add(entries, domainEntry(plan, points))
   }
   // login.error is an infrastructure problem, not something the user did: nothing to score.
-  return { entries, merging, forget, carry, flagIp, held }
+  return { entries, merging, forget, carry, flagIp, held, bruteForceMerged: r[plan.iAliasBruteForce] === true }
 }

@@ -77,6 +77,8 @@ export const createRiskEngine = (config: RiskEngineConfig, diag: Diagnostics): R
   const thresholds: readonly Threshold[] = levels.map((level) => ({ level, field: fields.alert(level), ttl: windowMs }))
   const alertFields: readonly string[] = thresholds.map((t) => t.field)
 
+  const BRUTE_FORCE_MARK = fields.once('brute_force')
+
   const readLedger = (u: string, now: number): StoreOp[] => [
     { op: 'read', key: u, field: fields.ledger, since: now - RETENTION },
   ]
@@ -162,6 +164,9 @@ export const createRiskEngine = (config: RiskEngineConfig, diag: Diagnostics): R
       )
     }
     if (decision.flagIp !== undefined) sink.claim(decision.flagIp, fields.flagged, RULES.DAY)
+    // The login's brute-force mark stays with the login (see CARRY_ALIAS); the user gets one
+    // too, so that the failures that come over do not score a second brute force for them.
+    if (alias !== undefined && u !== null && decision.bruteForceMerged) sink.claim(u, BRUTE_FORCE_MARK, RULES.DAY)
     // After the score: the login's once-marks must not hold back the success's own entries.
     if (alias !== undefined && u !== null) for (const field of decision.carry) sink.move(alias, field, u)
     return scoreAt
