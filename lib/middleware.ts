@@ -61,7 +61,7 @@ export const sqreenAuth = (options: OptionsInput<Options> = {}): SqreenAuth => {
     },
     diag,
   )
-  const boundary = createIdentityBoundary(config, diag)
+  const boundary = createIdentityBoundary(config, diag, blocklist ? (userKey) => blocklist.has(userKey) : undefined)
   const sinks: EventSink[] = config.scoring ? [(event) => engine.process(event)] : []
   if (config.onEvent) sinks.push(config.onEvent)
   const forwarder = config.forward
@@ -86,10 +86,10 @@ export const sqreenAuth = (options: OptionsInput<Options> = {}): SqreenAuth => {
    * the login's key, and are merged into the user's ledger only after this success. Without
    * the login's key the success that ends a brute force would get in.
    */
-  const isBlockedUser = (user: unknown, login?: string): boolean => {
+  const isBlockedUser = (user: unknown, login?: string): false | 'blocked' | 'other' => {
     if (!blocklist || blocklist.size === 0) return false
     const key = boundary.userKeyOfUser(user)
-    if (typeof key === 'string' && blocklist.has(key)) return true
+    if (typeof key === 'string' && blocklist.has(key)) return 'blocked'
     if (key === undefined) {
       diag.warn(
         'block_identify_async',
@@ -97,22 +97,29 @@ export const sqreenAuth = (options: OptionsInput<Options> = {}): SqreenAuth => {
       )
     }
     if (login === undefined) return false
-    // The login typed, and the user it is linked to: once linked, its failures count
-    // against that user (an async identify cannot name the user here, the link can).
-    if (blocklist.has(boundary.loginKeyOf(login))) return true
-    // A failure (no user): refused when any account the login was linked to is blocked, so a
-    // blocked account's login answers the same whatever the password, even re-linked to a
-    // look-alike. A success: only its own account counts (checked above), never another
-    // account's block (a look-alike's, or the same e-mail in another tenant).
+    // The login typed: failures not yet linked to their user count under it.
+    if (blocklist.has(boundary.loginKeyOf(login))) return 'blocked'
+    // A success is judged by its own account only (above), never by another account's block
+    // (a look-alike's, or the same e-mail in another tenant).
     if (typeof key === 'string') return false
-    for (const linked of boundary.linkedUserKeysOf(login)) if (blocklist.has(linked)) return true
+    const links = boundary.linksOf(login)
+    // The account the login is linked to, however typed: with an async identify (`key`
+    // undefined) the link is the only way to know whose success this is. A failure typed
+    // otherwise than that account typed it is not counted against it: refused all the same
+    // (a blocked account's login answers the same whatever the password), but scored.
+    if (links.current !== undefined && blocklist.has(links.current)) {
+      return links.typedAsCurrent || key === undefined ? 'blocked' : 'other'
+    }
+    if (key === undefined) return false
+    // A failure: the accounts the login was linked to before (a look-alike re-linked it).
+    for (const other of links.others) if (blocklist.has(other)) return 'other'
     return false
   }
   const refuseUser: RefusePredicate | undefined = blocklist ? isBlockedUser : undefined
   const recorder = createRecorder(config, (raw) => pipeline.submit(raw), diag, refuseUser)
   const isBlocked = (req: Request): boolean => {
     try {
-      return isBlockedUser(requestUser(req))
+      return isBlockedUser(requestUser(req)) !== false
     } catch (err) {
       diag.error('block_check_failed', 'could not check whether a user is blocked; the request was allowed', err)
       return false

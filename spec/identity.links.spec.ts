@@ -5,12 +5,12 @@
  */
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import express from 'express'
+import express, { type Express } from 'express'
 import passportModule from 'passport'
 import { Strategy as LocalStrategy } from 'passport-local'
 import request from 'supertest'
 import { LoginLinks } from '../lib/identity/links.js'
-import { type Options, sqreenAuth } from '../lib/index.js'
+import { type Options, type SqreenAuth, sqreenAuth } from '../lib/index.js'
 import type { RiskAlert } from '../lib/risk/alert.js'
 import { MemoryLogger } from './helpers/apps.js'
 import { waitUntil } from './helpers/receivers.js'
@@ -91,6 +91,10 @@ describe('a look-alike account cannot take a victim’s login over', () => {
   const accounts = [
     { id: 1, email: 'alice@example.com', password: 'alice-right' },
     { id: 3, email: '\uff41lice@example.com', password: 'attacker-own' },
+    // More look-alikes, for an exact (case-sensitive) lookup.
+    { id: 4, email: 'Alice@example.com', password: 'attacker-own' },
+    { id: 5, email: 'ALICE@example.com', password: 'attacker-own' },
+    { id: 6, email: 'aLice@example.com', password: 'attacker-own' },
   ]
   const build = (options: Partial<Options> = {}) => {
     const alerts: RiskAlert[] = []
@@ -117,6 +121,62 @@ describe('a look-alike account cannot take a victim’s login over', () => {
       request(app).post('/login').set('X-Forwarded-For', '203.0.113.66').type('form').send({ email, password })
     return { app, alerts, sqreen, attempt }
   }
+
+  const blockAccount = async (app: Express, sqreen: SqreenAuth, id: number): Promise<void> => {
+    for (let i = 0; i < 3; i++) await request(app).post(`/report?id=${id}`).expect(204)
+    for (let i = 0; i < 100 && (await sqreen.risk(`id:${id}`)).score <= 40; i++)
+      await new Promise((r) => setTimeout(r, 10))
+    assert.ok((await sqreen.risk(`id:${id}`)).score > 40, `id:${id} above the level`)
+  }
+
+  it("a blocked look-alike does not stop the victim's brute force from counting (refused, but scored)", async () => {
+    const { app, alerts, sqreen, attempt } = build({ block: { above: 40 } })
+    try {
+      await attempt('\uff41lice@example.com', 'attacker-own').expect(200)
+      await blockAccount(app, sqreen, 3)
+      await attempt('alice@example.com', 'alice-right').expect(200)
+      for (let i = 0; i < 15; i++) await attempt('alice@example.com', `guess-${i}`)
+      assert.ok((await sqreen.risk('id:1')).score >= 24, 'the brute force counts against alice')
+      await attempt('alice@example.com', 'alice-right').expect(200)
+      await waitUntil(() => alerts.some((a) => a.userKey === 'id:1' && a.takeover === true), "alice's takeover alert")
+    } finally {
+      await sqreen.close()
+    }
+  })
+
+  it('four look-alikes logging in one after another do not push a blocked victim out: still the same 403', async () => {
+    const { app, sqreen, attempt } = build({ block: { above: 40 } })
+    try {
+      await attempt('alice@example.com', 'alice-right').expect(200)
+      await blockAccount(app, sqreen, 1)
+      for (const email of ['\uff41lice@example.com', 'Alice@example.com', 'ALICE@example.com', 'aLice@example.com'])
+        await attempt(email, 'attacker-own').expect(200)
+      const wrong = await attempt('alice@example.com', 'guess')
+      const right = await attempt('alice@example.com', 'alice-right')
+      assert.deepEqual([wrong.status, right.status], [403, 403])
+    } finally {
+      await sqreen.close()
+    }
+  })
+
+  it('with an async identify, an account is not refused for the block of an earlier account of its login', async () => {
+    const { app, sqreen, attempt } = build({
+      block: { above: 40 },
+      mode: 'advanced',
+      secret: 'look-alike-spec-secret-0123456789',
+      identify: async (user: unknown) => ({ id: (user as { id: number }).id }),
+    })
+    try {
+      await attempt('alice@example.com', 'alice-right').expect(200)
+      await new Promise((r) => setTimeout(r, 20))
+      await attempt('\uff41lice@example.com', 'attacker-own').expect(200)
+      await new Promise((r) => setTimeout(r, 20))
+      await blockAccount(app, sqreen, 1)
+      await attempt('\uff41lice@example.com', 'attacker-own').expect(200)
+    } finally {
+      await sqreen.close()
+    }
+  })
 
   it('a brute force is scored once a day for an account, however many times its login is merged', async () => {
     const { sqreen, attempt } = build()

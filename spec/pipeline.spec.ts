@@ -22,7 +22,7 @@ const boundary = (...answers: (AuthEvent | Promise<AuthEvent>)[]): IdentityBound
   toEvent: () => answers.shift() ?? event('default'),
   userKeyOfUser: () => null,
   loginKeyOf: (login) => `login:${login}`,
-  linkedUserKeysOf: () => [],
+  linksOf: () => ({ current: undefined, typedAsCurrent: false, others: [] }),
 })
 
 const quiet = () => {

@@ -100,10 +100,14 @@ const MIN_DELAY = 5
 const MAX_DELAY = 1_000
 
 /**
- * Answers whether a successfully authenticated user must be refused (opt-in enforcement),
- * given the login that was typed, if one was read: its failures may not be the user's yet.
+ * Answers whether an attempt must be refused (opt-in enforcement), given the user a strategy
+ * authenticated (none for a failure) and the login that was typed, if one was read (its
+ * failures may not be the user's yet): `false`, or `'blocked'` (the attempt is about a
+ * blocked account: refused, and recorded as `reason: 'blocked'`, which scores nothing), or
+ * `'other'` (refused so that a blocked account's login answers the same whatever the
+ * password, but about another account sharing the login: recorded, and scored, as it is).
  */
-export type RefusePredicate = (user: unknown, login: string | undefined) => boolean
+export type RefusePredicate = (user: unknown, login: string | undefined) => false | 'blocked' | 'other'
 
 /** What every attempt of one recorder shares. */
 interface AttemptEnv {
@@ -152,17 +156,16 @@ class AttemptRecord implements Tracker {
     this.env.settled(this.ctx)
     const { refuseUser, diag } = this.env
     if (refuseUser === undefined) return false
-    let refused = false
+    let refused: false | 'blocked' | 'other' = false
     try {
       refused = refuseUser(user, this.login)
     } catch (err) {
       diag.error('block_check_failed', 'could not check whether a user is blocked; the login was allowed', err)
     }
-    if (refused) {
-      this.outcome = 'failed'
-      this.reason = 'blocked'
-    }
-    return refused
+    if (refused === false) return false
+    this.outcome = 'failed'
+    this.reason = 'blocked'
+    return true
   }
 
   failed(challenge: unknown, status: unknown): boolean {
@@ -176,14 +179,14 @@ class AttemptRecord implements Tracker {
     // right, the block would tell a guesser which one is (and let them in once it ends).
     const { refuseUser, diag } = this.env
     if (refuseUser === undefined || this.login === undefined) return false
-    let refused = false
+    let refused: false | 'blocked' | 'other' = false
     try {
       refused = refuseUser(undefined, this.login)
     } catch (err) {
       diag.error('block_check_failed', 'could not check whether a user is blocked; the login was allowed', err)
     }
-    if (refused) this.reason = 'blocked'
-    return refused
+    if (refused === 'blocked') this.reason = 'blocked'
+    return refused !== false
   }
 
   errored(err: unknown): void {

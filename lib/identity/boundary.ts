@@ -25,14 +25,23 @@ export interface IdentityBoundary {
   /** The ledger key of an attempted login (`login:…`): where its failures count until it is linked to its user. */
   loginKeyOf(login: string): string
   /**
-   * The ledger keys of the users an attempted login was linked to by successes in this
-   * process, the latest first (empty when none), however the login was typed: for the block
-   * check (attribution of failures needs the typing to match, see `linkOf`). All of them: an
-   * attacker who owns a look-alike account re-links the login to it by logging in, and a
-   * blocked victim's login would then tell a right password (403) from a wrong one.
+   * The accounts an attempted login was linked to by successes in this process, however it
+   * was typed, for the block check: the latest (`current`, and whether the login was typed
+   * as it typed it, which makes a failure count against it, see `linkOf`) and up to a few
+   * before it (`others`). All of them: an attacker who owns a look-alike account re-links
+   * the login by logging in, and a blocked victim's login would then tell a right password
+   * (403) from a wrong one.
    */
-  linkedUserKeysOf(login: string): readonly string[]
+  linksOf(login: string): LoginLinksOf
 }
+
+export interface LoginLinksOf {
+  readonly current: string | undefined
+  readonly typedAsCurrent: boolean
+  readonly others: readonly string[]
+}
+
+const NO_LINKS: LoginLinksOf = { current: undefined, typedAsCurrent: false, others: [] }
 
 const TYPE_OF_OUTCOME = {
   succeeded: 'login.succeeded',
@@ -40,15 +49,21 @@ const TYPE_OF_OUTCOME = {
   error: 'login.error',
 } as const satisfies Record<NonNullable<RawAttempt['outcome']>, AuthEventType>
 
-const NO_KEYS: readonly string[] = []
-
 const isThenable = (value: unknown): value is PromiseLike<unknown> =>
   value !== null && typeof value === 'object' && typeof (value as { then?: unknown }).then === 'function'
 
-export const createIdentityBoundary = (config: Config, diag: Diagnostics): IdentityBoundary => {
+/**
+ * `keepLinked`: whether an account a login was linked to must be remembered when another
+ * account re-links the login (a blocked one, see LoginLinks).
+ */
+export const createIdentityBoundary = (
+  config: Config,
+  diag: Diagnostics,
+  keepLinked?: (userKey: string) => boolean,
+): IdentityBoundary => {
   const { mode, identify, identifyLogin, secret } = config
   const guard = createIdentityGuard(mode, diag)
-  const links = new LoginLinks()
+  const links = new LoginLinks(undefined, keepLinked)
 
   const isoTime = isoTimeFormatter()
 
@@ -204,13 +219,10 @@ export const createIdentityBoundary = (config: Config, diag: Diagnostics): Ident
     // account typed it, a blocked account would answer a right password typed otherwise
     // apart from a wrong one (and let it in, with an async identify). The check on a
     // success compares the link with the account logging in (middleware.ts).
-    linkedUserKeysOf: (login) => {
+    linksOf: (login) => {
       const linked = links.get(loginKeyOf(login))
-      return linked === undefined
-        ? NO_KEYS
-        : linked.others.length === 0
-          ? [linked.userKey]
-          : [linked.userKey, ...linked.others]
+      if (linked === undefined) return NO_LINKS
+      return { current: linked.userKey, typedAsCurrent: linked.exact === exactOf(login), others: linked.others }
     },
     toEvent(raw) {
       const loginKey = raw.login === undefined ? undefined : loginKeyOf(raw.login)

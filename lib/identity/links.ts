@@ -20,6 +20,8 @@ export interface LinkedUser {
 
 /** Earlier accounts a login key remembers (see `LinkedUser.others`). */
 const MAX_OTHERS = 3
+/** Earlier accounts kept however many, while blocked (see `LoginLinks.#othersAfter`). */
+const MAX_KEPT = 16
 
 const NONE: readonly string[] = []
 
@@ -65,8 +67,12 @@ export class LoginLinks {
   readonly #links = new Map<string, Link>()
   readonly #hand = new ClockHand(this.#links)
 
-  constructor(max = 50_000) {
+  /** Whether an earlier account must stay among `others` (a blocked one: see `set`). */
+  readonly #keep: (userKey: string) => boolean
+
+  constructor(max = 50_000, keep: (userKey: string) => boolean = () => false) {
     this.#max = max
+    this.#keep = keep
   }
 
   get(loginKey: string): LinkedUser | undefined {
@@ -87,15 +93,23 @@ export class LoginLinks {
       return
     }
     // A new key goes to the end of the Map; a replaced one keeps its place, so it counts as used.
-    const others =
-      link === undefined
-        ? NONE
-        : link.userKey === userKey
-          ? link.others
-          : [link.userKey, ...link.others.filter((k) => k !== userKey)].slice(0, MAX_OTHERS)
+    const others = link === undefined ? NONE : link.userKey === userKey ? link.others : this.#othersAfter(link, userKey)
     const made: Link = { userKey, identity, exact, others, used: link !== undefined }
     this.#links.set(loginKey, made)
     if (this.#links.size > this.#max) this.#evict(made)
+  }
+
+  /**
+   * The earlier accounts of a link re-linked to `userKey`: the one it was linked to, then its
+   * own earlier ones, at most `MAX_OTHERS`, but never dropping one to `keep` (a blocked
+   * account, up to `MAX_KEPT`): look-alike accounts logging in one after another must not
+   * push a blocked victim out, or its login would tell a right password from a wrong one.
+   */
+  #othersAfter(link: Link, userKey: string): readonly string[] {
+    const all = [link.userKey, ...link.others].filter((k) => k !== userKey)
+    const kept = all.filter((k) => this.#keep(k)).slice(0, MAX_KEPT)
+    const rest = all.filter((k) => !this.#keep(k)).slice(0, Math.max(0, MAX_OTHERS - kept.length))
+    return [...kept, ...rest]
   }
 
   /** Forgets one link: the next in the Map's order not used since it was last passed over (never `spare`). */
