@@ -178,6 +178,28 @@ describe('a look-alike account cannot take a victim’s login over', () => {
     }
   })
 
+  it("the owner's own login after a brute force does not use up the takeover alert for the attacker's, from elsewhere", async () => {
+    const { app, alerts, sqreen } = build()
+    const from = (ip: string, password: string) =>
+      request(app).post('/login').set('X-Forwarded-For', ip).type('form').send({ email: 'alice@example.com', password })
+    try {
+      for (let i = 0; i < 12; i++) await from('203.0.113.66', `guess-${i}`).expect(401)
+      await from('192.0.2.10', 'alice-right').expect(200) // alice, at home
+      await from('192.0.2.10', 'alice-right').expect(200) // again: the same network, no new takeover
+      await from('198.51.100.7', 'alice-right').expect(200) // the attacker, who guessed it
+      await waitUntil(() => alerts.filter((a) => a.takeover === true).length >= 2, 'two takeover alerts')
+      assert.deepEqual(
+        alerts.filter((a) => a.takeover === true).map((a) => [a.userKey, a.ip]),
+        [
+          ['id:1', '192.0.2.0/24'],
+          ['id:1', '198.51.100.0/24'],
+        ],
+      )
+    } finally {
+      await sqreen.close()
+    }
+  })
+
   it('a brute force is scored once a day for an account, however many times its login is merged', async () => {
     const { sqreen, attempt } = build()
     try {

@@ -228,6 +228,20 @@ const onceSpec = (detection: Detection, ttl: number): { readonly field: string; 
   return spec
 }
 
+/**
+ * `success_after_brute_force`, once a day per user *and network* (the event's IP prefix, as
+ * its store key): once a day per user, the owner's own login after a brute force (from home)
+ * used the day's mark, and the attacker's success an hour later from elsewhere scored nothing
+ * and alerted no one. Without an IP, once a day per user.
+ */
+const takeoverEntry = (plan: Plan, points: PointsTable): ScoredEntry | undefined => {
+  const scoredEntry = scored(plan, points, 'success_after_brute_force', undefined, RULES.DAY)
+  if (scoredEntry === undefined || plan.ip === undefined) return scoredEntry
+  return { entry: scoredEntry.entry, once: { field: `${TAKEOVER_MARK}@${plan.ip}`, ttl: RULES.DAY } }
+}
+
+const TAKEOVER_MARK = fields.once('success_after_brute_force')
+
 const domainEntry = (plan: Plan, points: PointsTable): ScoredEntry | undefined => {
   const email = plan.event.identity.email
   if (typeof email !== 'string') return undefined
@@ -320,7 +334,7 @@ export const decide = (plan: Plan, r: readonly StoreResult[], points: PointsTabl
       else held ||= scores(plan, points, 'success_from_flagged_ip')
     }
     if (r[plan.iBruteForce] === true || r[plan.iAliasBruteForce] === true) {
-      add(entries, scored(plan, points, 'success_after_brute_force', undefined, RULES.DAY))
+      add(entries, takeoverEntry(plan, points))
     }
     // The first success sets the baseline; only later unseen families are new devices.
     if (!device.seen && device.size > 0) {
