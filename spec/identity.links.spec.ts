@@ -275,3 +275,42 @@ describe('a look-alike account cannot take a victim’s login over', () => {
     }
   })
 })
+
+describe('a takeover through another identifier of the account', () => {
+  it('guessing by username, then signing in with the e-mail address, is a takeover', async () => {
+    const alerts: RiskAlert[] = []
+    const account = { id: 1, username: 'alice', email: 'alice@example.com', password: 'alice-right' }
+    const passport = new passportModule.Passport()
+    // The form takes either identifier.
+    passport.use(
+      new LocalStrategy((login, password, done) => {
+        const found = [account.username, account.email].includes(login.toLowerCase()) ? account : undefined
+        done(
+          null,
+          found !== undefined && found.password === password
+            ? { id: found.id, username: found.username, email: found.email }
+            : false,
+        )
+      }),
+    )
+    const app = express()
+    app.set('trust proxy', 'loopback')
+    app.use(express.urlencoded({ extended: false }))
+    app.use(passport.initialize())
+    const sqreen = sqreenAuth({ passport, onAlert: (a) => void alerts.push(a), logger: new MemoryLogger() })
+    app.use(sqreen)
+    app.post('/login', passport.authenticate('local', { session: false }), (_req, res) => res.send('ok'))
+    const attempt = (username: string, password: string) =>
+      request(app).post('/login').set('X-Forwarded-For', '203.0.113.66').type('form').send({ username, password })
+    try {
+      for (let i = 0; i < 12; i++) await attempt('alice', `guess-${i}`).expect(401)
+      await attempt('alice@example.com', 'alice-right').expect(200)
+      await waitUntil(() => alerts.some((a) => a.takeover === true), 'the takeover alert')
+      const takeover = alerts.find((a) => a.takeover === true) as RiskAlert
+      assert.equal(takeover.userKey, 'id:1')
+      assert.ok(takeover.detections.some((d) => d.detection === 'success_after_brute_force'))
+    } finally {
+      await sqreen.close()
+    }
+  })
+})
