@@ -1,5 +1,4 @@
 import type { AuthEvent } from '../event.js'
-import { normaliseLogin } from '../identity/pseudonym.js'
 import type { HitResult, LedgerEntry, RememberResult, ScoredEntry, StoreResult } from '../store/store.js'
 import type { OpSink } from './batch.js'
 import { emailDomainKind } from './email-domain.js'
@@ -62,9 +61,6 @@ export interface Plan {
   iDevice: number
   iAliasLedger: number
   iAliasBruteForce: number
-  /** The brute-force marks of the account's other logins (see `otherLoginKeys`), -1 when none. */
-  iOtherBruteForce: number
-  iOtherBruteForce2: number
   /** The first of the alias's alert marks (one per trigger level, consecutive), or -1. */
   /** Once-marks the user already holds (see `planEvent`). */
   iOnceBurst: number
@@ -131,8 +127,6 @@ export const planEvent = (
     iDevice: -1,
     iAliasLedger: -1,
     iAliasBruteForce: -1,
-    iOtherBruteForce: -1,
-    iOtherBruteForce2: -1,
     iOnceBurst: -1,
     iOnceRun: -1,
     iOnceSpread: -1,
@@ -192,31 +186,9 @@ export const planEvent = (
       plan.iAliasLedger = sink.read(alias, fields.ledger, retentionSince)
       plan.iAliasBruteForce = sink.marked(alias, fields.once('brute_force'))
     }
-    // The account's other logins: a brute force through the username, then a success
-    // through the e-mail address (a form that takes either, or a second strategy), is a
-    // takeover too. Automatic mode only: in advanced mode the identity holds neither.
-    if (event.mode === 'automatic') {
-      const id = event.identity
-      const byEmail = otherLoginKey(id.email, u, alias)
-      const byName = otherLoginKey(id.username, u, alias)
-      if (byEmail !== undefined) plan.iOtherBruteForce = sink.marked(byEmail, fields.once('brute_force'))
-      if (byName !== undefined && byName !== byEmail)
-        plan.iOtherBruteForce2 = sink.marked(byName, fields.once('brute_force'))
-    }
     sink.reset(u, fields.consecutive)
   }
   return plan
-}
-
-/**
- * The login key (automatic mode: `login:<normalised>`, as the identity boundary makes it) of
- * an identifier of the account, when it is a string and neither the account's key nor the
- * login typed.
- */
-const otherLoginKey = (value: unknown, u: string, alias: string | undefined): string | undefined => {
-  if (typeof value !== 'string' || value === '') return undefined
-  const key = `login:${normaliseLogin(value)}`
-  return key === u || key === alias ? undefined : key
 }
 
 const scored = (
@@ -361,12 +333,7 @@ export const decide = (plan: Plan, r: readonly StoreResult[], points: PointsTabl
         add(entries, scored(plan, points, 'success_from_flagged_ip', undefined, RULES.DAY))
       else held ||= scores(plan, points, 'success_from_flagged_ip')
     }
-    if (
-      r[plan.iBruteForce] === true ||
-      r[plan.iAliasBruteForce] === true ||
-      r[plan.iOtherBruteForce] === true ||
-      r[plan.iOtherBruteForce2] === true
-    ) {
+    if (r[plan.iBruteForce] === true || r[plan.iAliasBruteForce] === true) {
       add(entries, takeoverEntry(plan, points))
     }
     // The first success sets the baseline; only later unseen families are new devices.
