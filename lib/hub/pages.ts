@@ -19,7 +19,7 @@ export const esc = (value: unknown): string =>
     (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;', '`': '&#96;' })[c] as string,
   )
 
-/** Where the router is mounted (`req.baseUrl`), for links that work under any mount path. */
+/** The hub's root relative to the page (`.` or `..`, see locations.ts): links work under any mount path, and behind a proxy that serves the hub under another one. */
 export interface PageContext {
   readonly base: string
   readonly subject?: string

@@ -11,9 +11,10 @@ import { keyedIpRef } from '../risk/ip.js'
 import type { RiskSnapshot } from '../risk/ledger.js'
 import { MemoryStore } from '../store/memory.js'
 import { HUB_CSS, HUB_JS } from './assets.js'
-import { createAuth, type Principal, SESSION_COOKIE } from './auth.js'
+import { createAuth, type Principal } from './auth.js'
 import { BodyPool } from './body-pool.js'
 import { BATCH_CONTENT_TYPE, BATCH_SIGNATURE_HEADER, CLOSING, createIngest, sharedStore } from './ingest.js'
+import { clearedSessionCookie, endsWithSlash, hubRoot, sessionCookie } from './locations.js'
 import { type HubOptions, resolveHubOptions } from './options.js'
 import { errorPage, loginPage, notFoundPage, overviewPage, type PageContext, userPage } from './pages.js'
 import { createQueries, StoreUnavailableError } from './queries.js'
@@ -239,8 +240,14 @@ export const sqreenHub = (options: OptionsInput<HubOptions>): SqreenHub => {
   const router = express.Router()
   let closing: Promise<void> | undefined
 
+  /** Links in a page are relative to it (see locations.ts): they work behind a proxy that serves the hub under another path. */
   const ctx = (req: Request, principal?: Principal): PageContext =>
-    principal === undefined ? { base: req.baseUrl } : { base: req.baseUrl, subject: principal.subject }
+    principal === undefined ? { base: hubRoot(req.path) } : { base: hubRoot(req.path), subject: principal.subject }
+
+  /** A 303 to a page of the hub (`''` for its root), relative to the page answered. */
+  const seeOther = (req: Request, res: Response, page: '' | 'login'): void => {
+    res.redirect(303, `${hubRoot(req.path)}/${page}`)
+  }
 
   const html = (res: Response, status: number, body: string): void => {
     secure(res)
@@ -374,7 +381,7 @@ export const sqreenHub = (options: OptionsInput<HubOptions>): SqreenHub => {
   router.get(
     '/login',
     guarded(async (req, res) => {
-      if (await auth.session(req)) res.redirect(303, `${req.baseUrl}/`)
+      if (await auth.session(req)) seeOther(req, res, '')
       else html(res, 200, loginPage(ctx(req)))
     }),
   )
@@ -409,14 +416,8 @@ export const sqreenHub = (options: OptionsInput<HubOptions>): SqreenHub => {
         html(res, 503, loginPage(ctx(req), "The hub's store cannot be reached; try again in a moment."))
         return
       }
-      res.cookie(SESSION_COOKIE, value, {
-        httpOnly: true,
-        sameSite: 'strict',
-        secure: req.secure,
-        path: req.baseUrl || '/',
-        maxAge: config.sessionTtlMs,
-      })
-      res.redirect(303, `${req.baseUrl}/`)
+      res.append('Set-Cookie', sessionCookie(value, config.sessionTtlMs, req.secure))
+      seeOther(req, res, '')
     }),
   )
 
@@ -443,13 +444,8 @@ export const sqreenHub = (options: OptionsInput<HubOptions>): SqreenHub => {
         )
         return
       }
-      res.clearCookie(SESSION_COOKIE, {
-        httpOnly: true,
-        sameSite: 'strict',
-        secure: req.secure,
-        path: req.baseUrl || '/',
-      })
-      res.redirect(303, `${req.baseUrl}/login`)
+      res.append('Set-Cookie', clearedSessionCookie(req.secure))
+      seeOther(req, res, 'login')
     }),
   )
 
@@ -521,12 +517,25 @@ export const sqreenHub = (options: OptionsInput<HubOptions>): SqreenHub => {
       const principal = await auth.session(req)
       if (principal === undefined) {
         secure(res)
-        res.redirect(303, `${req.baseUrl}/login`)
+        seeOther(req, res, 'login')
         return
       }
       await render(req, res, principal)
     }
 
+  // `/hub` answers with a redirect to `/hub/`, as a static file server does for a directory:
+  // the page's links are relative to it (see locations.ts). Relative, and `./` first, so
+  // that no path (`//host`, `a:b`) can make it point to another site.
+  router.get('/', (req, res, next) => {
+    if (endsWithSlash(req.originalUrl)) {
+      next()
+      return
+    }
+    const q = req.originalUrl.indexOf('?')
+    const path = q === -1 ? req.originalUrl : req.originalUrl.slice(0, q)
+    secure(res)
+    res.redirect(301, `./${path.slice(path.lastIndexOf('/') + 1)}/${q === -1 ? '' : req.originalUrl.slice(q)}`)
+  })
   router.get(
     '/',
     guarded(
@@ -584,7 +593,7 @@ export const sqreenHub = (options: OptionsInput<HubOptions>): SqreenHub => {
     if (req.path === '/v1' || req.path.startsWith('/v1/')) {
       json(res, answer, { error: answer === 500 ? 'internal' : 'bad_request' })
     } else {
-      html(res, answer, errorPage({ base: req.baseUrl }, answer))
+      html(res, answer, errorPage({ base: hubRoot(req.path) }, answer))
     }
   }
   router.use(failed)
