@@ -3,7 +3,7 @@ import { describe, it } from 'node:test'
 import type { Request } from 'express'
 import { Strategy as LocalStrategy } from 'passport-local'
 import request from 'supertest'
-import { anonEmail, type Options, type SqreenAuth } from '../lib/index.js'
+import { type AuthEvent, anonEmail, type Options, type SqreenAuth, sqreenAuth } from '../lib/index.js'
 import { type Harness, harness, type Variant, variants } from './helpers/apps.js'
 
 const PASSWORD = 'correct horse'
@@ -365,6 +365,36 @@ describe('sdk: authTrack as applications call it', () => {
       )
     } finally {
       await sqreen.close()
+    }
+  })
+})
+
+describe('SDK: a request that is not an Express request', () => {
+  it("a plain node:http handler's event carries the client's address (the socket's: no trust proxy to honour)", async () => {
+    const { createServer } = await import('node:http')
+    const { once } = await import('node:events')
+    const { Passport } = await import('passport')
+    const seen: AuthEvent[] = []
+    const sqreen = sqreenAuth({ passport: new Passport(), onEvent: (e) => void seen.push(e) })
+    const server = createServer((req, res) => {
+      sqreen.authTrack(req as unknown as Request, false, { id: 'raw-1' })
+      res.end('ok')
+    })
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    try {
+      const { port } = server.address() as { port: number }
+      const res = await fetch(`http://127.0.0.1:${port}/`, { headers: { 'user-agent': 'raw-client/1' } })
+      assert.equal(await res.text(), 'ok')
+      await sqreen.close()
+      assert.equal(seen.length, 1)
+      assert.equal(seen[0]?.type, 'login.failed')
+      assert.equal(seen[0]?.userKey, 'id:raw-1')
+      assert.equal(seen[0]?.ip, '127.0.0.1')
+      assert.equal(seen[0]?.userAgent, 'raw-client/1')
+    } finally {
+      server.closeAllConnections()
+      server.close()
     }
   })
 })

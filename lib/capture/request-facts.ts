@@ -15,18 +15,17 @@ export const clientIp = (req: Request): string | null => {
 }
 
 /**
- * Whether the app trusts no proxy (Express's default, `trust proxy` false): `req.ip`
- * is then the socket's address, which Express still finds by running proxy-addr on
- * every read (parsing X-Forwarded-For into arrays only to discard them). Read
- * directly, a login allocates a few hundred bytes less.
+ * Whether no proxy is trusted, so that the client is the socket's peer: Express's default
+ * (`trust proxy` false), where `req.ip` is the socket's address, which Express still finds
+ * by running proxy-addr on every read (parsing X-Forwarded-For into arrays only to discard
+ * them; read directly, a login allocates a few hundred bytes less); and a request that is
+ * not Express's (the SDK called from a plain `node:http` handler), which has no `req.ip` and
+ * no setting to honour.
  */
 const trustsNoProxy = (req: Request): boolean => {
   const app = (req as { app?: { get?: unknown } }).app
-  return (
-    app !== undefined &&
-    typeof app.get === 'function' &&
-    (app.get as (name: string) => unknown).call(app, 'trust proxy') === false
-  )
+  if (app === undefined) return (req as { ip?: unknown }).ip === undefined
+  return typeof app.get === 'function' && (app.get as (name: string) => unknown).call(app, 'trust proxy') === false
 }
 
 export const userAgent = (req: Request): string | null => {
