@@ -300,4 +300,60 @@ describe('hub: batches and events out of order', () => {
     assert.deepEqual(scored, ['e1', 'e2', 'e3', 'e4', 'e5'])
     assert.equal(buffer.size, 0)
   })
+
+  it('the buffer is bounded by bytes too: past maxBytes the earliest are scored at once, until the rest fits', async () => {
+    const scored: string[] = []
+    const buffer = new ReorderBuffer(
+      60_000,
+      100,
+      (event) => void scored.push(event.id),
+      () => {},
+      Date.now,
+      1000,
+    )
+    const at = (minute: number) => new Date(Date.UTC(2030, 0, 1, 0, minute)).toISOString()
+    buffer.add(sampleEvent({ id: 'e3', at: at(3) }), 400)
+    buffer.add(sampleEvent({ id: 'e1', at: at(1) }), 400)
+    await new Promise((r) => setImmediate(r))
+    assert.deepEqual(scored, [], '800 bytes fit')
+    // 1,500 bytes held: the earliest go until at most 1,000 stay (e1, then e2 is the earliest).
+    buffer.add(sampleEvent({ id: 'e2', at: at(2) }), 700)
+    await new Promise((r) => setImmediate(r))
+    assert.deepEqual(scored, ['e1', 'e2'])
+    assert.equal(buffer.size, 1)
+    // What left was counted out: 400 held, 600 more fit.
+    buffer.add(sampleEvent({ id: 'e4', at: at(4) }), 600)
+    await new Promise((r) => setImmediate(r))
+    assert.deepEqual(scored, ['e1', 'e2'])
+    await buffer.flush()
+    assert.deepEqual(scored, ['e1', 'e2', 'e3', 'e4'])
+  })
+
+  it('over HTTP: large events past limits.held are scored at once instead of waiting out the window in memory', async () => {
+    const { failures } = takeover(Date.now())
+    // About 60 kB of JSON: a key holder's events as large as the schema allows fill it fast.
+    const padded = failures.map((e) => ({ ...e, userAgent: `${'x'.repeat(500)}` }))
+    const big = Array.from({ length: 100 }, (_, i) =>
+      sampleEvent({
+        userKey: `login:other-${i}`,
+        loginKey: `login:other-${i}`,
+        userAgent: 'y'.repeat(512),
+        at: new Date().toISOString(),
+      }),
+    )
+    const hub = await startHub({ reorderWindow: '60s', limits: { held: 32 * 1024 } }, { reorder: true })
+    try {
+      await post(hub, padded)
+      assert.equal((await hub.hub.risk('login:victim')).score, 0, 'held: under the limit')
+      await post(hub, big)
+      // The victim's failures are the earliest: scored now, not in a minute.
+      await eventually(async () => (await hub.hub.risk('login:victim')).score > 0, 'the earliest to be scored', 2000)
+      assert.ok(
+        (await hub.hub.risk('login:victim')).entries.some((e) => e.detection === 'brute_force'),
+        'in time order, as a whole: the brute force is seen',
+      )
+    } finally {
+      await hub.close()
+    }
+  })
 })

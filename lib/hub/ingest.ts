@@ -41,8 +41,9 @@ const MAX_EVENT_AGE_MS = 30 * 86_400_000
  * not bytes: 100,000 forwarder-like events (a login failure with a short identity, about
  * 500 bytes of JSON each) hold about 80 MB of heap, but the schema lets an event be
  * 20 kB of JSON (16 identity values, 32 properties, 16 attempts, long keys), and 100,000
- * of those hold 2.5 GB (4.5 GB in non-Latin-1 text), measured. Only a key holder can send
- * them, at the rate `limits.inflight` and `limits.concurrency` allow over `reorderWindow`.
+ * of those hold 2.5 GB (4.5 GB in non-Latin-1 text), measured: a key holder could take the
+ * hub down with them. So their JSON is bounded too (`limits.held`, 64 MiB by default),
+ * which ordinary events never reach before the count.
  */
 const MAX_HELD = 100_000
 
@@ -413,8 +414,13 @@ export const createIngest = (config: HubConfig, engine: RiskEngine, views: HubVi
   /** Events waiting to be scored in time order (`reorderWindow`); none when it is 0. */
   const held =
     config.reorderWindowMs > 0
-      ? new ReorderBuffer(config.reorderWindowMs, MAX_HELD, score, (err) =>
-          diag.error('hub_scoring_failed', 'a held event could not be scored', err),
+      ? new ReorderBuffer(
+          config.reorderWindowMs,
+          MAX_HELD,
+          score,
+          (err) => diag.error('hub_scoring_failed', 'a held event could not be scored', err),
+          Date.now,
+          config.limits.held,
         )
       : undefined
 
@@ -490,6 +496,8 @@ export const createIngest = (config: HubConfig, engine: RiskEngine, views: HubVi
     if (!verified.ok) return refused(verified.refusal)
     const { jti, exp, events, dropped } = verified.batch
     if (!Array.isArray(events)) return refused(refuse(400, 'malformed', 'the batch has no "events" array'))
+    // What an event of this batch holds, for the reorder buffer's byte bound: its share of the body.
+    const eventBytes = Math.ceil(body.byteLength / Math.max(1, events.length))
     if (events.length > config.limits.events) {
       return refused(refuse(413, 'too_many_events', `a batch may hold at most ${config.limits.events} events`))
     }
@@ -550,7 +558,7 @@ export const createIngest = (config: HubConfig, engine: RiskEngine, views: HubVi
       accepted++
       views.record(event)
       if (held !== undefined && !flushedForClose) {
-        held.add(event)
+        held.add(event, eventBytes)
         continue
       }
       // Sequential: one user's events are scored in order. The memory store answers

@@ -69,6 +69,12 @@ export interface HubLimits {
    * Defaults to `4 * body` (16 MiB).
    */
   inflight: number
+  /**
+   * Bytes of JSON of the events waiting out `reorderWindow` (each counted as its share of
+   * its batch's body); past it the earliest are scored at once. Defaults to `67_108_864`
+   * (64 MiB: about 150 MB of heap for the largest events the schema allows).
+   */
+  held: number
 }
 
 /**
@@ -198,6 +204,7 @@ const LIMIT_KEYS = [
   'replay',
   'concurrency',
   'inflight',
+  'held',
 ] as const satisfies readonly (keyof HubLimits)[]
 
 const DEFAULT_LIMITS: Omit<HubLimits, 'inflight'> = {
@@ -208,6 +215,7 @@ const DEFAULT_LIMITS: Omit<HubLimits, 'inflight'> = {
   alerts: 200,
   replay: 100_000,
   concurrency: 4,
+  held: 64 * 1024 * 1024,
 }
 
 export const MIN_TOKEN_LENGTH = 32

@@ -17,13 +17,17 @@ import { eventTime } from '../event.js'
  * every held event not later than it (those arrived later but happened earlier), in
  * time order, ties in arrival order. An event arriving later than the window after its
  * peers is still scored, only out of order, as it was before the window existed.
- * Bounded: past `max` held events the earliest are scored at once.
+ * Bounded: past `max` held events, or past `maxBytes` of their JSON, the earliest are
+ * scored at once.
  */
 export class ReorderBuffer {
   // A binary min-heap by (time, arrival), in parallel arrays (no entry objects).
   readonly #times: number[] = []
   readonly #seqs: number[] = []
   readonly #events: AuthEvent[] = []
+  /** The JSON bytes each held event came in (its share of its batch's body). */
+  readonly #bytes: number[] = []
+  #heldBytes = 0
   /** Arrival order, in parallel arrays: when each event arrived, and its time (the release cut-off once due). */
   #arrivedAt: number[] = []
   #arrivedTime: number[] = []
@@ -39,6 +43,7 @@ export class ReorderBuffer {
     readonly score: (event: AuthEvent) => Promise<void> | undefined,
     readonly failed: (err: unknown) => void,
     readonly now: () => number = Date.now,
+    readonly maxBytes: number = Number.POSITIVE_INFINITY,
   ) {}
 
   /** Events held, not scored yet. */
@@ -46,15 +51,19 @@ export class ReorderBuffer {
     return this.#events.length
   }
 
-  add(event: AuthEvent): void {
+  /** Holds an event that came in as `bytes` of JSON. */
+  add(event: AuthEvent, bytes = 0): void {
     const time = eventTime(event.at)
-    this.#push(time, event)
+    this.#push(time, event, bytes)
     this.#arrivedAt.push(this.now())
     this.#arrivedTime.push(time)
     if (this.#events.length > this.max) {
       // Too many held (a flood): the earliest go now, in order, rather than memory growing.
       this.#release(Number.POSITIVE_INFINITY, this.#events.length - this.max)
     }
+    // Too large (the schema allows 20 kB an event): the earliest go until the rest fits.
+    if (this.#heldBytes > this.maxBytes)
+      this.#release(Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY, this.maxBytes)
     this.#arm()
   }
 
@@ -98,10 +107,18 @@ export class ReorderBuffer {
     this.#arm()
   }
 
-  /** Takes held events up to `cutoff` (at most `count`) off the heap, in order, and queues their scoring. */
-  #release(cutoff: number, count: number): void {
+  /**
+   * Takes held events up to `cutoff` (at most `count`, and only until what stays holds at
+   * most `keepBytes`) off the heap, in order, and queues their scoring.
+   */
+  #release(cutoff: number, count: number, keepBytes = -1): void {
     const out: AuthEvent[] = []
-    while (out.length < count && this.#events.length > 0 && (this.#times[0] as number) <= cutoff) {
+    while (
+      out.length < count &&
+      this.#events.length > 0 &&
+      (this.#times[0] as number) <= cutoff &&
+      this.#heldBytes > keepBytes
+    ) {
       out.push(this.#pop())
     }
     if (out.length === 0) return
@@ -136,13 +153,19 @@ export class ReorderBuffer {
     const event = events[i] as AuthEvent
     events[i] = events[j] as AuthEvent
     events[j] = event
+    const bytes = this.#bytes
+    const b = bytes[i] as number
+    bytes[i] = bytes[j] as number
+    bytes[j] = b
   }
 
-  #push(time: number, event: AuthEvent): void {
+  #push(time: number, event: AuthEvent, bytes: number): void {
     let i = this.#events.length
     this.#times.push(time)
     this.#seqs.push(this.#seq++)
     this.#events.push(event)
+    this.#bytes.push(bytes)
+    this.#heldBytes += bytes
     while (i > 0) {
       const parent = (i - 1) >> 1
       if (!this.#less(i, parent)) break
@@ -158,6 +181,7 @@ export class ReorderBuffer {
     this.#times.pop()
     this.#seqs.pop()
     this.#events.pop()
+    this.#heldBytes -= this.#bytes.pop() as number
     let i = 0
     for (;;) {
       const left = 2 * i + 1
