@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import { createServer } from 'node:http'
 import { describe, it } from 'node:test'
 import type { Request } from 'express'
+import { Passport } from 'passport'
 import { Strategy as LocalStrategy } from 'passport-local'
 import request from 'supertest'
 import { type AuthEvent, anonEmail, type Options, type SqreenAuth, sqreenAuth } from '../lib/index.js'
@@ -371,9 +374,6 @@ describe('sdk: authTrack as applications call it', () => {
 
 describe('SDK: a request that is not an Express request', () => {
   it("a plain node:http handler's event carries the client's address (the socket's: no trust proxy to honour)", async () => {
-    const { createServer } = await import('node:http')
-    const { once } = await import('node:events')
-    const { Passport } = await import('passport')
     const seen: AuthEvent[] = []
     const sqreen = sqreenAuth({ passport: new Passport(), onEvent: (e) => void seen.push(e) })
     const server = createServer((req, res) => {
