@@ -60,7 +60,7 @@ describe('npm run demo + npm run demo:attack', () => {
     // The dashboard is not open to anyone.
     const anonymous = await fetch(`${base}/hub/`, { redirect: 'manual' })
     assert.equal(anonymous.status, 303)
-    assert.equal(new URL(anonymous.headers.get('location') ?? '', `${base}/hub/`).pathname, '/hub/login')
+    assert.equal(anonymous.headers.get('location'), '/hub/login')
 
     const started = Date.now()
     const attack = run('demo-app/attack.ts', { DEMO_URL: base, SQREEN_HUB_TOKEN: TOKEN })

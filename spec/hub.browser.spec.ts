@@ -110,7 +110,7 @@ describe('Security Hub dashboard in Chromium', () => {
 
     // One user's timeline: their failed logins and the detections they caused.
     await aliceRow.locator('a').click()
-    await page.waitForURL(/\/hub\/users\/login%3Aalice%40example\.com$/)
+    await page.waitForURL(/\/hub\/user\?key=login%3Aalice%40example\.com$/)
     assert.equal(await page.locator('#user-key').innerText(), 'login:alice@example.com')
     assert.ok(Number(await page.locator('#user-score').innerText()) > 10)
     const timeline = await page.locator('#timeline').innerText()

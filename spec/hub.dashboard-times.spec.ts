@@ -28,7 +28,7 @@ describe('hub dashboard times', () => {
       assert.equal(res.status, 200, JSON.stringify(res.body))
       const login = await request(hub.app).post('/hub/login').type('form').send({ token: HUB_TOKEN }).expect(303)
       const cookie = String((login.headers['set-cookie'] as unknown as string[])[0]).split(';')[0] as string
-      const page = await request(hub.app).get('/hub/users/id%3Atz').set('Cookie', cookie).expect(200)
+      const page = await request(hub.app).get('/hub/user?key=id%3Atz').set('Cookie', cookie).expect(200)
       const shown = `${utc.replace('T', ' ').slice(0, 19)} UTC`
       assert.ok(page.text.includes(`<time datetime="${utc}">${shown}</time>`), `no ${shown} in the timeline`)
       const wallClock = `${at.replace('T', ' ').slice(0, 19)} UTC`

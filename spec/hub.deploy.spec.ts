@@ -57,7 +57,7 @@ describe('hub: sign-in and pages as deployed', () => {
     const hub = await startHub({}, { mount: '/security/hub' })
     try {
       const page = await supertest(hub.app).get('/security/hub/login').expect(200)
-      assert.match(page.text, /<link rel="icon" href="\.\/static\/favicon\.ico">/)
+      assert.match(page.text, /<link rel="icon" href="\/security\/hub\/static\/favicon\.ico">/)
       assert.doesNotMatch(page.text, /data:/)
       await supertest(hub.app).get('/security/hub/static/favicon.ico').expect(204)
     } finally {

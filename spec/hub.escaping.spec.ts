@@ -154,7 +154,7 @@ const api = async (hub: RunningHub, path: string): Promise<any> => {
   return JSON.parse(res.text)
 }
 
-const userPath = (userKey: string): string => `/hub/users/${encodeURIComponent(userKey)}`
+const userPath = (userKey: string): string => `/hub/user?key=${encodeURIComponent(userKey)}`
 
 describe('hub dashboard: attacker-chosen strings', () => {
   it('the overview and user pages show names, identities, strategies and user agents escaped, never as markup', async () => {
@@ -176,9 +176,9 @@ describe('hub dashboard: attacker-chosen strings', () => {
         assert.ok(html.includes(escaped(TARGET)), `${where}: the user key`)
       }
       assert.ok(overview.includes(escaped(VICTIM)) && overview.includes(escaped(`login=${SCRIPT}`)))
-      // The user key is a path segment of the link, percent-encoded, relative to the overview.
-      assert.ok(overview.includes(`href="./users/${encodeURIComponent(TARGET)}"`), 'the link to the user')
-      assert.ok(overview.includes(`href="./users/${encodeURIComponent(VICTIM)}"`), 'the link to the victim')
+      // The user key is a path segment of the link, percent-encoded, under the hub's mount path.
+      assert.ok(overview.includes(`href="/hub/user?key=${encodeURIComponent(TARGET)}"`), 'the link to the user')
+      assert.ok(overview.includes(`href="/hub/user?key=${encodeURIComponent(VICTIM)}"`), 'the link to the victim')
 
       // The user page's timeline: the custom events' names, the strategy, the user agents.
       for (const name of [SCRIPT, IMG, JS_URL]) {
@@ -281,7 +281,7 @@ describe('hub dashboard: attacker-chosen strings', () => {
       await page.fill('#token', HUB_TOKEN)
       await page.click('button[type=submit]')
       await page.waitForURL(`${hub.base}/`)
-      for (const path of ['/', `/users/${encodeURIComponent(TARGET)}`, `/users/${encodeURIComponent(VICTIM)}`]) {
+      for (const path of ['/', `/user?key=${encodeURIComponent(TARGET)}`, `/user?key=${encodeURIComponent(VICTIM)}`]) {
         // (Loaded again even for the overview: a redirect's target does not go through the route.)
         await page.goto(`${hub.base}${path}`)
         assert.equal(await page.evaluate('document.body.dataset.refresh'), '150')

@@ -1,10 +1,13 @@
 /**
  * The dashboard behind a reverse proxy that serves it under another path than the one the
  * application mounts it at (nginx's `location /security/ { proxy_pass http://app/hub/; }`,
- * a Kubernetes ingress's rewrite-target), in a real browser (Debian's Chromium). The proxy
- * is a real one on 127.0.0.1 that, like nginx by default, rewrites neither `Location`
- * headers that are a path nor cookie paths. Before the hub's links, redirects and cookie
- * became relative, the browser was sent to `/hub/login`, which the proxy does not serve.
+ * a Kubernetes ingress's rewrite-target), in a real browser (Debian's Chromium), with the
+ * hub told where browsers reach it (`publicPath`). The proxy is a real one on 127.0.0.1 and
+ * does what nginx does with a URI in `proxy_pass`: it decodes the path (`%2F` is `/`),
+ * merges slashes and resolves `.` and `..` before replacing the prefix, passes the query
+ * string as it is, and rewrites neither `Location` headers that are a path nor cookie paths.
+ * Before `publicPath`, every redirect sent the browser to `/hub/login`, which the proxy does
+ * not serve, and the cookie's `Path=/hub` never came back.
  */
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
@@ -13,33 +16,42 @@ import type { AddressInfo } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { type Browser, chromium } from 'playwright-core'
 import supertest from 'supertest'
-import {
-  HS_SECRET,
-  HUB_TOKEN,
-  postBatch,
-  type RunningHub,
-  resolvedFrom,
-  sampleEvent,
-  signBatch,
-  startHub,
-} from './helpers/hub.js'
+import { sqreenHub } from '../lib/index.js'
+import { HS_SECRET, HUB_TOKEN, postBatch, type RunningHub, sampleEvent, signBatch, startHub } from './helpers/hub.js'
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 const PUBLIC = '/security'
+/** User keys a login name can make: a `/` inside, at the end, with dot segments, markup. */
+const KEYS = ['login:victim', 'login:a/b', 'login:victim/', 'login:x/../login:victim', 'login:<b>x</b>']
 
-/** Serves `${PUBLIC}/...` from the hub's `/hub/...`, passing everything else through unchanged. */
+/** The path as nginx forwards it: `%2F` and `%2E` decoded, slashes merged, dot segments resolved. */
+const normalised = (path: string): string => {
+  const decoded = path.replace(/%2F/gi, '/').replace(/%2E/gi, '.')
+  const out: string[] = []
+  for (const segment of decoded.split('/')) {
+    if (segment === '' || segment === '.') continue
+    if (segment === '..') out.pop()
+    else out.push(segment)
+  }
+  return `/${out.join('/')}${decoded.endsWith('/') && out.length > 0 ? '/' : ''}`
+}
+
+/** Serves `${PUBLIC}/...` from the hub's `/hub/...`, as nginx's `proxy_pass http://app/hub/;` does. */
 const rewritingProxy = async (upstream: string): Promise<{ server: Server; origin: string; paths: string[] }> => {
   const target = new URL(upstream)
   const paths: string[] = []
   const server = createServer((req, res) => {
-    const url = req.url ?? '/'
-    paths.push(url)
+    const raw = req.url ?? '/'
+    paths.push(raw)
+    const q = raw.indexOf('?')
+    const path = normalised(q === -1 ? raw : raw.slice(0, q))
+    const query = q === -1 ? '' : raw.slice(q)
     // nginx, for a prefix location ending with a slash, answers the bare prefix so.
-    if (url === PUBLIC || url.startsWith(`${PUBLIC}?`)) {
-      res.writeHead(301, { location: `${PUBLIC}/${url.slice(PUBLIC.length)}` }).end()
+    if (path === PUBLIC) {
+      res.writeHead(301, { location: `${PUBLIC}/${query}` }).end()
       return
     }
-    if (!url.startsWith(`${PUBLIC}/`)) {
+    if (!path.startsWith(`${PUBLIC}/`)) {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not served by this proxy')
       return
     }
@@ -48,7 +60,7 @@ const rewritingProxy = async (upstream: string): Promise<{ server: Server; origi
         host: target.hostname,
         port: target.port,
         method: req.method,
-        path: `/hub/${url.slice(PUBLIC.length + 1)}`,
+        path: `/hub/${path.slice(PUBLIC.length + 1)}${query}`,
         headers: { ...req.headers, host: target.host },
       },
       (answer) => {
@@ -64,19 +76,21 @@ const rewritingProxy = async (upstream: string): Promise<{ server: Server; origi
   return { server, origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, paths }
 }
 
-describe('hub behind a proxy that serves it under another path', () => {
+describe('hub behind a proxy that serves it under another path (publicPath)', () => {
   let hub: RunningHub
   let proxy: Awaited<ReturnType<typeof rewritingProxy>>
   let browser: Browser
 
   before(async () => {
     assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: install Debian's Chromium, as .ci/run does`)
-    hub = await startHub({}, { mount: '/hub' })
+    hub = await startHub({ publicPath: `${PUBLIC}/` }, { mount: '/hub' })
     const start = Date.now() - 60_000
-    const guesses = Array.from({ length: 12 }, (_, i) =>
-      sampleEvent({ userKey: 'login:victim', loginKey: 'login:victim', at: new Date(start + i * 1000).toISOString() }),
+    const events = KEYS.flatMap((userKey, k) =>
+      Array.from({ length: 12 }, (_, i) =>
+        sampleEvent({ userKey, loginKey: userKey, at: new Date(start + k * 100 + i * 1000).toISOString() }),
+      ),
     )
-    const seeded = await postBatch(hub.ingestUrl, await signBatch(guesses, { key: HS_SECRET }))
+    const seeded = await postBatch(hub.ingestUrl, await signBatch(events, { key: HS_SECRET }))
     assert.equal(seeded.status, 200, JSON.stringify(seeded.body))
     proxy = await rewritingProxy(hub.origin)
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] })
@@ -89,7 +103,7 @@ describe('hub behind a proxy that serves it under another path', () => {
     await hub?.close()
   })
 
-  it('signs in, browses, keeps the session and signs out, all under the public path', async () => {
+  it("signs in, opens every user's page, keeps the session and signs out, all under the public path", async () => {
     const context = await browser.newContext()
     const page = await context.newPage()
     const problems: string[] = []
@@ -108,12 +122,16 @@ describe('hub behind a proxy that serves it under another path', () => {
     // The stylesheet came through the proxy and applies.
     assert.equal(await page.evaluate('getComputedStyle(document.querySelector(".score")).borderTopLeftRadius'), '10px')
 
-    await page.locator('#riskiest tbody tr', { hasText: 'login:victim' }).locator('a').click()
-    await page.waitForURL(`${proxy.origin}${PUBLIC}/users/login%3Avictim`)
-    assert.equal(await page.locator('#user-key').innerText(), 'login:victim')
+    // Each user's own page, however its key is made (the proxy decodes paths, not queries).
+    for (const key of KEYS) {
+      await page.goto(`${proxy.origin}${PUBLIC}/`)
+      await page.locator('#riskiest tbody tr a', { hasText: key }).first().click()
+      await page.waitForURL(`${proxy.origin}${PUBLIC}/user?key=${encodeURIComponent(key)}`)
+      assert.equal(await page.locator('#user-key').innerText(), key)
+    }
     // The cookie is sent back under the public path: still signed in after a reload.
     await page.reload()
-    assert.equal(at(), `${PUBLIC}/users/login%3Avictim`)
+    assert.equal(await page.locator('#user-key').innerText(), KEYS.at(-1))
     await page.locator('a', { hasText: 'Overview' }).first().click()
     await page.waitForURL(`${proxy.origin}${PUBLIC}/`)
 
@@ -128,12 +146,60 @@ describe('hub behind a proxy that serves it under another path', () => {
     await context.close()
   })
 
-  it('without a proxy, the bare mount path redirects to the root with its slash (query kept)', async () => {
-    const bare = await supertest(hub.app).get('/hub?x=1').expect(301)
-    assert.equal(resolvedFrom('/hub?x=1', bare.headers.location), '/hub/?x=1')
-    const page = await supertest(hub.app).get('/hub/').expect(303)
-    assert.equal(resolvedFrom('/hub/', page.headers.location), '/hub/login')
-    const user = await supertest(hub.app).get('/hub/users/login%3Avictim').expect(303)
-    assert.equal(resolvedFrom('/hub/users/login%3Avictim', user.headers.location), '/hub/login')
+  it('a crafted URL the proxy decodes into another page still links and posts under the public path', async () => {
+    // `/security/login%2F` reaches the hub as `/hub/login/`: its form must still post to /security/login.
+    const context = await browser.newContext()
+    const page = await context.newPage()
+    await page.goto(`${proxy.origin}${PUBLIC}/login%2F`)
+    const action = await page.locator('form').first().getAttribute('action')
+    assert.equal(new URL(action ?? '', page.url()).pathname, `${PUBLIC}/login`)
+    const refs = page.locator('link[href], script[src], a[href]')
+    const count = await refs.count()
+    assert.ok(count >= 4, 'icon, stylesheet, script, brand link')
+    for (let i = 0; i < count; i++) {
+      const ref = (await refs.nth(i).getAttribute('href')) ?? (await refs.nth(i).getAttribute('src')) ?? ''
+      assert.ok(new URL(ref, page.url()).pathname.startsWith(`${PUBLIC}/`), ref)
+    }
+    await context.close()
+  })
+
+  it('the cookie, redirects and an old user link use the public path; without it, the mount path', async () => {
+    const signIn = await supertest(hub.app).post('/hub/login').type('form').send({ token: HUB_TOKEN }).expect(303)
+    assert.equal(signIn.headers.location, `${PUBLIC}/`)
+    const cookie = (signIn.headers['set-cookie'] as unknown as string[]).find((c) => c.startsWith('sqreen_hub='))
+    assert.match(cookie ?? '', new RegExp(`; Path=${PUBLIC}(;|$)`))
+    const old = await supertest(hub.app).get('/hub/users/login%3Aa%2Fb').expect(301)
+    assert.equal(old.headers.location, `${PUBLIC}/user?key=login%3Aa%2Fb`)
+    const direct = await startHub({}, { mount: '/hub' })
+    try {
+      const res = await supertest(direct.app).get('/hub/').expect(303)
+      assert.equal(res.headers.location, '/hub/login')
+    } finally {
+      await direct.close()
+    }
+  })
+
+  it('publicPath must be a plain absolute path', () => {
+    const options = { key: HS_SECRET, token: HUB_TOKEN }
+    for (const bad of [
+      'security',
+      '//evil.example',
+      '/a/../b',
+      '/a/%2e%2E',
+      '/a b',
+      '/a?x',
+      '/a#x',
+      'https://x/y',
+      7,
+    ]) {
+      assert.throws(
+        () => sqreenHub({ ...options, publicPath: bad as string }),
+        (err: Error & { code?: string }) => err.code === 'ERR_SQREEN_OPTION_TYPE' && /publicPath/.test(err.message),
+        String(bad),
+      )
+    }
+    for (const good of ['/', '/security', '/security/', '/a/b-c/%7Eops']) {
+      assert.doesNotThrow(() => sqreenHub({ ...options, publicPath: good }).close(), good)
+    }
   })
 })

@@ -15,7 +15,7 @@ import request from 'supertest'
 import { sessionNames, sessionSecret } from '../lib/hub/auth.js'
 import { RedisStore } from '../lib/index.js'
 import { MemoryLogger } from './helpers/apps.js'
-import { ed25519, HUB_TOKEN, type RunningHub, resolvedFrom, startHub } from './helpers/hub.js'
+import { ed25519, HUB_TOKEN, type RunningHub, startHub } from './helpers/hub.js'
 import { waitUntil } from './helpers/receivers.js'
 import { dropKeys, inspector, keysUnder, REDIS_URL, RedisServer, testPrefix } from './helpers/redis.js'
 
@@ -33,7 +33,7 @@ const signIn = async (hub: RunningHub, token = HUB_TOKEN): Promise<string> => {
 const signedInAs = async (hub: RunningHub, cookie: string): Promise<string | undefined> => {
   const res = await request(hub.app).get('/hub/').set('Cookie', cookie)
   if (res.status === 303) {
-    assert.equal(resolvedFrom('/hub/', res.headers.location), '/hub/login')
+    assert.equal(res.headers.location, '/hub/login')
     return undefined
   }
   assert.equal(res.status, 200, res.text)
@@ -100,7 +100,7 @@ describe('hub dashboard sessions in a shared store', () => {
 
     // Sign-out on b ends the session on a and c too.
     const out = await request(b.app).post('/hub/logout').set('Cookie', cookie).expect(303)
-    assert.equal(resolvedFrom('/hub/logout', out.headers.location), '/hub/login')
+    assert.equal(out.headers.location, '/hub/login')
     assert.equal(await signedInAs(a, cookie), undefined)
     assert.equal(await signedInAs(c, cookie), undefined)
     await request(a.app).get('/hub/v1/stats').set('Cookie', cookie).expect(401)

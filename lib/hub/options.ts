@@ -133,6 +133,13 @@ export interface HubOptions extends ScoringAndAlertOptions {
    * forwarders' default flush interval).
    */
   reorderWindow: number | string | false
+  /**
+   * The path at which browsers reach the hub when a proxy serves it under another path than
+   * the one the application mounts it at (nginx's `location /security/ { proxy_pass
+   * http://app:3000/hub/; }`: `publicPath: '/security'`). The dashboard's links, redirects
+   * and session cookie use it. Defaults to the mount path (`req.baseUrl`).
+   */
+  publicPath: string
 }
 
 /** What `sqreenHub()` takes: `const options: SqreenHubOptions = { ... }`. */
@@ -179,6 +186,8 @@ export interface HubConfig {
   readonly sessionTtlMs: number
   readonly bodyTimeoutMs: number
   readonly reorderWindowMs: number
+  /** `undefined`: the mount path of each request (`req.baseUrl`). `''` for the root. */
+  readonly publicPath: string | undefined
 }
 
 const KNOWN_KEYS = [
@@ -192,6 +201,7 @@ const KNOWN_KEYS = [
   'sessionTtl',
   'bodyTimeout',
   'reorderWindow',
+  'publicPath',
   ...SCORING_AND_ALERT_KEYS,
 ] as const satisfies readonly (keyof HubOptions)[]
 
@@ -494,5 +504,32 @@ export const resolveHubOptions = (input: unknown): HubConfig => {
     sessionTtlMs: duration('sessionTtl', options.sessionTtl, 12 * 3_600_000),
     bodyTimeoutMs: duration('bodyTimeout', options.bodyTimeout, 10_000),
     reorderWindowMs: resolveReorderWindow(options.reorderWindow),
+    publicPath: resolvePublicPath(options.publicPath),
   })
+}
+
+/**
+ * Segments of an absolute path: unreserved and sub-delimiter characters, `:`, `@` and
+ * percent-escapes only (RFC 3986), so the path can be written into a link, a `Location`
+ * and a cookie's `Path` as it is.
+ */
+const PUBLIC_PATH = /^(?:\/(?:[A-Za-z0-9._~!$&'()*+,;=:@-]|%[0-9A-Fa-f]{2})+)*$/
+
+const resolvePublicPath = (value: unknown): string | undefined => {
+  if (value === undefined) return undefined
+  if (typeof value !== 'string') throw typeError('publicPath', "a path such as '/security'", value)
+  // '/security/' and '/security' are one place; '/' is the root.
+  const path = value.length > 1 && value.endsWith('/') ? value.slice(0, -1) : value === '/' ? '' : value
+  const segments = path.split('/').slice(1)
+  if (
+    path.length > 256 ||
+    !PUBLIC_PATH.test(path) ||
+    segments.some((s) => s === '.' || s === '..' || /^(?:\.|%2e){1,2}$/i.test(s))
+  ) {
+    throw new SqreenAuthError(
+      'ERR_SQREEN_OPTION_TYPE',
+      `"publicPath" must be an absolute path of plain segments, such as '/security' (no '//', '..', query or fragment; 256 characters at most), got ${JSON.stringify(value)}.`,
+    )
+  }
+  return path
 }

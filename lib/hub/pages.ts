@@ -19,13 +19,19 @@ export const esc = (value: unknown): string =>
     (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;', '`': '&#96;' })[c] as string,
   )
 
-/** The hub's root relative to the page (`.` or `..`, see locations.ts): links work under any mount path, and behind a proxy that serves the hub under another one. */
+/** Where browsers reach the hub: its `publicPath`, else where the router is mounted (`req.baseUrl`). */
 export interface PageContext {
   readonly base: string
   readonly subject?: string
 }
 
-const userHref = (ctx: PageContext, userKey: string): string => `${ctx.base}/users/${encodeURIComponent(userKey)}`
+/**
+ * A user's page. The key goes in the query, not in the path: a proxy that forwards to a path
+ * (nginx's `proxy_pass` with a URI) decodes the path before forwarding it, so a key with a `/`
+ * (`%2F`) became two segments and its page could not be reached (or a key ending in `/` was
+ * another user's page); a query string is forwarded as it is.
+ */
+export const userHref = (base: string, userKey: string): string => `${base}/user?key=${encodeURIComponent(userKey)}`
 
 /**
  * A time shown in UTC. Event times come as the forwarder wrote them, possibly with an
@@ -115,7 +121,7 @@ const usersTable = (
 ${rows
   .map(
     (r) =>
-      `<tr><td><a href="${esc(userHref(ctx, r.userKey))}">${esc(r.userKey)}</a></td><td class="identity">${esc(identityText(r.identity))}</td><td class="num"><span class="score ${levelClass(r.score)}">${esc(r.score)}</span></td><td>${sparkline(sparks.get(r.userKey) ?? [])}</td><td class="num">+${esc(r.rise24h)}</td><td class="num">${esc(r.failed)} / ${esc(r.succeeded)}</td><td>${time(r.lastSeen)}</td></tr>`,
+      `<tr><td><a href="${esc(userHref(ctx.base, r.userKey))}">${esc(r.userKey)}</a></td><td class="identity">${esc(identityText(r.identity))}</td><td class="num"><span class="score ${levelClass(r.score)}">${esc(r.score)}</span></td><td>${sparkline(sparks.get(r.userKey) ?? [])}</td><td class="num">+${esc(r.rise24h)}</td><td class="num">${esc(r.failed)} / ${esc(r.succeeded)}</td><td>${time(r.lastSeen)}</td></tr>`,
   )
   .join('\n')}
 </tbody>
@@ -128,7 +134,7 @@ const alertItems = (ctx: PageContext, alerts: readonly RiskAlert[]): string =>
 ${alerts
   .map(
     (a) =>
-      `<li>${time(a.at)} ${a.takeover ? '<strong class="takeover">Possible account takeover:</strong> ' : ''}<a href="${esc(userHref(ctx, a.userKey))}">${esc(a.userKey)}</a>: risk rose by <strong>+${esc(a.rise)}</strong> (threshold ${esc(a.level)}${a.escalation ? ', escalation' : ''}), score ${esc(a.score)}${a.ip ? `, from ${esc(a.ip)}` : ''} <span class="muted">${esc(
+      `<li>${time(a.at)} ${a.takeover ? '<strong class="takeover">Possible account takeover:</strong> ' : ''}<a href="${esc(userHref(ctx.base, a.userKey))}">${esc(a.userKey)}</a>: risk rose by <strong>+${esc(a.rise)}</strong> (threshold ${esc(a.level)}${a.escalation ? ', escalation' : ''}), score ${esc(a.score)}${a.ip ? `, from ${esc(a.ip)}` : ''} <span class="muted">${esc(
         [...new Set(a.detections.map((d) => detectionLabel(d.detection)))].join(', '),
       )}</span></li>`,
   )

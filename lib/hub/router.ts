@@ -11,12 +11,11 @@ import { keyedIpRef } from '../risk/ip.js'
 import type { RiskSnapshot } from '../risk/ledger.js'
 import { MemoryStore } from '../store/memory.js'
 import { HUB_CSS, HUB_JS } from './assets.js'
-import { createAuth, type Principal } from './auth.js'
+import { createAuth, type Principal, SESSION_COOKIE } from './auth.js'
 import { BodyPool } from './body-pool.js'
 import { BATCH_CONTENT_TYPE, BATCH_SIGNATURE_HEADER, CLOSING, createIngest, sharedStore } from './ingest.js'
-import { clearedSessionCookie, endsWithSlash, hubRoot, sessionCookie } from './locations.js'
 import { type HubOptions, resolveHubOptions } from './options.js'
-import { errorPage, loginPage, notFoundPage, overviewPage, type PageContext, userPage } from './pages.js'
+import { errorPage, loginPage, notFoundPage, overviewPage, type PageContext, userHref, userPage } from './pages.js'
 import { createQueries, StoreUnavailableError } from './queries.js'
 import { HubViews } from './views.js'
 
@@ -210,7 +209,7 @@ const formToken = (body: unknown): unknown => {
  *   the configured key's algorithm only).
  * - `GET /v1/users?sort=score|rise&limit=&offset=`, `GET /v1/users/:userKey`, `GET /v1/alerts`,
  *   `GET /v1/stats`: JSON, for `Authorization: Bearer <token or JWT>` or a session.
- * - `GET /`, `GET /users/:userKey`: the dashboard; `GET|POST /login`, `POST /logout`.
+ * - `GET /`, `GET /user?key=<userKey>`: the dashboard; `GET|POST /login`, `POST /logout`.
  */
 export const sqreenHub = (options: OptionsInput<HubOptions>): SqreenHub => {
   const config = resolveHubOptions(options)
@@ -240,14 +239,15 @@ export const sqreenHub = (options: OptionsInput<HubOptions>): SqreenHub => {
   const router = express.Router()
   let closing: Promise<void> | undefined
 
-  /** Links in a page are relative to it (see locations.ts): they work behind a proxy that serves the hub under another path. */
+  /**
+   * Where browsers reach the hub: `publicPath` when a proxy serves it under another path than
+   * its mount path, else the mount path. Links, redirects and the session cookie's `Path` are
+   * absolute, built from it: relative ones depend on the path the browser used, which the hub
+   * cannot see behind a proxy that decodes and normalises paths (`%2F`, `..`, `//`).
+   */
+  const baseOf = (req: Request): string => config.publicPath ?? req.baseUrl
   const ctx = (req: Request, principal?: Principal): PageContext =>
-    principal === undefined ? { base: hubRoot(req.path) } : { base: hubRoot(req.path), subject: principal.subject }
-
-  /** A 303 to a page of the hub (`''` for its root), relative to the page answered. */
-  const seeOther = (req: Request, res: Response, page: '' | 'login'): void => {
-    res.redirect(303, `${hubRoot(req.path)}/${page}`)
-  }
+    principal === undefined ? { base: baseOf(req) } : { base: baseOf(req), subject: principal.subject }
 
   const html = (res: Response, status: number, body: string): void => {
     secure(res)
@@ -381,7 +381,7 @@ export const sqreenHub = (options: OptionsInput<HubOptions>): SqreenHub => {
   router.get(
     '/login',
     guarded(async (req, res) => {
-      if (await auth.session(req)) seeOther(req, res, '')
+      if (await auth.session(req)) res.redirect(303, `${baseOf(req)}/`)
       else html(res, 200, loginPage(ctx(req)))
     }),
   )
@@ -416,8 +416,14 @@ export const sqreenHub = (options: OptionsInput<HubOptions>): SqreenHub => {
         html(res, 503, loginPage(ctx(req), "The hub's store cannot be reached; try again in a moment."))
         return
       }
-      res.append('Set-Cookie', sessionCookie(value, config.sessionTtlMs, req.secure))
-      seeOther(req, res, '')
+      res.cookie(SESSION_COOKIE, value, {
+        httpOnly: true,
+        sameSite: 'strict',
+        secure: req.secure,
+        path: baseOf(req) || '/',
+        maxAge: config.sessionTtlMs,
+      })
+      res.redirect(303, `${baseOf(req)}/`)
     }),
   )
 
@@ -444,8 +450,13 @@ export const sqreenHub = (options: OptionsInput<HubOptions>): SqreenHub => {
         )
         return
       }
-      res.append('Set-Cookie', clearedSessionCookie(req.secure))
-      seeOther(req, res, 'login')
+      res.clearCookie(SESSION_COOKIE, {
+        httpOnly: true,
+        sameSite: 'strict',
+        secure: req.secure,
+        path: baseOf(req) || '/',
+      })
+      res.redirect(303, `${baseOf(req)}/login`)
     }),
   )
 
@@ -517,25 +528,12 @@ export const sqreenHub = (options: OptionsInput<HubOptions>): SqreenHub => {
       const principal = await auth.session(req)
       if (principal === undefined) {
         secure(res)
-        seeOther(req, res, 'login')
+        res.redirect(303, `${baseOf(req)}/login`)
         return
       }
       await render(req, res, principal)
     }
 
-  // `/hub` answers with a redirect to `/hub/`, as a static file server does for a directory:
-  // the page's links are relative to it (see locations.ts). Relative, and `./` first, so
-  // that no path (`//host`, `a:b`) can make it point to another site.
-  router.get('/', (req, res, next) => {
-    if (endsWithSlash(req.originalUrl)) {
-      next()
-      return
-    }
-    const q = req.originalUrl.indexOf('?')
-    const path = q === -1 ? req.originalUrl : req.originalUrl.slice(0, q)
-    secure(res)
-    res.redirect(301, `./${path.slice(path.lastIndexOf('/') + 1)}/${q === -1 ? '' : req.originalUrl.slice(q)}`)
-  })
   router.get(
     '/',
     guarded(
@@ -561,15 +559,22 @@ export const sqreenHub = (options: OptionsInput<HubOptions>): SqreenHub => {
     ),
   )
   router.get(
-    '/users/:userKey',
+    '/user',
     guarded(
       page(async (req, res, principal) => {
-        const user = await queries.user(String(req.params.userKey))
+        // One key, as a string: `?key=a&key=b` (an array) is no user.
+        const key = req.query.key
+        const user = typeof key === 'string' ? await queries.user(key) : undefined
         if (user === undefined) html(res, 404, notFoundPage(ctx(req, principal), 'No such user.'))
         else html(res, 200, userPage(ctx(req, principal), user))
       }),
     ),
   )
+  // Where a user's page was before it took its key in the query (links kept from then).
+  router.get('/users/:userKey', (req, res) => {
+    secure(res)
+    res.redirect(301, userHref(baseOf(req), String(req.params.userKey)))
+  })
 
   /**
    * Last: what a route or a middleware passed on as an error (a malformed `%` escape in
@@ -593,7 +598,7 @@ export const sqreenHub = (options: OptionsInput<HubOptions>): SqreenHub => {
     if (req.path === '/v1' || req.path.startsWith('/v1/')) {
       json(res, answer, { error: answer === 500 ? 'internal' : 'bad_request' })
     } else {
-      html(res, answer, errorPage({ base: hubRoot(req.path) }, answer))
+      html(res, answer, errorPage({ base: baseOf(req) }, answer))
     }
   }
   router.use(failed)

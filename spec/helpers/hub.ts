@@ -27,15 +27,6 @@ import { signingKey } from '../../lib/transport/keys.js'
 import { BATCH_CONTENT_TYPE, BATCH_SIGNATURE_HEADER, BATCH_TYP, WIRE_VERSION } from '../../lib/transport/wire.js'
 import { MemoryLogger } from './apps.js'
 
-/**
- * Where a browser goes for `target` (a link's href, a redirect's Location) on the page at
- * `from` (a path): the hub's links and redirects are relative, so they are checked resolved.
- */
-export const resolvedFrom = (from: string, target: string | undefined): string => {
-  const url = new URL(target ?? '', new URL(from, 'http://hub.test'))
-  return url.pathname + url.search
-}
-
 export const HS_SECRET = 'hub-spec-shared-secret-0123456789abcdef-xyz'
 export const HUB_TOKEN = 'hub-spec-access-token-0123456789abcdefghij'
 
