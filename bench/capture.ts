@@ -23,6 +23,10 @@
 //   the median of the per-round ratios.
 // --aa (BENCH_AA=1): the "candidate" server runs without sqreen-auth: an A/A run, whose ratio
 //   is the method's own error (it should be 1.000 within its spread).
+// --app minimal|session (BENCH_APP): the app measured. `minimal` (default, issue 2's method): no
+//   session, `authenticate('local', { session: false })`. `session`: express-session (its memory
+//   store) and `passport.session()`, logins into a session, as most passport-local apps and the
+//   demo do; the same sqreenAuth() line.
 import { type ChildProcess, execFileSync, fork } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg } from 'node:os'
@@ -46,8 +50,13 @@ const { values: args } = parseArgs({
     pin: { type: 'boolean', default: process.env.BENCH_PIN === '1' },
     concurrent: { type: 'boolean', default: process.env.BENCH_CONCURRENT === '1' },
     aa: { type: 'boolean', default: process.env.BENCH_AA === '1' },
+    app: { type: 'string', default: process.env.BENCH_APP ?? 'minimal' },
   },
 })
+if (args.app !== 'minimal' && args.app !== 'session')
+  throw new Error(`--app must be minimal or session, got "${args.app}"`)
+// The server children inherit it.
+process.env.BENCH_APP = args.app
 const concurrent = args.concurrent === true
 const aa = args.aa === true
 // The server children inherit it.
@@ -425,6 +434,7 @@ const main = async (): Promise<void> => {
             : `median of ${config.rounds} interleaved round(s)`
         } of ${config.durationSeconds} s, ` +
         (aa ? 'A/A run (the "sqreen-auth" server runs without it: the ratio is the method\'s error), ' : '') +
+        (args.app === 'session' ? 'app with express-session and passport.session() (--app session), ' : '') +
         `${config.connections} connections, sqreen-auth from ${config.target === 'dist' ? 'dist/ (tsc build)' : 'lib/ (tsx)'}; Node ${process.version}, ${cpus().length} x ${cpuModel}; ` +
         `load average ${loadBefore[0]?.toFixed(2)} before, ${loadAfter[0]?.toFixed(2)} after; pinned: ${pinned}. ` +
         `Login mix: half succeed (200), half fail (401); sqreen-auth delivered ` +

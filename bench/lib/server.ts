@@ -14,6 +14,7 @@ import { resolve } from 'node:path'
 import { PerformanceObserver } from 'node:perf_hooks'
 import { pathToFileURL } from 'node:url'
 import express from 'express'
+import session from 'express-session'
 import passport from 'passport'
 import { Strategy as LocalStrategy } from 'passport-local'
 import { type ChildMessage, type ParentMessage, USERS } from './protocol.js'
@@ -60,10 +61,20 @@ auth.use(
   }),
 )
 
+// BENCH_APP=session: logins into an express-session session (its memory store), restored by
+// passport.session() on every request, as most passport-local apps do (bench/capture.ts --app).
+const withSession = process.env.BENCH_APP === 'session'
+auth.serializeUser((user, done) => done(null, (user as { id: string }).id))
+auth.deserializeUser((id: string, done) => done(null, { id, username: id }))
+
 const app = express()
 app.disable('x-powered-by')
 app.use(express.urlencoded({ extended: false }))
+if (withSession) {
+  app.use(session({ secret: 'bench-session-secret-0123456789', resave: false, saveUninitialized: false }))
+}
 app.use(auth.initialize())
+if (withSession) app.use(auth.session())
 // onEvent only counts (a property increment, as cheap as `() => {}`), so the parent can
 // check that the candidate really captured every login it measured.
 // BENCH_SCORING=off measures capture alone (as when a Security Hub scores centrally).
@@ -83,7 +94,7 @@ if (sqreen) app.use(sqreen)
 app.get('/hello', (_req, res) => {
   res.send('hello')
 })
-app.post('/login', auth.authenticate('local', { session: false }), (_req, res) => {
+app.post('/login', auth.authenticate('local', { session: withSession }), (_req, res) => {
   res.send('welcome')
 })
 
