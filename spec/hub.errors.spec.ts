@@ -1,8 +1,9 @@
 /**
  * Requests Express itself refuses inside the hub's router (a malformed `%` escape in a
- * URL parameter makes its router throw before any handler runs, the sign-in redirect
- * included): the hub answers a plain 400 with its own headers, JSON under /v1 and a page
- * elsewhere, and nothing about the error (no stack, no message), signed in or not.
+ * URL parameter makes its router throw before any handler runs, the authentication
+ * included): the hub answers a plain 400 with its own headers (JSON under /v1; the
+ * dashboard's pages have no path parameter) and nothing about the error (no stack, no
+ * message), signed in or not.
  */
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
@@ -29,23 +30,23 @@ const signIn = async (hub: RunningHub): Promise<string> => {
 }
 
 describe('hub: malformed URLs', () => {
-  it('a dashboard URL with a malformed escape gets a plain 400 page with the hub headers, signed in or not', async () => {
+  it("a user page whose key has a malformed escape: the sign-in page first, then a plain 'No such user'", async () => {
+    // The dashboard takes a user's key in the query (no path parameter for Express to decode
+    // and throw on): a malformed escape there is just a key nobody has.
     const hub = await startHub()
     try {
-      const anonymous = await request(hub.app).get('/hub/users/%ZZ')
-      assert.equal(anonymous.status, 400)
-      assert.match(String(anonymous.headers['content-type']), /^text\/html/)
+      const anonymous = await request(hub.app).get('/hub/user?key=%ZZ').expect(303)
+      assert.equal(anonymous.headers.location, '/hub/login')
       hubHeaders(anonymous)
-      saysNothing(anonymous.text)
-      assert.match(anonymous.text, /Bad request/)
-      assert.doesNotMatch(anonymous.text, /signed in/, 'nothing about who asks')
 
       const signedIn = await request(hub.app)
-        .get('/hub/users/%ZZ')
+        .get('/hub/user?key=%ZZ')
         .set('Cookie', await signIn(hub))
-      assert.equal(signedIn.status, 400)
+      assert.equal(signedIn.status, 404)
+      assert.match(String(signedIn.headers['content-type']), /^text\/html/)
       hubHeaders(signedIn)
       saysNothing(signedIn.text)
+      assert.match(signedIn.text, /No such user/)
     } finally {
       await hub.close()
     }

@@ -157,6 +157,25 @@ const api = async (hub: RunningHub, path: string): Promise<any> => {
 const userPath = (userKey: string): string => `/hub/user?key=${encodeURIComponent(userKey)}`
 
 describe('hub dashboard: attacker-chosen strings', () => {
+  it('a user key with a lone surrogate (a login of "\\ud800" in a JSON body) does not take the overview down', async () => {
+    const hub = await startHub()
+    try {
+      const lone = 'login:lone\uD800'
+      const events = Array.from({ length: 12 }, (_, i) =>
+        sampleEvent({ userKey: lone, loginKey: lone, at: new Date(Date.now() - 60_000 + i * 1000).toISOString() }),
+      )
+      const res = await postBatch(hub.ingestUrl, await signBatch(events, { key }))
+      assert.equal(res.status, 200, JSON.stringify(res.body))
+      const cookie = await signIn(hub)
+      const overview = await get(hub, '/hub/', cookie)
+      // Linked as UTF-8 would carry it: the half of a pair becomes U+FFFD.
+      assert.ok(overview.includes('href="/hub/user?key=login%3Alone%EF%BF%BD"'), 'the link to the user')
+      assertInert(overview, 'overview')
+    } finally {
+      await hub.close()
+    }
+  })
+
   it('the overview and user pages show names, identities, strategies and user agents escaped, never as markup', async () => {
     const hub = await startHub()
     try {

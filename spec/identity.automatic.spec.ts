@@ -103,6 +103,15 @@ for (const variant of variants) {
       await h.sqreen.close()
     })
 
+    it('a login holding half of a UTF-16 pair is keyed with U+FFFD in its place, as UTF-8 would carry it', async () => {
+      const h = setup(variant)
+      // JSON may carry a lone surrogate ("\ud800"); a Redis key or a link could not.
+      const wrong = await login(h, 'Eve\uD800', 'wrong')
+      assert.equal(wrong.loginKey, 'login:eve\uFFFD')
+      assert.deepEqual(wrong.identity, { login: 'eve\uFFFD' })
+      await h.sqreen.close()
+    })
+
     it('identifies a failed login by the normalised attempted login', async () => {
       const h = setup(variant)
       const wrong = await login(h, '  Alice@Example.COM ', 'wrong')

@@ -511,15 +511,23 @@ export const resolveHubOptions = (input: unknown): HubConfig => {
 /**
  * Segments of an absolute path: unreserved and sub-delimiter characters, `:`, `@` and
  * percent-escapes only (RFC 3986), so the path can be written into a link, a `Location`
- * and a cookie's `Path` as it is.
+ * and a cookie's `Path` as it is; but not `;`, which ends a cookie attribute (Express's
+ * `cookie` refuses it, and every sign-in failed with a 500), nor `'`.
  */
-const PUBLIC_PATH = /^(?:\/(?:[A-Za-z0-9._~!$&'()*+,;=:@-]|%[0-9A-Fa-f]{2})+)*$/
+const PUBLIC_PATH = /^(?:\/(?:[A-Za-z0-9._~!$&()*+,=:@-]|%[0-9A-Fa-f]{2})+)*$/
 
 const resolvePublicPath = (value: unknown): string | undefined => {
   if (value === undefined) return undefined
   if (typeof value !== 'string') throw typeError('publicPath', "a path such as '/security'", value)
-  // '/security/' and '/security' are one place; '/' is the root.
+  // '/security/' and '/security' are one place; '/' is the root. Not '' (an empty environment
+  // variable): taken as the root, the sign-in form would post the token to the site's /login.
   const path = value.length > 1 && value.endsWith('/') ? value.slice(0, -1) : value === '/' ? '' : value
+  if (value === '') {
+    throw new SqreenAuthError(
+      'ERR_SQREEN_OPTION_TYPE',
+      `"publicPath" is empty: give the path browsers reach the hub at, such as '/security' ('/' for the site's root), or leave it out to use the mount path.`,
+    )
+  }
   const segments = path.split('/').slice(1)
   if (
     path.length > 256 ||

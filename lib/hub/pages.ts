@@ -2,6 +2,7 @@ import type { DiagnosticsSnapshot } from '../diagnostics.js'
 import { eventTime, type Identity } from '../event.js'
 import { detectionLabel } from '../notify/format.js'
 import type { RiskAlert } from '../risk/alert.js'
+import { wellFormed } from '../well-formed.js'
 import type { ScorePoint, UserDetail, UserRow } from './queries.js'
 
 /**
@@ -31,7 +32,11 @@ export interface PageContext {
  * (`%2F`) became two segments and its page could not be reached (or a key ending in `/` was
  * another user's page); a query string is forwarded as it is.
  */
-export const userHref = (base: string, userKey: string): string => `${base}/user?key=${encodeURIComponent(userKey)}`
+// Well-formed first: `encodeURIComponent` throws on a lone surrogate, and one user key with it
+// (a login of `"\ud800"` in a JSON body, from a forwarder before normaliseLogin made it U+FFFD)
+// took the whole overview down with a 500.
+export const userHref = (base: string, userKey: string): string =>
+  `${base}/user?key=${encodeURIComponent(wellFormed(userKey))}`
 
 /**
  * A time shown in UTC. Event times come as the forwarder wrote them, possibly with an

@@ -15,7 +15,7 @@ import { createAuth, type Principal, SESSION_COOKIE } from './auth.js'
 import { BodyPool } from './body-pool.js'
 import { BATCH_CONTENT_TYPE, BATCH_SIGNATURE_HEADER, CLOSING, createIngest, sharedStore } from './ingest.js'
 import { type HubOptions, resolveHubOptions } from './options.js'
-import { errorPage, loginPage, notFoundPage, overviewPage, type PageContext, userHref, userPage } from './pages.js'
+import { errorPage, loginPage, notFoundPage, overviewPage, type PageContext, userPage } from './pages.js'
 import { createQueries, StoreUnavailableError } from './queries.js'
 import { HubViews } from './views.js'
 
@@ -570,11 +570,6 @@ export const sqreenHub = (options: OptionsInput<HubOptions>): SqreenHub => {
       }),
     ),
   )
-  // Where a user's page was before it took its key in the query (links kept from then).
-  router.get('/users/:userKey', (req, res) => {
-    secure(res)
-    res.redirect(301, userHref(baseOf(req), String(req.params.userKey)))
-  })
 
   /**
    * Last: what a route or a middleware passed on as an error (a malformed `%` escape in

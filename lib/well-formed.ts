@@ -1,0 +1,7 @@
+/**
+ * The text with each lone surrogate (half of a UTF-16 pair, which no UTF-8 can carry)
+ * replaced by U+FFFD, as any UTF-8 on the way would (a Redis key, a hash, a URL).
+ * `String.prototype.toWellFormed` does the same from ES2024; this compiles for ES2023.
+ */
+export const wellFormed = (text: string): string =>
+  text.replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD')
