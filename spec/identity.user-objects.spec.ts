@@ -51,6 +51,8 @@ const users: Record<string, unknown> = {
   alice: new OrmUser({ id: 1 }),
   bob: new OrmUser({ id: 2 }),
   nobody: { name: 'No Keys' },
+  // A username saved from a JSON sign-up holding half of a UTF-16 pair, and no id.
+  lone: { username: 'eve\uD800', email: 'eve@example.com' },
 }
 
 const build = (options: Partial<Options> = {}) =>
@@ -80,6 +82,19 @@ describe('identity: user objects as applications have them', () => {
         ['login.succeeded', 'id:7', { id: 7, email: 'strict@example.com' }],
       )
       assert.deepEqual([getter?.userKey, getter?.identity], ['id:8', { id: 8, username: 'getter' }])
+      assert.ok(!logger.lines.some((l) => l.includes('boundary_failed')), logger.lines.join('\n'))
+    } finally {
+      await sqreen.close()
+    }
+  })
+
+  it('automatic: a user without id whose username holds a lone surrogate is keyed, not dropped', async () => {
+    const { app, sqreen, log, logger } = build()
+    try {
+      await login(app, 'lone')
+      const [event] = await log.exactly(1)
+      // The composite key is URI-encoded, and UTF-8 carries the half pair as U+FFFD.
+      assert.equal(event?.userKey, 'email=eve%40example.com&username=eve%EF%BF%BD')
       assert.ok(!logger.lines.some((l) => l.includes('boundary_failed')), logger.lines.join('\n'))
     } finally {
       await sqreen.close()

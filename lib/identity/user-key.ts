@@ -1,4 +1,18 @@
 import type { Identity } from '../event.js'
+import { wellFormed } from '../well-formed.js'
+
+/**
+ * A part of a composite key. `encodeURIComponent` throws on a lone UTF-16 surrogate (a
+ * username saved from a JSON sign-up may hold one), and every event of that user was
+ * dropped at the identity boundary; it is written as UTF-8 would carry it (U+FFFD).
+ */
+const part = (text: string): string => {
+  try {
+    return encodeURIComponent(text)
+  } catch {
+    return encodeURIComponent(wellFormed(text))
+  }
+}
 
 /**
  * The key of a user's ledger: `id:<id>` when the identity has an `id`, so a user
@@ -10,5 +24,5 @@ export const userKeyOf = (identity: Identity): string | null => {
   if (id !== undefined) return `id:${id}`
   const keys = Object.keys(identity).sort()
   if (keys.length === 0) return null
-  return keys.map((k) => `${encodeURIComponent(k)}=${encodeURIComponent(String(identity[k]))}`).join('&')
+  return keys.map((k) => `${part(k)}=${part(String(identity[k]))}`).join('&')
 }
