@@ -92,6 +92,23 @@ const basicSuite = (variant: Variant): void => {
     assert.equal(event?.status, 401)
   })
 
+  it('a scheme passport-http accepts though it is not exactly "Basic" (xBasic) is read as passport-http reads it', async () => {
+    // passport-http takes any scheme containing "Basic"; guesses sent so must count as guesses.
+    const h = basicApp()
+    const header = `xBasic ${Buffer.from('Bob:guess').toString('base64')}`
+    const res = await request(h.app).get('/api/me').set('Authorization', header)
+    assert.equal(res.status, 401)
+    await request(h.app)
+      .get('/api/me')
+      .set('Authorization', `XBASIC ${Buffer.from(`bob:${PASSWORD}`).toString('base64')}`)
+      .expect(200)
+    const [failed, succeeded] = await exactly(h, 2)
+    assert.equal(failed?.reason, 'invalid_credentials')
+    assert.equal(failed?.loginKey, 'login:bob')
+    assert.equal(succeeded?.type, 'login.succeeded')
+    assert.equal(succeeded?.loginKey, 'login:bob')
+  })
+
   it('a request without Authorization (the 401 challenge) is missing_credentials', async () => {
     const h = basicApp()
     const res = await request(h.app).get('/api/me')

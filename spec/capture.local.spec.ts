@@ -177,6 +177,18 @@ const suite = (variant: Variant): void => {
     assert.deepEqual(event.attempts, [{ strategy: 'local', outcome: 'failed', reason: 'invalid_credentials' }])
   })
 
+  it("reads the login passport-local checks: the body's when truthy, else the query's", async () => {
+    const h = localApp()
+    // A JSON `0` is falsy: passport-local checks alice (the query's), so must the event.
+    await login(h.app, '/login?username=alice', { username: 0, password: WRONG_PASSWORD }).expect(401)
+    // Spaces are truthy: passport-local checks "   ", nobody's login, not alice's.
+    await login(h.app, '/login?username=alice', { username: '   ', password: WRONG_PASSWORD }).expect(401)
+    const [falsy, blank] = await exactly(h, 2)
+    assert.equal(falsy?.loginKey, 'login:alice')
+    assert.equal(blank?.loginKey, undefined)
+    assert.notEqual(blank?.userKey, 'login:alice')
+  })
+
   it('an unknown user is a failed login for the login that was typed', async () => {
     const h = localApp()
     const res = await login(h.app, '/login', { username: 'Mallory@Example.COM ', password: PASSWORD })

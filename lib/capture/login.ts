@@ -29,18 +29,46 @@ const authorizationScheme = (req: Request): string | undefined => {
   return (space === -1 ? header : header.slice(0, space)).toLowerCase()
 }
 
+/*
+ * The Authorization header read exactly as passport-http reads it, or a brute force sent in
+ * a form passport-http accepts and capture did not would go uncounted: it takes any scheme
+ * that *contains* "Basic" or "Digest" (`/Basic/i.test(scheme)`: `xBasic` too), and the
+ * credentials from the second space-separated part only. Twelve guesses with `xBasic`
+ * scored nothing, and the takeover that followed raised no alert.
+ */
+
 const basicLogin = (header: string): string | undefined => {
-  const encoded = header.slice(header.indexOf(' ') + 1).trim()
-  const decoded = Buffer.from(encoded, 'base64').toString('utf8')
-  const colon = decoded.indexOf(':')
-  return colon === -1 ? undefined : asLogin(decoded.slice(0, colon))
+  const parts = header.split(' ')
+  if (parts.length < 2 || !/basic/i.test(parts[0] as string)) return undefined
+  const credentials = Buffer.from(parts[1] as string, 'base64')
+    .toString()
+    .split(':')
+  return credentials.length < 2 ? undefined : asLogin(credentials[0])
 }
 
 const digestLogin = (header: string): string | undefined => {
-  const match = /(?:^|[\s,])username\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))/i.exec(
-    header.slice(header.indexOf(' ') + 1),
-  )
-  return match ? asLogin((match[1] ?? match[2])?.replace(/\\(.)/g, '$1')) : undefined
+  const parts = header.split(' ')
+  if (parts.length < 2 || !/digest/i.test(parts[0] as string)) return undefined
+  // passport-http's own parse: params split on commas outside quotes, each `name="value"`,
+  // the last of a name winning.
+  let username: string | undefined
+  for (const token of parts
+    .slice(1)
+    .join(' ')
+    .split(/,(?=(?:[^"]|"[^"]*")*$)/)) {
+    const param = /(\w+)=["]?([^"]+)["]?$/.exec(token)
+    if (param?.[1] === 'username') username = param[2]
+  }
+  return asLogin(username)
+}
+
+/** Whether the request offers credentials of a challenge's scheme, as the strategy would judge it. */
+const offersScheme = (req: Request, scheme: string): boolean => {
+  const offered = authorizationScheme(req)
+  if (offered === undefined) return false
+  // passport-http's rule for its two schemes (see above); an exact match for the others
+  // (passport-http-bearer's is `/^Bearer$/i`).
+  return scheme === 'basic' || scheme === 'digest' ? offered.includes(scheme) : offered === scheme
 }
 
 /**
@@ -71,16 +99,16 @@ export const readLogin = (
   }
   const usernameField = (strategy as { _usernameField?: unknown })._usernameField
   if (typeof usernameField === 'string') {
-    return asLogin(lookup(req.body, usernameField)) ?? asLogin(lookup(req.query, usernameField))
+    // passport-local's own choice: the body's value when truthy, else the query's. A body's
+    // `0` (or `""`) with `?username=alice` is alice's attempt, and `"   "` is not.
+    return asLogin(lookup(req.body, usernameField) || lookup(req.query, usernameField))
   }
   // The strategy's own name, not the name it was registered under: passport-http sets it.
   const kind = (strategy as { name?: unknown }).name
   if (kind !== 'basic' && kind !== 'digest') return undefined
-  const scheme = authorizationScheme(req)
-  const header = req.headers?.authorization as string
-  if (kind === 'basic' && scheme === 'basic') return basicLogin(header)
-  if (kind === 'digest' && scheme === 'digest') return digestLogin(header)
-  return undefined
+  const header = req.headers?.authorization
+  if (typeof header !== 'string') return undefined
+  return kind === 'basic' ? basicLogin(header) : digestLogin(header)
 }
 
 /**
@@ -134,7 +162,7 @@ export const classifyFailure = (req: Request, challenge: unknown, status: unknow
   if (status === 400) return 'missing_credentials'
   if (typeof challenge === 'string' && challenge !== '' && !/\berror\s*=/i.test(challenge)) {
     const scheme = challengeScheme(challenge)
-    if (scheme !== undefined && authorizationScheme(req) !== scheme) return 'missing_credentials'
+    if (scheme !== undefined && !offersScheme(req, scheme)) return 'missing_credentials'
   }
   return 'invalid_credentials'
 }
