@@ -112,6 +112,20 @@ for (const variant of variants) {
       await h.sqreen.close()
     })
 
+    it('a login that NFKC makes longer (U+FDFA is 18 characters) is cut back to 256, as the hub accepts it', async () => {
+      const h = setup(variant)
+      const wrong = await login(h, '\uFDFA'.repeat(250), 'wrong')
+      const key = wrong.loginKey as string
+      assert.equal(key.length, 'login:'.length + 256)
+      assert.equal(wrong.identity.login, key.slice('login:'.length))
+      // Never half a pair at the cut: an emoji is two code units.
+      const emoji = await login(h, `${'a'.repeat(19)}\uFDFA${'\u{1F600}'.repeat(200)}`, 'wrong')
+      const cutKey = (emoji.loginKey as string).slice('login:'.length)
+      assert.ok(cutKey.length <= 256)
+      assert.doesNotMatch(cutKey, /[\uD800-\uDBFF]$/, 'no half pair at the cut')
+      await h.sqreen.close()
+    })
+
     it('identifies a failed login by the normalised attempted login', async () => {
       const h = setup(variant)
       const wrong = await login(h, '  Alice@Example.COM ', 'wrong')
