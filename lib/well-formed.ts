@@ -4,4 +4,8 @@
  * `String.prototype.toWellFormed` does the same from ES2024; this compiles for ES2023.
  */
 export const wellFormed = (text: string): string =>
-  text.replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD')
+  // The plain scan first: nearly every string has no surrogate at all.
+  SURROGATE.test(text) ? text.replace(LONE_SURROGATE, '\uFFFD') : text
+
+const SURROGATE = /[\uD800-\uDFFF]/
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g

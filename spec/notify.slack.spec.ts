@@ -199,8 +199,9 @@ describe('Slack alerts', () => {
     // Closes the code span and writes its own bold line with a link; newlines add fake lines.
     const login = 'x` *URGENT: reset your SSO at https://evil.example/reset* `\nStanding score: 0'
     await attack(h.app, login)
-    // A user key past any field's room: a composite key (no id) of two 250-character values,
-    // URI-encoded (an é is 6 characters) and joined by '&', which mrkdwn escapes to 5.
+    // A composite key (no id) of two 250-character values, URI-encoded (an é is 6 characters,
+    // an & 3): 2,300 characters, past any field's room. It is keyed by its hash (past 512
+    // characters, lib/identity/user-key.ts), so every field stays within Slack's limits.
     h.app.post('/attack-composite', (req, res) => {
       h.sqreen.trackEvent(req, 'sql_injection', {
         severity: 'critical',
@@ -227,7 +228,7 @@ describe('Slack alerts', () => {
     }
     // Block Kit: a section field holds at most 2,000 characters (Slack answers 400 past it).
     for (const field of long?.blocks[1]?.fields ?? []) assert.ok(field.text.length <= 2_000, `${field.text.length}`)
-    assert.ok(userField(long).endsWith('…`'))
+    assert.match(userField(long), /^\*User\*\n`hash:[A-Za-z0-9_-]{43}`$/)
     assert.equal(h.sqreen.stats().counters['deliveries.slack'], 2)
   })
 })

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net'
 import type { Request } from 'express'
 
 const MAX_USER_AGENT = 512
@@ -8,10 +9,28 @@ const MAX_USER_AGENT = 512
  * trusting them is the application's decision, not ours.
  */
 export const clientIp = (req: Request): string | null => {
-  const ip = trustsNoProxy(req) ? req.socket?.remoteAddress : (req as { ip?: unknown }).ip
-  if (typeof ip === 'string' && ip !== '') return ip
-  const fallback = (req as { ip?: unknown }).ip
-  return typeof fallback === 'string' && fallback !== '' ? fallback : null
+  // The socket's address is always one; what `req.ip` reads from a trusted X-Forwarded-For is
+  // whatever the client put there (see `address`).
+  if (trustsNoProxy(req)) {
+    const ip = req.socket?.remoteAddress
+    if (typeof ip === 'string' && ip !== '') return ip
+  }
+  return address((req as { ip?: unknown }).ip)
+}
+
+/**
+ * An IP address, or `null`. With `trust proxy` set, `req.ip` is the X-Forwarded-For entry
+ * the proxies did not add, and the client can write anything there: "garbage" was recorded,
+ * and the hub refused every such event (its schema wants an address), so an attacker who
+ * sent it kept all their failures away from it. An address with a port (`203.0.113.7:51234`,
+ * `[2001:db8::1]:443`, as some load balancers write it) is the address.
+ */
+const address = (ip: unknown): string | null => {
+  if (typeof ip !== 'string' || ip === '') return null
+  if (isIP(ip) !== 0) return ip
+  const port = /^(?:\[([0-9A-Fa-f:.]+)\]|(\d{1,3}(?:\.\d{1,3}){3})):\d{1,5}$/.exec(ip)
+  const bare = port?.[1] ?? port?.[2]
+  return bare !== undefined && isIP(bare) !== 0 ? bare : null
 }
 
 /**

@@ -1,10 +1,17 @@
 import type { Diagnostics } from '../diagnostics.js'
 import type { Identity, UserContextMode } from '../event.js'
+import { wellFormed } from '../well-formed.js'
 import { isAnonEmail, looksLikeEmail } from './anon-email.js'
 
 const MAX_KEYS = 16
 const MAX_VALUE = 256
 const KEY = /^[A-Za-z_$][A-Za-z0-9_$.-]{0,63}$/
+/**
+ * Keys that change an object's prototype or shadow its constructor when copied carelessly:
+ * the hub refuses an event holding one (`trackEvent(req, name, { properties: req.query })`
+ * with `?constructor=1` lost the event there), so they never leave.
+ */
+const POISON = new Set(['__proto__', 'constructor', 'prototype'])
 
 /**
  * Words that mark a value as transient: the seed document warns that a
@@ -137,7 +144,9 @@ export const createIdentityGuard = (mode: UserContextMode, diag: Diagnostics): I
     if (typeof value === 'number') return Number.isFinite(value) ? value : undefined
     if (typeof value === 'bigint') return value.toString()
     if (typeof value !== 'string') return undefined
-    const trimmed = value.trim()
+    // Well-formed: a lone surrogate is U+FFFD, as a Redis key or a link carries it. Before, the
+    // memory store counted `x\ud800`, `x\udc00` and `x\ufffd` as three users, Redis as one.
+    const trimmed = wellFormed(value.trim())
     return trimmed === '' || trimmed.length > MAX_VALUE ? undefined : trimmed
   }
 
@@ -171,7 +180,7 @@ export const createIdentityGuard = (mode: UserContextMode, diag: Diagnostics): I
           unreadable = true
         }
         if (!unreadable && (raw === undefined || raw === null)) continue
-        if (!KEY.test(key)) {
+        if (!KEY.test(key) || POISON.has(key)) {
           refuse(
             source,
             'key',
@@ -234,7 +243,7 @@ export const createIdentityGuard = (mode: UserContextMode, diag: Diagnostics): I
       if (candidate === undefined) return undefined
       const out: Record<string, string | number | boolean> = {}
       for (const [key, raw] of Object.entries(candidate).slice(0, 32)) {
-        if (!KEY.test(key)) continue
+        if (!KEY.test(key) || POISON.has(key)) continue
         if (isSecretKey(key)) {
           refuse(
             'trackEvent.properties',

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import type { Identity } from '../event.js'
 import { wellFormed } from '../well-formed.js'
 
@@ -14,6 +15,8 @@ const part = (text: string): string => {
   }
 }
 
+const MAX_KEY = 512
+
 /**
  * The key of a user's ledger: `id:<id>` when the identity has an `id`, so a user
  * who changes e-mail keeps their history (and cannot reset their threat level),
@@ -24,5 +27,10 @@ export const userKeyOf = (identity: Identity): string | null => {
   if (id !== undefined) return `id:${id}`
   const keys = Object.keys(identity).sort()
   if (keys.length === 0) return null
-  return keys.map((k) => `${part(k)}=${part(String(identity[k]))}`).join('&')
+  const key = keys.map((k) => `${part(k)}=${part(String(identity[k]))}`).join('&')
+  // Its SHA-256 past 512 characters, the hub's limit for a key (16 values of 256 characters,
+  // each percent-encoded to up to 9 times its length, reach 37 kB): before, every event of
+  // such a user was refused by the hub, and lost. `hash:` cannot be a composite key's start
+  // (those have no raw `:`), nor an `id:` or `login:` key's.
+  return key.length <= MAX_KEY ? key : `hash:${createHash('sha256').update(key).digest('base64url')}`
 }
