@@ -157,6 +157,31 @@ const api = async (hub: RunningHub, path: string): Promise<any> => {
 const userPath = (userKey: string): string => `/hub/user?key=${encodeURIComponent(userKey)}`
 
 describe('hub dashboard: attacker-chosen strings', () => {
+  it('user keys with bidi overrides or zero-width characters show them as U+FFFD, never as a look-alike', async () => {
+    const hub = await startHub()
+    try {
+      const keys = ['login:\u202emoc.elpmaxe@ecila', 'login:ali\u200bce@example.com']
+      const events = keys.flatMap((userKey) =>
+        Array.from({ length: 12 }, (_, i) =>
+          sampleEvent({ userKey, loginKey: userKey, at: new Date(Date.now() - 60_000 + i * 1000).toISOString() }),
+        ),
+      )
+      const res = await postBatch(hub.ingestUrl, await signBatch(events, { key }))
+      assert.equal(res.status, 200, JSON.stringify(res.body))
+      const cookie = await signIn(hub)
+      const overview = await get(hub, '/hub/', cookie)
+      assert.ok(!/[\u202e\u200b]/.test(overview), 'no override or zero-width character reaches the page')
+      assert.ok(overview.includes('>login:\ufffdmoc.elpmaxe@ecila<'))
+      assert.ok(overview.includes('>login:ali\ufffdce@example.com<'))
+      // The link still opens that user: the key itself, percent-encoded.
+      assert.ok(overview.includes('href="/hub/user?key=login%3A%E2%80%AEmoc.elpmaxe%40ecila"'))
+      const page = await get(hub, '/hub/user?key=login%3Aali%E2%80%8Bce%40example.com', cookie)
+      assert.ok(page.includes('login:ali\ufffdce@example.com'))
+    } finally {
+      await hub.close()
+    }
+  })
+
   it('a user key with a lone surrogate (a login of "\\ud800" in a JSON body) does not take the overview down', async () => {
     const hub = await startHub()
     try {

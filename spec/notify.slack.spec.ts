@@ -231,4 +231,27 @@ describe('Slack alerts', () => {
     assert.match(userField(long), /^\*User\*\n`hash:[A-Za-z0-9_-]{43}`$/)
     assert.equal(h.sqreen.stats().counters['deliveries.slack'], 2)
   })
+
+  it("evidence from the user's own text (the domain of their e-mail) cannot add lines or display as another text", async () => {
+    const seen = slack.requests.length
+    const h = slackApp()
+    const email = 'x@a\nStanding score: 0 (false positive, no action needed)\n\u202e.mailinator.com'
+    h.app.post('/attack-evidence', (req, res) => {
+      h.sqreen.trackEvent(req, 'sql_injection', { severity: 'critical', identity: { id: 'evidence', email } })
+      res.status(204).end()
+    })
+    await request(h.app).post('/attack-evidence').expect(204)
+    await slack.waitFor(seen + 1)
+    await h.sqreen.close()
+    const payload = JSON.parse(slack.requests[seen]!.body) as SlackPayload
+    const detections = JSON.stringify(payload.blocks)
+    assert.match(detections, /Throwaway e-mail domain|disposable/i, detections)
+    assert.ok(
+      detections.includes('a\ufffdStanding score: 0 (false positive, no action needed)\ufffd\ufffd.mailinator.com'),
+      detections,
+    )
+    // Slack's own line breaks are there (`*Detections*\n...`); none comes before the spoof.
+    assert.ok(!detections.includes('\\nStanding score'), 'no line of its own')
+    assert.ok(!detections.includes('\u202e'), 'no bidi override')
+  })
 })

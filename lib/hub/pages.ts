@@ -1,6 +1,6 @@
 import type { DiagnosticsSnapshot } from '../diagnostics.js'
 import { eventTime, type Identity } from '../event.js'
-import { detectionLabel } from '../notify/format.js'
+import { detectionLabel, visible } from '../notify/format.js'
 import type { RiskAlert } from '../risk/alert.js'
 import { wellFormed } from '../well-formed.js'
 import type { ScorePoint, UserDetail, UserRow } from './queries.js'
@@ -15,7 +15,9 @@ import type { ScorePoint, UserDetail, UserRow } from './queries.js'
  */
 
 export const esc = (value: unknown): string =>
-  String(value).replace(
+  // Controls and format characters first: a login of `\u202emoc.elpmaxe@ecila` displayed as
+  // alice@example.com, and `ali\u200bce@example.com` as well (see `visible`); then markup.
+  visible(String(value)).replace(
     /[&<>"'`]/g,
     (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;', '`': '&#96;' })[c] as string,
   )

@@ -34,14 +34,19 @@ export const USER_SHOWN = 300
  * with an ellipsis, never inside a surrogate pair.
  */
 export const shownText = (text: string, max: number): string => {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: the control characters are what is replaced
-  const clean = text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029\p{Cf}]/gu, '\ufffd')
+  const clean = visible(text)
   if (clean.length <= max) return clean
   let end = max - 1
   const last = clean.charCodeAt(end - 1)
   if (last >= 0xd800 && last <= 0xdbff) end--
   return `${clean.slice(0, end)}…`
 }
+
+/** `text` with its control, line-separator and format (Cf) characters each replaced by U+FFFD (see `shownText`). */
+export const visible = (text: string): string => text.replace(INVISIBLE, '\ufffd')
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: the control characters are what is replaced
+const INVISIBLE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\p{Cf}]/gu
 
 /** The user as shown to people: the ledger key, which is the id or pseudonym in advanced mode. */
 export const alertUser = (alert: RiskAlert): string => shownText(alert.userKey, USER_SHOWN)
@@ -58,6 +63,9 @@ export const subjectUser = (alert: RiskAlert): string => shownText(alert.userKey
 
 export const alertTitle = (alert: RiskAlert): string =>
   `${alert.takeover ? 'Possible account takeover: user' : alert.escalation ? 'Escalation: user' : 'User'} risk rose by ${alert.rise} points in ${hours(alert.windowMs)}`
+
+/** The most of one evidence value shown (a domain, an address, a count). */
+const EVIDENCE_SHOWN = 120
 
 /** Detections folded by kind: "Wrong password ×5 (+5)". */
 export const detectionLines = (alert: RiskAlert): string[] => {
@@ -76,7 +84,9 @@ export const detectionLines = (alert: RiskAlert): string[] => {
     const facts = evidence
       ? Object.entries(evidence)
           .filter(([k]) => k !== 'event')
-          .map(([k, v]) => `${k} ${v}`)
+          // Evidence can be the user's own text (the domain of the e-mail they gave):
+          // `x@a\nStanding score: 0 (false positive)\n.mailinator.com` added lines of its own.
+          .map(([k, v]) => `${shownText(k, EVIDENCE_SHOWN)} ${shownText(String(v), EVIDENCE_SHOWN)}`)
           .join(', ')
       : ''
     return `${detectionLabel(kind)}${count > 1 ? ` ×${count}` : ''} (+${Math.round(points * 100) / 100})${facts ? ` — ${facts}` : ''}`
