@@ -183,10 +183,15 @@ const suite = (variant: Variant): void => {
     await login(h.app, '/login?username=alice', { username: 0, password: WRONG_PASSWORD }).expect(401)
     // Spaces are truthy: passport-local checks "   ", nobody's login, not alice's.
     await login(h.app, '/login?username=alice', { username: '   ', password: WRONG_PASSWORD }).expect(401)
-    const [falsy, blank] = await exactly(h, 2)
+    // An array or an object is no answer to passport-local's lookup: it checks the query's.
+    await login(h.app, '/login?username=alice', { username: ['x'], password: WRONG_PASSWORD }).expect(401)
+    await login(h.app, '/login?username=alice', { username: {}, password: WRONG_PASSWORD }).expect(401)
+    const [falsy, blank, array, object] = await exactly(h, 4)
     assert.equal(falsy?.loginKey, 'login:alice')
     assert.equal(blank?.loginKey, undefined)
     assert.notEqual(blank?.userKey, 'login:alice')
+    assert.equal(array?.loginKey, 'login:alice')
+    assert.equal(object?.loginKey, 'login:alice')
   })
 
   it('an unknown user is a failed login for the login that was typed', async () => {

@@ -23,12 +23,16 @@ export const clientIp = (req: Request): string | null => {
  * the proxies did not add, and the client can write anything there: "garbage" was recorded,
  * and the hub refused every such event (its schema wants an address), so an attacker who
  * sent it kept all their failures away from it. An address with a port (`203.0.113.7:51234`,
- * `[2001:db8::1]:443`, as some load balancers write it) is the address.
+ * `[2001:db8::1]:443`, as some load balancers write it), or in brackets, is the address.
  */
 const address = (ip: unknown): string | null => {
   if (typeof ip !== 'string' || ip === '') return null
-  if (isIP(ip) !== 0) return ip
-  const port = /^(?:\[([0-9A-Fa-f:.]+)\]|(\d{1,3}(?:\.\d{1,3}){3})):\d{1,5}$/.exec(ip)
+  // An IPv6 zone (`fe80::1%eth0`) names an interface of the machine that wrote it, nothing of
+  // the client's, and can be any length (the hub refused a 40-character one, and the event).
+  const zone = ip.indexOf('%')
+  const plain = zone === -1 ? ip : ip.slice(0, zone)
+  if (isIP(plain) !== 0) return plain
+  const port = /^(?:\[([0-9A-Fa-f:.]+)(?:%[^\]]*)?\](?::\d{1,5})?|(\d{1,3}(?:\.\d{1,3}){3}):\d{1,5})$/.exec(ip)
   const bare = port?.[1] ?? port?.[2]
   return bare !== undefined && isIP(bare) !== 0 ? bare : null
 }

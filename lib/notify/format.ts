@@ -42,11 +42,16 @@ export const shownText = (text: string, max: number): string => {
   return `${clean.slice(0, end)}…`
 }
 
-/** `text` with its control, line-separator and format (Cf) characters each replaced by U+FFFD (see `shownText`). */
+/**
+ * `text` with its control, line-separator and format (Cf) characters, and every other
+ * character Unicode says to display as nothing (Default_Ignorable_Code_Point: the combining
+ * grapheme joiner U+034F, variation selectors, Hangul fillers), each replaced by U+FFFD (see
+ * `shownText`): `ali\u034fce@example.com` rendered exactly as alice's address, same width.
+ */
 export const visible = (text: string): string => text.replace(INVISIBLE, '\ufffd')
 
 // biome-ignore lint/suspicious/noControlCharactersInRegex: the control characters are what is replaced
-const INVISIBLE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\p{Cf}]/gu
+const INVISIBLE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\p{Cf}\p{Default_Ignorable_Code_Point}]/gu
 
 /** The user as shown to people: the ledger key, which is the id or pseudonym in advanced mode. */
 export const alertUser = (alert: RiskAlert): string => shownText(alert.userKey, USER_SHOWN)
