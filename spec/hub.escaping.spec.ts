@@ -156,6 +156,22 @@ const api = async (hub: RunningHub, path: string): Promise<any> => {
 
 const userPath = (userKey: string): string => `/hub/user?key=${encodeURIComponent(userKey)}`
 
+/** A brute force (12 failures in a minute) against each of `userKeys`, then the overview as a signed-in person sees it. */
+const overviewAfter = async (
+  hub: RunningHub,
+  userKeys: readonly string[],
+): Promise<{ overview: string; cookie: string }> => {
+  const events = userKeys.flatMap((userKey) =>
+    Array.from({ length: 12 }, (_, i) =>
+      sampleEvent({ userKey, loginKey: userKey, at: new Date(Date.now() - 60_000 + i * 1000).toISOString() }),
+    ),
+  )
+  const res = await postBatch(hub.ingestUrl, await signBatch(events, { key }))
+  assert.equal(res.status, 200, JSON.stringify(res.body))
+  const cookie = await signIn(hub)
+  return { overview: await get(hub, '/hub/', cookie), cookie }
+}
+
 describe('hub dashboard: attacker-chosen strings', () => {
   it('user keys with bidi overrides or zero-width characters show them as U+FFFD, never as a look-alike', async () => {
     const hub = await startHub()
@@ -169,15 +185,7 @@ describe('hub dashboard: attacker-chosen strings', () => {
         'login:alic\ufe0fe@example.com',
         'login:al\u{E0100}ice@example.com',
       ]
-      const events = keys.flatMap((userKey) =>
-        Array.from({ length: 12 }, (_, i) =>
-          sampleEvent({ userKey, loginKey: userKey, at: new Date(Date.now() - 60_000 + i * 1000).toISOString() }),
-        ),
-      )
-      const res = await postBatch(hub.ingestUrl, await signBatch(events, { key }))
-      assert.equal(res.status, 200, JSON.stringify(res.body))
-      const cookie = await signIn(hub)
-      const overview = await get(hub, '/hub/', cookie)
+      const { overview, cookie } = await overviewAfter(hub, keys)
       for (const invisible of ['\u202e', '\u200b', '\u034f', '\ufe0f', '\u{E0100}']) {
         assert.ok(!overview.includes(invisible), `U+${invisible.codePointAt(0)?.toString(16)} reaches the page`)
       }
@@ -197,14 +205,7 @@ describe('hub dashboard: attacker-chosen strings', () => {
   it('a user key with a lone surrogate (a login of "\\ud800" in a JSON body) does not take the overview down', async () => {
     const hub = await startHub()
     try {
-      const lone = 'login:lone\uD800'
-      const events = Array.from({ length: 12 }, (_, i) =>
-        sampleEvent({ userKey: lone, loginKey: lone, at: new Date(Date.now() - 60_000 + i * 1000).toISOString() }),
-      )
-      const res = await postBatch(hub.ingestUrl, await signBatch(events, { key }))
-      assert.equal(res.status, 200, JSON.stringify(res.body))
-      const cookie = await signIn(hub)
-      const overview = await get(hub, '/hub/', cookie)
+      const { overview } = await overviewAfter(hub, ['login:lone\uD800'])
       // Linked as UTF-8 would carry it: the half of a pair becomes U+FFFD.
       assert.ok(overview.includes('href="/hub/user?key=login%3Alone%EF%BF%BD"'), 'the link to the user')
       assertInert(overview, 'overview')
