@@ -484,8 +484,12 @@ for (const variant of variants) {
         { clock: () => now },
       )
       try {
+        // Each event before the next request: a slow page's event is emitted once its response
+        // has ended, which capture notices up to a few tens of ms later, after the next login's.
         await request(app).post('/login').type('form').send({ username: 'alice', password: PASSWORD }).expect(200)
+        await log.waitFor(1)
         await request(app).post('/login').type('form').send({ username: 'alice', password: WRONG_PASSWORD }).expect(401)
+        await log.waitFor(2)
         await request(app).post('/manual').expect(200)
         const events = await log.exactly(3)
         assert.deepEqual(
