@@ -19,6 +19,13 @@ export class BlockList {
   readonly #clock: () => number
   /** userKey -> epoch ms at which the user's decaying score is back to `above`. */
   readonly #until = new Map<string, number>()
+  /** userKey -> the points that blocked the user (before the cap, less what was forgiven), and when. */
+  readonly #points = new Map<string, { readonly points: number; readonly at: number }>()
+  /**
+   * userKey -> the points an operator forgave (`unblock`), and when: they decay as the score
+   * does, and only points beyond them count towards a block again.
+   */
+  readonly #forgiven = new Map<string, { readonly points: number; readonly at: number }>()
   #sweepAt = 1_024
 
   constructor(above: number, halfLifeMs: number, clock: () => number) {
@@ -30,17 +37,40 @@ export class BlockList {
   /**
    * `score` is the standing score (capped at maxScore); `uncapped` the decayed points before
    * the cap, which decide when the block ends; `pointsAt`, when given, the points at a later
-   * time (entries past the ledger's retention left out), which can end it sooner.
+   * time (entries past the ledger's retention left out), which can end it sooner;
+   * `mergedFrom`, the attempted login whose failures a success just merged into this user's
+   * ledger: what was forgiven of them (see `unblock`) follows them.
    */
-  update(userKey: string, score: number, uncapped = score, pointsAt?: (at: number) => number): void {
+  update(
+    userKey: string,
+    score: number,
+    uncapped = score,
+    pointsAt?: (at: number) => number,
+    mergedFrom?: string,
+  ): void {
+    if (mergedFrom !== undefined) this.#moveForgiven(mergedFrom, userKey, Math.max(score, uncapped))
     if (!(score > this.#above)) {
       this.#until.delete(userKey)
+      this.#points.delete(userKey)
       return
     }
     const now = this.#clock()
     // `above` may be 0: scores are rounded to hundredths, so "nothing" is below 0.005.
     const level = Math.max(this.#above, 0.005)
-    let until = now + this.#halfLifeMs * Math.log2(Math.max(score, uncapped) / level)
+    let points = Math.max(score, uncapped)
+    const forgiven = this.#forgivenAt(userKey, now)
+    if (forgiven > 0) {
+      // What an operator forgave decays with the rest: only the points added since count.
+      points -= forgiven
+      if (!(points > this.#above)) {
+        this.#until.delete(userKey)
+        this.#points.delete(userKey)
+        return
+      }
+      // (Those points decay alone: no ledger retention to shorten the block with.)
+      pointsAt = undefined
+    }
+    let until = now + this.#halfLifeMs * Math.log2(points / level)
     // Decay alone is an upper bound: the ledger keeps entries for a while only, and the
     // score drops when the oldest leave it (a long attack's first entries go before its
     // last have decayed). The points only fall from now on: the earliest time they are
@@ -56,12 +86,64 @@ export class BlockList {
       until = hi
     }
     this.#until.set(userKey, until)
+    this.#points.set(userKey, { points, at: now })
     // Users whose block ran out are forgotten as the list grows, so it stays the size of
     // the users actually blocked rather than of every user ever blocked.
-    if (this.#until.size >= this.#sweepAt) {
-      for (const [key, end] of this.#until) if (end <= now) this.#until.delete(key)
-      this.#sweepAt = Math.max(1_024, this.#until.size * 2)
+    if (this.#until.size + this.#forgiven.size >= this.#sweepAt) {
+      for (const [key, end] of this.#until) {
+        if (end > now) continue
+        this.#until.delete(key)
+        this.#points.delete(key)
+      }
+      for (const key of [...this.#forgiven.keys()]) this.#forgivenAt(key, now)
+      this.#sweepAt = Math.max(1_024, (this.#until.size + this.#forgiven.size) * 2)
     }
+  }
+
+  /**
+   * Lifts a user's block now (an operator who knows the user was locked out by someone
+   * else's guesses). The points that made it are forgiven, as they decay; points the user
+   * gains from now on block them again once they alone are above the level. `false` when the
+   * user was not blocked.
+   */
+  unblock(userKey: string): boolean {
+    const now = this.#clock()
+    const until = this.#until.get(userKey)
+    if (until === undefined || until <= now) return false
+    this.#until.delete(userKey)
+    // Forgiven: the points that blocked the user, decayed to now, and what was forgiven before.
+    const blocked = this.#points.get(userKey)
+    this.#points.delete(userKey)
+    const points =
+      (blocked === undefined ? 0 : blocked.points * 2 ** (-(now - blocked.at) / this.#halfLifeMs)) +
+      this.#forgivenAt(userKey, now)
+    this.#forgiven.set(userKey, { points, at: now })
+    return true
+  }
+
+  /**
+   * A login unblocked, then logged in with: its failures now count in the account's ledger,
+   * and so does their forgiveness, with what that success itself scored (the takeover check,
+   * the account's own copy of the brute force): all of it is the incident the operator
+   * vouched for. Without it the account was blocked at its first success after the unblock,
+   * by the very points that had been forgiven. (Alerts are not affected: a takeover still
+   * alerts.) `points`: the account's points now.
+   */
+  #moveForgiven(from: string, to: string, points: number): void {
+    const now = this.#clock()
+    if (this.#forgivenAt(from, now) === 0) return
+    this.#forgiven.delete(from)
+    this.#forgiven.set(to, { points: Math.max(points, this.#forgivenAt(to, now)), at: now })
+  }
+
+  /** What is still forgiven of a user's points at `now` (0 once decayed to nothing, and forgotten). */
+  #forgivenAt(userKey: string, now: number): number {
+    const forgiven = this.#forgiven.get(userKey)
+    if (forgiven === undefined) return 0
+    const left = forgiven.points * 2 ** (-(now - forgiven.at) / this.#halfLifeMs)
+    if (left >= 0.005) return left
+    this.#forgiven.delete(userKey)
+    return 0
   }
 
   has(userKey: string): boolean {
@@ -69,6 +151,7 @@ export class BlockList {
     if (until === undefined) return false
     if (until > this.#clock()) return true
     this.#until.delete(userKey)
+    this.#points.delete(userKey)
     return false
   }
 

@@ -29,6 +29,14 @@ export interface SqreenAuth extends Sdk {
   risk(userKey: string): Promise<RiskSnapshot>
   /** Whether the request's user is above the `block` level (always `false` without `block`). */
   isBlocked(req: Request): boolean
+  /**
+   * Lifts a user's block in this process (`userKey` as alerts and `risk()` name it: `id:42`,
+   * or `login:<key>` for failures not yet linked to their account). The points behind it are
+   * forgiven as they decay; new points block again once they alone pass the level. `false`
+   * when the user was not blocked (or without `block`). The block list is per process: call
+   * it in each.
+   */
+  unblock(userKey: string): boolean
   /** Counters and problem counts (fail-open bookkeeping). */
   stats(): DiagnosticsSnapshot
   /** Waits for events and alert deliveries in flight (bounded), then releases timers, hooks and the store it created. Idempotent. */
@@ -52,8 +60,13 @@ export const sqreenAuth = (options: OptionsInput<Options> = {}): SqreenAuth => {
       onAlert: (alert) => dispatcher.dispatch(alert),
       ...(blocklist
         ? {
-            onScore: (userKey: string, score: number, uncapped: number, pointsAt: (at: number) => number) =>
-              blocklist.update(userKey, score, uncapped, pointsAt),
+            onScore: (
+              userKey: string,
+              score: number,
+              uncapped: number,
+              pointsAt: (at: number) => number,
+              mergedFrom?: string,
+            ) => blocklist.update(userKey, score, uncapped, pointsAt, mergedFrom),
           }
         : {}),
       // No client address reaches the store in advanced mode, as no e-mail or login does.
@@ -174,6 +187,12 @@ export const sqreenAuth = (options: OptionsInput<Options> = {}): SqreenAuth => {
     watch: observer.watch,
     risk: (userKey: string) => engine.risk(userKey),
     isBlocked,
+    unblock: (userKey: string): boolean => {
+      if (blocklist === undefined || typeof userKey !== 'string') return false
+      const lifted = blocklist.unblock(userKey)
+      if (lifted) diag.count('unblocked')
+      return lifted
+    },
     stats: () => diag.snapshot(),
     close: () => {
       closing ??= (async () => {

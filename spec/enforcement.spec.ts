@@ -150,6 +150,31 @@ for (const variant of variants) {
       }
     })
 
+    it('unblock() lifts a block at once; only points gained afterwards can block the user again', async () => {
+      const a = build(variant, { block: { above: 30 }, trigger: false })
+      try {
+        await raise(a, jane, ['critical', 'critical'])
+        await waitUntil(() => a.sqreen.isBlocked(asRequest(jane)), 'jane to be blocked')
+        assert.equal((await logIn(a, jane)).status, 403)
+        assert.equal(a.sqreen.unblock('id:1'), true)
+        assert.equal(a.sqreen.isBlocked(asRequest(jane)), false)
+        assert.equal((await logIn(a, jane)).status, 200, 'let in at once, 40 points or not')
+        // 10 more points: 50 in all, 10 of them new, under the level.
+        await raise(a, jane, ['high'])
+        await eventually(async () => (await a.sqreen.risk('id:1')).score === 50, 'jane at 50')
+        assert.equal(a.sqreen.isBlocked(asRequest(jane)), false)
+        assert.equal((await logIn(a, jane)).status, 200)
+        // 40 more: 50 points gained since the unblock, above the level.
+        await raise(a, jane, ['critical', 'critical'])
+        await waitUntil(() => a.sqreen.isBlocked(asRequest(jane)), 'jane to be blocked again')
+        assert.equal((await logIn(a, jane)).status, 403)
+        assert.equal(a.sqreen.unblock('id:2'), false, 'bob was never blocked')
+        assert.equal(a.sqreen.stats().counters.unblocked, 1)
+      } finally {
+        await a.sqreen.close()
+      }
+    })
+
     it('"above" is strict: a user exactly at the level still logs in', async () => {
       const a = build(variant, { block: { above: 30 }, trigger: false })
       try {
@@ -274,6 +299,27 @@ for (const variant of variants) {
         assert.deepEqual([last?.type, last?.reason, last?.userKey], ['login.failed', 'blocked', 'id:1'])
         // Bob, whose login was never attacked, logs in.
         assert.equal((await logIn(a, bob)).status, 200)
+      } finally {
+        await a.sqreen.close()
+      }
+    })
+
+    it("unblocking a guessed login lets its owner in, and the merged failures stay forgiven on the owner's account", async () => {
+      const a = build(variant, { block: { above: 15 } })
+      try {
+        // A brute force on jane's login before any success of hers: scored under the login's key
+        // (401 until the login is blocked, then 403 to every guess).
+        for (let i = 0; i < 12; i++) await logIn(a, { ...jane, password: `guess-${i}` })
+        await eventually(async () => (await a.sqreen.risk('login:jdoe-private')).score > 15, 'the login to pass 15')
+        assert.equal((await logIn(a, jane)).status, 403)
+        // The operator, told by the alert, lifts the block of the key it names.
+        assert.equal(a.sqreen.unblock('login:jdoe-private'), true)
+        assert.equal((await logIn(a, jane)).status, 200, 'jane logs in')
+        // Her success merged the login's failures into her account (and scored the takeover
+        // check): the forgiven points came along, so she is not blocked by them.
+        await eventually(async () => (await a.sqreen.risk('id:1')).score > 15, 'the failures merged into id:1')
+        assert.equal(a.sqreen.isBlocked(asRequest(jane)), false)
+        assert.equal((await logIn(a, jane)).status, 200, 'and again')
       } finally {
         await a.sqreen.close()
       }
@@ -406,6 +452,7 @@ for (const variant of variants) {
         assert.equal(a.sqreen.isBlocked(asRequest(jane)), false)
         await agent.get('/me').expect(200, { id: 1 })
         assert.equal((await logIn(a, jane)).status, 200)
+        assert.equal(a.sqreen.unblock('id:1'), false, 'nothing to lift without block')
       } finally {
         await a.sqreen.close()
       }

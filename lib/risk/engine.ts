@@ -25,7 +25,14 @@ export interface RiskEngineConfig {
    * points it will have at a later time, as long as nothing else is scored: decayed, and
    * without the entries that will have passed the ledger's retention by then.
    */
-  readonly onScore?: (userKey: string, score: number, uncapped: number, pointsAt: (at: number) => number) => void
+  readonly onScore?: (
+    userKey: string,
+    score: number,
+    uncapped: number,
+    pointsAt: (at: number) => number,
+    /** The attempted login's key whose failures this success merged into the user's ledger, if any. */
+    mergedFrom?: string,
+  ) => void
   /** How an IP is keyed in the store; the address or prefix itself by default (advanced mode: `keyedIpRef`). */
   readonly ipRef?: (facts: IpFacts) => IpRef
 }
@@ -224,7 +231,8 @@ export const createRiskEngine = (config: RiskEngineConfig, diag: Diagnostics): R
           at,
           maths,
         )
-      config.onScore(u, standingScore(ledger, now, maths), uncapped, pointsAt)
+      const login = event.type === 'login.succeeded' && event.loginKey !== u ? event.loginKey : undefined
+      config.onScore(u, standingScore(ledger, now, maths), uncapped, pointsAt, login)
     }
   }
 
