@@ -1,4 +1,5 @@
 import type { Request, Response } from 'express'
+import type { ScoredEvent } from './risk/engine.js'
 
 /**
  * Users whose standing score is above the configured level, as last computed
@@ -37,18 +38,19 @@ export class BlockList {
   /**
    * `score` is the standing score (capped at maxScore); `uncapped` the decayed points before
    * the cap, which decide when the block ends; `pointsAt`, when given, the points at a later
-   * time (entries past the ledger's retention left out), which can end it sooner;
-   * `mergedFrom`, the attempted login whose failures a success just merged into this user's
-   * ledger: what was forgiven of them (see `unblock`) follows them.
+   * time (entries past the ledger's retention left out), which can end it sooner; `scored`,
+   * what the event did: a login whose failures it merged into this user's ledger carries what
+   * was forgiven of them (see `unblock`), and forgiveness never exceeds the points of the
+   * entries it was given for, still in the ledger.
    */
   update(
     userKey: string,
     score: number,
     uncapped = score,
     pointsAt?: (at: number) => number,
-    mergedFrom?: string,
+    scored?: ScoredEvent,
   ): void {
-    if (mergedFrom !== undefined) this.#moveForgiven(mergedFrom, userKey, Math.max(score, uncapped))
+    if (scored?.mergedFrom !== undefined) this.#moveForgiven(scored.mergedFrom, userKey, scored.added)
     if (!(score > this.#above)) {
       this.#until.delete(userKey)
       this.#points.delete(userKey)
@@ -58,7 +60,7 @@ export class BlockList {
     // `above` may be 0: scores are rounded to hundredths, so "nothing" is below 0.005.
     const level = Math.max(this.#above, 0.005)
     let points = Math.max(score, uncapped)
-    const forgiven = this.#forgivenAt(userKey, now)
+    const forgiven = this.#forgivenAt(userKey, now, scored?.pointsUntil)
     if (forgiven > 0) {
       // What an operator forgave decays with the rest: only the points added since count.
       points -= forgiven
@@ -123,27 +125,35 @@ export class BlockList {
 
   /**
    * A login unblocked, then logged in with: its failures now count in the account's ledger,
-   * and so does their forgiveness, with what that success itself scored (the takeover check,
-   * the account's own copy of the brute force): all of it is the incident the operator
+   * and so does what is left of their forgiveness, with what that success itself scored (the
+   * takeover check, the account's own copy of the brute force): the incident the operator
    * vouched for. Without it the account was blocked at its first success after the unblock,
-   * by the very points that had been forgiven. (Alerts are not affected: a takeover still
-   * alerts.) `points`: the account's points now.
+   * by the very points that had been forgiven. Only that: the account's own points, and any
+   * gained since, still count. (Alerts are not affected: a takeover still alerts.)
    */
-  #moveForgiven(from: string, to: string, points: number): void {
+  #moveForgiven(from: string, to: string, added: number): void {
     const now = this.#clock()
-    if (this.#forgivenAt(from, now) === 0) return
+    const carried = this.#forgivenAt(from, now)
+    if (carried === 0) return
     this.#forgiven.delete(from)
-    this.#forgiven.set(to, { points: Math.max(points, this.#forgivenAt(to, now)), at: now })
+    this.#forgiven.set(to, { points: carried + added + this.#forgivenAt(to, now), at: now })
   }
 
-  /** What is still forgiven of a user's points at `now` (0 once decayed to nothing, and forgotten). */
-  #forgivenAt(userKey: string, now: number): number {
+  /**
+   * What is still forgiven of a user's points at `now`: decayed since, and never more than the
+   * points the ledger still holds from entries up to the unblock (`pointsUntil`, when known),
+   * since entries leave the ledger after its retention and their forgiveness with them. 0
+   * once decayed to nothing, and forgotten.
+   */
+  #forgivenAt(userKey: string, now: number, pointsUntil?: (cutoff: number) => number): number {
     const forgiven = this.#forgiven.get(userKey)
     if (forgiven === undefined) return 0
     const left = forgiven.points * 2 ** (-(now - forgiven.at) / this.#halfLifeMs)
-    if (left >= 0.005) return left
-    this.#forgiven.delete(userKey)
-    return 0
+    if (left < 0.005) {
+      this.#forgiven.delete(userKey)
+      return 0
+    }
+    return pointsUntil === undefined ? left : Math.min(left, pointsUntil(forgiven.at))
   }
 
   has(userKey: string): boolean {

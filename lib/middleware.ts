@@ -10,7 +10,7 @@ import { createDispatcher } from './notify/dispatcher.js'
 import { type FetchLike, nodeFetch } from './notify/http.js'
 import { type Options, type OptionsInput, resolveOptions } from './options.js'
 import { createPipeline, type EventSink } from './pipeline.js'
-import { createRiskEngine, scoringSettings } from './risk/engine.js'
+import { createRiskEngine, type ScoredEvent, scoringSettings } from './risk/engine.js'
 import { keyedIpRef } from './risk/ip.js'
 import type { RiskSnapshot } from './risk/ledger.js'
 import { MemoryStore } from './store/memory.js'
@@ -65,8 +65,8 @@ export const sqreenAuth = (options: OptionsInput<Options> = {}): SqreenAuth => {
               score: number,
               uncapped: number,
               pointsAt: (at: number) => number,
-              mergedFrom?: string,
-            ) => blocklist.update(userKey, score, uncapped, pointsAt, mergedFrom),
+              scored: ScoredEvent,
+            ) => blocklist.update(userKey, score, uncapped, pointsAt, scored),
           }
         : {}),
       // No client address reaches the store in advanced mode, as no e-mail or login does.

@@ -325,6 +325,60 @@ for (const variant of variants) {
       }
     })
 
+    it("the merge carries only the login's forgiven points and what the success scored; the account's own still count", async () => {
+      const a = build(variant, { block: { above: 20 } })
+      try {
+        for (let i = 0; i < 15; i++) await logIn(a, { ...jane, password: `guess-${i}` })
+        await eventually(async () => (await a.sqreen.risk('login:jdoe-private')).score > 20, 'the login to pass 20')
+        assert.equal(a.sqreen.unblock('login:jdoe-private'), true)
+        // The app's own detections on jane's account: 15 points, under the level.
+        await raise(a, jane, ['high', 'medium'])
+        await eventually(async () => (await a.sqreen.risk('id:1')).score >= 15, 'jane at 15')
+        assert.equal((await logIn(a, jane)).status, 200)
+        await eventually(async () => (await a.sqreen.risk('id:1')).score > 50, 'the failures merged into id:1')
+        assert.equal(a.sqreen.isBlocked(asRequest(jane)), false, '15 of her own, the rest forgiven')
+        // 10 more of her own: 25, above the level.
+        await raise(a, jane, ['high'])
+        await waitUntil(() => a.sqreen.isBlocked(asRequest(jane)), "jane blocked by her account's own points")
+      } finally {
+        await a.sqreen.close()
+      }
+    })
+
+    it('forgiven points decay as the others do: after a half-life, half of them no longer excuse new ones', async () => {
+      let now = Date.parse('2026-12-04T12:00:00Z')
+      const a = build(variant, { block: { above: 30 }, trigger: false, halfLife: '1h', clock: () => now })
+      try {
+        await raise(a, jane, ['critical', 'critical'])
+        await waitUntil(() => a.sqreen.isBlocked(asRequest(jane)), 'jane to be blocked')
+        assert.equal(a.sqreen.unblock('id:1'), true)
+        now += 3_600_000
+        // 20 old points left, 20 forgiven; 35 new: 55 in all, 35 beyond what is still forgiven.
+        await raise(a, jane, ['critical', 'high', 'medium'])
+        await eventually(async () => (await a.sqreen.risk('id:1')).score === 55, 'jane at 55')
+        assert.equal(a.sqreen.isBlocked(asRequest(jane)), true)
+      } finally {
+        await a.sqreen.close()
+      }
+    })
+
+    it("forgiveness leaves with the entries it was given for, when the ledger's retention lets them go", async () => {
+      let now = Date.parse('2026-12-04T12:00:00Z')
+      const a = build(variant, { block: { above: 40 }, trigger: false, halfLife: '60d', clock: () => now })
+      try {
+        await raise(a, jane, ['critical', 'critical', 'critical'])
+        await waitUntil(() => a.sqreen.isBlocked(asRequest(jane)), 'jane to be blocked')
+        assert.equal(a.sqreen.unblock('id:1'), true)
+        // 31 days on, the 60 points have left the ledger (30 days), and their forgiveness too.
+        now += 31 * 86_400_000
+        await raise(a, jane, ['critical', 'critical', 'medium'])
+        await eventually(async () => (await a.sqreen.risk('id:1')).score === 45, 'jane at 45, her old points gone')
+        assert.equal(a.sqreen.isBlocked(asRequest(jane)), true)
+      } finally {
+        await a.sqreen.close()
+      }
+    })
+
     it('while a login is blocked, a wrong password gets the same 403 as the right one (the block tells a guesser nothing)', async () => {
       const a = build(variant, { block: { above: 10 } })
       try {

@@ -329,6 +329,22 @@ describe('hub: batches and events out of order', () => {
     assert.deepEqual(scored, ['e1', 'e2', 'e3', 'e4'])
   })
 
+  it('over HTTP: a body padded with refused entries does not make its events count for less', async () => {
+    const { failures } = takeover(Date.now())
+    const padded = failures.map((e) => ({ ...e, userAgent: 'x'.repeat(500) }))
+    const hub = await startHub({ reorderWindow: '60s', limits: { held: 8 * 1024 } }, { reorder: true })
+    try {
+      // 12 events of about 900 bytes and 988 refused zeros: 11 kB in all, over the 8 kB bound
+      // held. Shared among the 1,000 entries, the events counted 11 bytes each.
+      const res = await postBatch(hub.ingestUrl, await signBatch([...padded, ...Array(988).fill(0)], { key }))
+      assert.equal(res.status, 422, JSON.stringify(res.body).slice(0, 200))
+      assert.equal(res.body.accepted, 12)
+      await eventually(async () => (await hub.hub.risk('login:victim')).score > 0, 'the earliest to be scored', 2000)
+    } finally {
+      await hub.close()
+    }
+  })
+
   it('over HTTP: large events past limits.held are scored at once instead of waiting out the window in memory', async () => {
     const { failures } = takeover(Date.now())
     // About 60 kB of JSON: a key holder's events as large as the schema allows fill it fast.

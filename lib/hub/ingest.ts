@@ -496,8 +496,6 @@ export const createIngest = (config: HubConfig, engine: RiskEngine, views: HubVi
     if (!verified.ok) return refused(verified.refusal)
     const { jti, exp, events, dropped } = verified.batch
     if (!Array.isArray(events)) return refused(refuse(400, 'malformed', 'the batch has no "events" array'))
-    // What an event of this batch holds, for the reorder buffer's byte bound: its share of the body.
-    const eventBytes = Math.ceil(body.byteLength / Math.max(1, events.length))
     if (events.length > config.limits.events) {
       return refused(refuse(413, 'too_many_events', `a batch may hold at most ${config.limits.events} events`))
     }
@@ -547,15 +545,18 @@ export const createIngest = (config: HubConfig, engine: RiskEngine, views: HubVi
       diag.count('hub.dropped_upstream', Math.min(dropped, MAX_DROPPED_PER_BATCH))
     }
 
-    let accepted = 0
-    let duplicates = 0
+    const kept: AuthEvent[] = []
     for (let i = 0; i < valid.length; i++) {
       const event = valid[i] as AuthEvent
-      if (fresh === undefined ? !seen.add(event.id) : !fresh[i]) {
-        duplicates++
-        continue
-      }
-      accepted++
+      if (fresh === undefined ? seen.add(event.id) : fresh[i]) kept.push(event)
+    }
+    const accepted = kept.length
+    const duplicates = valid.length - accepted
+    // What an event held for reordering weighs, for the buffer's byte bound: its share of the
+    // body among the events kept. Among all the batch's entries, a body padded with 990 refused
+    // `0`s made its ten large events count for a hundredth of their size.
+    const eventBytes = Math.ceil(body.byteLength / Math.max(1, accepted))
+    for (const event of kept) {
       views.record(event)
       if (held !== undefined && !flushedForClose) {
         held.add(event, eventBytes)

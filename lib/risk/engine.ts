@@ -30,11 +30,20 @@ export interface RiskEngineConfig {
     score: number,
     uncapped: number,
     pointsAt: (at: number) => number,
-    /** The attempted login's key whose failures this success merged into the user's ledger, if any. */
-    mergedFrom?: string,
+    event: ScoredEvent,
   ) => void
   /** How an IP is keyed in the store; the address or prefix itself by default (advanced mode: `keyedIpRef`). */
   readonly ipRef?: (facts: IpFacts) => IpRef
+}
+
+/** What an event did to its user's ledger, for `onScore` (the block list's forgiveness: lib/enforcement.ts). */
+export interface ScoredEvent {
+  /** The attempted login's key whose failures this success merged into the user's ledger, if any. */
+  readonly mergedFrom: string | undefined
+  /** The points this event added. */
+  readonly added: number
+  /** The points now of the ledger's entries dated at or before `cutoff`. */
+  readonly pointsUntil: (cutoff: number) => number
 }
 
 /** The scoring settings of a resolved configuration (the middleware's or the hub's: the same names). */
@@ -231,8 +240,18 @@ export const createRiskEngine = (config: RiskEngineConfig, diag: Diagnostics): R
           at,
           maths,
         )
-      const login = event.type === 'login.succeeded' && event.loginKey !== u ? event.loginKey : undefined
-      config.onScore(u, standingScore(ledger, now, maths), uncapped, pointsAt, login)
+      let added = 0
+      for (const entry of score.added) added += entry.points
+      config.onScore(u, standingScore(ledger, now, maths), uncapped, pointsAt, {
+        mergedFrom: event.type === 'login.succeeded' && event.loginKey !== u ? event.loginKey : undefined,
+        added,
+        pointsUntil: (cutoff) =>
+          decayedPoints(
+            ledger.filter((e) => e.at <= cutoff),
+            now,
+            maths,
+          ),
+      })
     }
   }
 
