@@ -139,6 +139,22 @@ export const sqreenAuth = (options: OptionsInput<Options> = {}): SqreenAuth => {
     }
   }
   const blockAll = config.block?.scope === 'all'
+  const skip = config.block?.skip
+  /**
+   * With `scope: 'all'`, whether a request is refused: its user is blocked and `block.skip`
+   * does not let it through (a logout route: without it a blocked session could not even end
+   * itself). A `skip` that throws lets the request through: blocking fails open.
+   */
+  const refusedForAll = (req: Request): boolean => {
+    if (!isBlocked(req)) return false
+    if (skip === undefined) return true
+    try {
+      return skip(req) !== true
+    } catch (err) {
+      diag.error('block_skip_threw', 'the "block.skip" option threw; the request was allowed', err)
+      return false
+    }
+  }
   const observer = observePassport(
     config.passport,
     recorder,
@@ -146,7 +162,7 @@ export const sqreenAuth = (options: OptionsInput<Options> = {}): SqreenAuth => {
     (req) => {
       if (req.res) refuse(req, req.res)
     },
-    blockAll ? isBlocked : undefined,
+    blockAll ? refusedForAll : undefined,
   )
   const sdk = createSdk(recorder, diag)
   let closing: Promise<void> | undefined
@@ -176,7 +192,7 @@ export const sqreenAuth = (options: OptionsInput<Options> = {}): SqreenAuth => {
   // does (almost) nothing per request: non-login requests pay only for this call.
   const middleware = (req: Request, res: Response, next: NextFunction): void => {
     if (!authenticatorChecked) checkAuthenticator(req)
-    if (blockAll && blocklist !== undefined && blocklist.size > 0 && isBlocked(req)) refuse(req, res)
+    if (blockAll && blocklist !== undefined && blocklist.size > 0 && refusedForAll(req)) refuse(req, res)
     else next()
   }
 

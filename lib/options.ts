@@ -126,8 +126,13 @@ export interface Options {
     maxQueued: number
     closeTimeout: number
   }>
-  /** Opt-in enforcement: refuse logins (`scope: 'login'`, the default) or all requests (`'all'`) of users whose standing score is above `above`. Defaults to `false` (monitoring only). */
-  block: false | { above: number; scope?: 'login' | 'all' }
+  /**
+   * Opt-in enforcement: refuse logins (`scope: 'login'`, the default) or all requests (`'all'`)
+   * of users whose standing score is above `above`. With `'all'`, `skip(req)` names requests a
+   * blocked user may still make (your logout route: `skip: (req) => req.path === '/logout'`).
+   * Defaults to `false` (monitoring only).
+   */
+  block: false | { above: number; scope?: 'login' | 'all'; skip?: (req: Request) => boolean }
   /** The time source, in epoch ms (freeze it in tests). Defaults to `Date.now`. */
   clock: () => number
   /**
@@ -180,7 +185,13 @@ export interface Config {
     readonly maxQueued: number
     readonly closeTimeoutMs: number
   }
-  readonly block: { readonly above: number; readonly scope: 'login' | 'all' } | undefined
+  readonly block:
+    | {
+        readonly above: number
+        readonly scope: 'login' | 'all'
+        readonly skip: ((req: Request) => boolean) | undefined
+      }
+    | undefined
   readonly clock: () => number
   readonly forward: ForwardConfig | undefined
 }
@@ -504,7 +515,7 @@ const resolveDelivery = (value: unknown): Config['delivery'] => {
 const resolveBlock = (value: unknown): Config['block'] => {
   if (value === undefined || value === false) return undefined
   if (!isObject(value)) throw typeError('block', 'false or { above, scope }', value)
-  checkKeys('block', value, ['above', 'scope'])
+  checkKeys('block', value, ['above', 'scope', 'skip'])
   const scope = value.scope ?? 'login'
   if (scope !== 'login' && scope !== 'all') {
     throw new SqreenAuthError(
@@ -514,7 +525,22 @@ const resolveBlock = (value: unknown): Config['block'] => {
   }
   if (value.above === undefined)
     throw typeError('block.above', 'a number (the standing score above which users are refused)', undefined)
-  return Object.freeze({ above: positiveNumber('block.above', value.above, 0, true), scope })
+  const skip = value.skip
+  if (skip !== undefined && typeof skip !== 'function') {
+    throw typeError('block.skip', "a function (req) => boolean, such as (req) => req.path === '/logout'", skip)
+  }
+  if (skip !== undefined && scope !== 'all') {
+    // Logins are never skipped: a skipped login would be a way around the block.
+    throw new SqreenAuthError(
+      'ERR_SQREEN_OPTION_TYPE',
+      '"block.skip" only applies with scope: \'all\' (it names requests a blocked session may still make, such as logout); logins are always checked.',
+    )
+  }
+  return Object.freeze({
+    above: positiveNumber('block.above', value.above, 0, true),
+    scope,
+    skip: skip as ((req: Request) => boolean) | undefined,
+  })
 }
 
 const FORWARD_KEYS = [

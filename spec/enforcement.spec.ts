@@ -59,6 +59,9 @@ const build = (variant: Variant, options: Partial<Options>, sqreenFirst = false)
   app.get('/blocked', (req: Request, res: Response) => {
     res.json({ blocked: sqreen.isBlocked(req) })
   })
+  app.post('/logout', (req: Request, res: Response, next: NextFunction) => {
+    req.logout((err) => (err ? next(err) : res.json({ ok: true })))
+  })
   // The app's own detection, against `{ id }` or, without it, the logged-in user.
   app.post('/report', (req: Request, res: Response) => {
     const { id, severity } = req.body as { id?: number; severity: Severity }
@@ -265,6 +268,57 @@ for (const variant of variants) {
         // Others are untouched.
         await bobAgent.get('/me').expect(200, { id: 2 })
         await request(a.app).get('/me').expect(401)
+      } finally {
+        await a.sqreen.close()
+      }
+    })
+
+    for (const sqreenFirst of [false, true]) {
+      it(`scope: 'all' with block.skip lets a blocked session log out, and nothing else (sqreen ${sqreenFirst ? 'before' : 'after'} passport.session())`, async () => {
+        const a = build(
+          variant,
+          { block: { above: 30, scope: 'all', skip: (req) => req.method === 'POST' && req.path === '/logout' } },
+          sqreenFirst,
+        )
+        try {
+          const janeAgent = request.agent(a.app)
+          await logIn(janeAgent, jane).expect(200)
+          await janeAgent.post('/report').send({ severity: 'critical' }).expect(204)
+          await janeAgent.post('/report').send({ severity: 'critical' }).expect(204)
+          await waitUntil(() => a.sqreen.isBlocked(asRequest(jane)), 'jane to be blocked')
+          await janeAgent.get('/me').expect(403)
+          // Only what skip names: the same path with another method is refused.
+          await janeAgent
+            .get('/logout')
+            .set('Accept', 'application/json')
+            .expect(403, /SQREEN_USER_BLOCKED/)
+          await janeAgent.post('/logout').expect(200, { ok: true })
+          await janeAgent.get('/me').expect(401)
+        } finally {
+          await a.sqreen.close()
+        }
+      })
+    }
+
+    it('a block.skip that throws lets the request through (blocking fails open) and says so once', async () => {
+      const a = build(variant, {
+        block: {
+          above: 30,
+          scope: 'all',
+          skip: () => {
+            throw new Error('skip broke')
+          },
+        },
+      })
+      try {
+        const janeAgent = request.agent(a.app)
+        await logIn(janeAgent, jane).expect(200)
+        await janeAgent.post('/report').send({ severity: 'critical' }).expect(204)
+        await janeAgent.post('/report').send({ severity: 'critical' }).expect(204)
+        await waitUntil(() => a.sqreen.isBlocked(asRequest(jane)), 'jane to be blocked')
+        await janeAgent.get('/me').expect(200, { id: 1 })
+        await janeAgent.get('/me').expect(200, { id: 1 })
+        assert.equal(a.logger.lines.filter((l) => l.includes('block_skip_threw')).length, 1, a.logger.lines.join('\n'))
       } finally {
         await a.sqreen.close()
       }

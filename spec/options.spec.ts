@@ -153,6 +153,8 @@ const CASES: readonly Case[] = [
       ['delivery', { retries: 1.5 }, '"delivery.retries" must be a whole number'],
       ['block', { above: 'x' }, '"block.above" must be a number'],
       ['block', { above: 50, scope: 'some' }, '"block.scope" must be "login" or "all"'],
+      ['block', { above: 50, scope: 'all', skip: '/logout' }, '"block.skip" must be a function'],
+      ['block', { above: 50, skip: () => true }, '"block.skip" only applies with scope: \'all\''],
       // Only a missing value is the default.
       ['maxPending', null, '"maxPending" must be a positive integer, got null'],
       // A backoff of 0 retried a dead hub in a tight loop; Node takes a timer of 2^31 ms as 1 ms.
