@@ -85,6 +85,22 @@ const raise = async (a: App, user: User, severities: Severity[]): Promise<void> 
   await a.log.waitFor(before + severities.length)
 }
 
+/** Jane above a level of 30 (two critical detections of the app's), and the block list knows it. */
+const blockJane = async (a: App): Promise<void> => {
+  await raise(a, jane, ['critical', 'critical'])
+  await waitUntil(() => a.sqreen.isBlocked(asRequest(jane)), 'jane to be blocked')
+}
+
+/** Jane logged in (a session), then blocked by two critical detections reported from that session. */
+const blockedSession = async (a: App): Promise<ReturnType<typeof request.agent>> => {
+  const janeAgent = request.agent(a.app)
+  await logIn(janeAgent, jane).expect(200)
+  await janeAgent.post('/report').send({ severity: 'critical' }).expect(204)
+  await janeAgent.post('/report').send({ severity: 'critical' }).expect(204)
+  await waitUntil(() => a.sqreen.isBlocked(asRequest(jane)), 'jane to be blocked')
+  return janeAgent
+}
+
 /** Polls an async condition (the engine scores after the event is emitted). */
 const eventually = async (condition: () => Promise<boolean>, what: string, ms = 3000): Promise<void> => {
   const deadline = Date.now() + ms
@@ -106,8 +122,7 @@ for (const variant of variants) {
     it('block: { above: 30 } refuses the login of a user above it with a 403, JSON or HTML by Accept', async () => {
       const a = build(variant, { block: { above: 30 } })
       try {
-        await raise(a, jane, ['critical', 'critical'])
-        await waitUntil(() => a.sqreen.isBlocked(asRequest(jane)), 'jane to be blocked')
+        await blockJane(a)
 
         const json = await logIn(a, jane, 'application/json')
         assert.equal(json.status, 403)
@@ -140,8 +155,7 @@ for (const variant of variants) {
     it('a refused login is recorded against the user whose credentials were right', async () => {
       const a = build(variant, { block: { above: 30 } })
       try {
-        await raise(a, jane, ['critical', 'critical'])
-        await waitUntil(() => a.sqreen.isBlocked(asRequest(jane)), 'jane to be blocked')
+        await blockJane(a)
         assert.equal((await logIn(a, jane)).status, 403)
         const [refused] = (await a.log.waitFor(3)).filter((e) => e.type.startsWith('login.'))
         assert.equal(refused?.reason, 'blocked')
@@ -156,8 +170,7 @@ for (const variant of variants) {
     it('unblock() lifts a block at once; only points gained afterwards can block the user again', async () => {
       const a = build(variant, { block: { above: 30 }, trigger: false })
       try {
-        await raise(a, jane, ['critical', 'critical'])
-        await waitUntil(() => a.sqreen.isBlocked(asRequest(jane)), 'jane to be blocked')
+        await blockJane(a)
         assert.equal((await logIn(a, jane)).status, 403)
         assert.equal(a.sqreen.unblock('id:1'), true)
         assert.equal(a.sqreen.isBlocked(asRequest(jane)), false)
@@ -195,8 +208,7 @@ for (const variant of variants) {
       let now = Date.parse('2026-12-04T12:00:00Z')
       const a = build(variant, { block: { above: 30 }, trigger: false, halfLife: '1h', clock: () => now })
       try {
-        await raise(a, jane, ['critical', 'critical'])
-        await waitUntil(() => a.sqreen.isBlocked(asRequest(jane)), 'jane to be blocked')
+        await blockJane(a)
         now += 20 * 60_000
         assert.equal((await a.sqreen.risk('id:1')).score > 30, true, 'still above the level after 20 min')
         assert.equal(a.sqreen.isBlocked(asRequest(jane)), true)
@@ -232,8 +244,7 @@ for (const variant of variants) {
       const a = build(variant, { block: { above: 30 } })
       try {
         assert.equal(a.sqreen.isBlocked(asRequest(jane)), false, 'before any attack')
-        await raise(a, jane, ['critical', 'critical'])
-        await waitUntil(() => a.sqreen.isBlocked(asRequest(jane)), 'jane to be blocked')
+        await blockJane(a)
         assert.equal(a.sqreen.isBlocked(asRequest(bob)), false)
         assert.equal(a.sqreen.isBlocked(asRequest(undefined)), false, 'anonymous requests')
         // Through a real request: bob's session asks the app.
@@ -281,11 +292,7 @@ for (const variant of variants) {
           sqreenFirst,
         )
         try {
-          const janeAgent = request.agent(a.app)
-          await logIn(janeAgent, jane).expect(200)
-          await janeAgent.post('/report').send({ severity: 'critical' }).expect(204)
-          await janeAgent.post('/report').send({ severity: 'critical' }).expect(204)
-          await waitUntil(() => a.sqreen.isBlocked(asRequest(jane)), 'jane to be blocked')
+          const janeAgent = await blockedSession(a)
           await janeAgent.get('/me').expect(403)
           // Only what skip names: the same path with another method is refused.
           await janeAgent
@@ -311,11 +318,7 @@ for (const variant of variants) {
         },
       })
       try {
-        const janeAgent = request.agent(a.app)
-        await logIn(janeAgent, jane).expect(200)
-        await janeAgent.post('/report').send({ severity: 'critical' }).expect(204)
-        await janeAgent.post('/report').send({ severity: 'critical' }).expect(204)
-        await waitUntil(() => a.sqreen.isBlocked(asRequest(jane)), 'jane to be blocked')
+        const janeAgent = await blockedSession(a)
         await janeAgent.get('/me').expect(200, { id: 1 })
         await janeAgent.get('/me').expect(200, { id: 1 })
         assert.equal(a.logger.lines.filter((l) => l.includes('block_skip_threw')).length, 1, a.logger.lines.join('\n'))
@@ -329,8 +332,7 @@ for (const variant of variants) {
       try {
         const janeAgent = request.agent(a.app)
         await logIn(janeAgent, jane).expect(200)
-        await raise(a, jane, ['critical', 'critical'])
-        await waitUntil(() => a.sqreen.isBlocked(asRequest(jane)), 'jane to be blocked')
+        await blockJane(a)
         const res = await janeAgent.get('/me').set('Accept', 'application/json')
         assert.equal(res.status, 403, `jane's session request answered ${res.status}`)
       } finally {
@@ -403,8 +405,7 @@ for (const variant of variants) {
       let now = Date.parse('2026-12-04T12:00:00Z')
       const a = build(variant, { block: { above: 30 }, trigger: false, halfLife: '1h', clock: () => now })
       try {
-        await raise(a, jane, ['critical', 'critical'])
-        await waitUntil(() => a.sqreen.isBlocked(asRequest(jane)), 'jane to be blocked')
+        await blockJane(a)
         assert.equal(a.sqreen.unblock('id:1'), true)
         now += 3_600_000
         // 20 old points left, 20 forgiven; 35 new: 55 in all, 35 beyond what is still forgiven.
@@ -506,8 +507,7 @@ for (const variant of variants) {
       // but the ledger keeps entries 30 days, and her score is 0 once they have gone.
       const a = build(variant, { block: { above: 10 }, trigger: false, halfLife: '365d', clock: () => now })
       try {
-        await raise(a, jane, ['critical', 'critical'])
-        await waitUntil(() => a.sqreen.isBlocked(asRequest(jane)), 'jane to be blocked')
+        await blockJane(a)
         now += 29 * 86_400_000
         assert.equal(a.sqreen.isBlocked(asRequest(jane)), true, 'day 29: the entries are still kept')
         now += 2 * 86_400_000
