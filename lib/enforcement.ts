@@ -28,6 +28,8 @@ export class BlockList {
    */
   readonly #forgiven = new Map<string, { readonly points: number; readonly at: number }>()
   #sweepAt = 1_024
+  /** The latest end of any block ever set: past it, nobody is blocked (see `active`). */
+  #latest = 0
 
   constructor(above: number, halfLifeMs: number, clock: () => number) {
     this.#above = above
@@ -50,7 +52,11 @@ export class BlockList {
     pointsAt?: (at: number) => number,
     scored?: ScoredEvent,
   ): void {
-    if (scored?.mergedFrom !== undefined) this.#moveForgiven(scored.mergedFrom, userKey, scored.added)
+    if (scored?.mergedFrom !== undefined) this.#moveForgiven(scored.mergedFrom, userKey, scored)
+    // Someone typed a wrong password for this user again: an unblock holds until then. Without
+    // it, the day's brute-force marks already spent on the forgiven attack left new guesses
+    // scoring a few points an hour, and thousands went through before a block came back.
+    if (scored?.failed === true) this.#forgiven.delete(userKey)
     if (!(score > this.#above)) {
       this.#until.delete(userKey)
       this.#points.delete(userKey)
@@ -69,14 +75,13 @@ export class BlockList {
         this.#points.delete(userKey)
         return
       }
-      // (Those points decay alone: no ledger retention to shorten the block with.)
-      pointsAt = undefined
     }
     let until = now + this.#halfLifeMs * Math.log2(points / level)
     // Decay alone is an upper bound: the ledger keeps entries for a while only, and the
     // score drops when the oldest leave it (a long attack's first entries go before its
     // last have decayed). The points only fall from now on: the earliest time they are
-    // back to the level is found by halving the interval (to a second).
+    // back to the level is found by halving the interval (to a second). (`pointsAt` counts
+    // forgiven points too: the time it gives is never before the block's true end.)
     if (pointsAt !== undefined && pointsAt(until) <= level) {
       let lo = now
       let hi = until
@@ -89,6 +94,7 @@ export class BlockList {
     }
     this.#until.set(userKey, until)
     this.#points.set(userKey, { points, at: now })
+    if (until > this.#latest) this.#latest = until
     // Users whose block ran out are forgotten as the list grows, so it stays the size of
     // the users actually blocked rather than of every user ever blocked.
     if (this.#until.size + this.#forgiven.size >= this.#sweepAt) {
@@ -131,12 +137,31 @@ export class BlockList {
    * by the very points that had been forgiven. Only that: the account's own points, and any
    * gained since, still count. (Alerts are not affected: a takeover still alerts.)
    */
-  #moveForgiven(from: string, to: string, added: number): void {
+  #moveForgiven(from: string, to: string, scored: ScoredEvent): void {
     const now = this.#clock()
-    const carried = this.#forgivenAt(from, now)
-    if (carried === 0) return
+    const forgiven = this.#forgiven.get(from)
+    if (forgiven === undefined) return
     this.#forgiven.delete(from)
-    this.#forgiven.set(to, { points: carried + added + this.#forgivenAt(to, now), at: now })
+    // Capped by what the ledger still holds of the entries up to the unblock (the login's
+    // failures, merged into this one): past the ledger's retention nothing is carried, and the
+    // success's own points are not forgiven either.
+    const carried = Math.min(this.#forgivenAt(from, now, undefined, forgiven), scored.pointsUntil(forgiven.at))
+    if (!(carried >= 0.005)) return
+    this.#forgiven.set(to, { points: carried + scored.added + this.#forgivenAt(to, now), at: now })
+  }
+
+  /**
+   * Forgives a user `points` now (at least: what was already forgiven stays, as it decays),
+   * and lifts this process's block of them. `unblock` gives the points that blocked the user
+   * here; the middleware adds what a shared store's ledger holds, so that a process that never
+   * blocked the user does not block them for points another process scored.
+   */
+  forgive(userKey: string, points: number): void {
+    const now = this.#clock()
+    this.#until.delete(userKey)
+    this.#points.delete(userKey)
+    if (!(points >= 0.005)) return
+    this.#forgiven.set(userKey, { points: Math.max(points, this.#forgivenAt(userKey, now)), at: now })
   }
 
   /**
@@ -145,8 +170,12 @@ export class BlockList {
    * since entries leave the ledger after its retention and their forgiveness with them. 0
    * once decayed to nothing, and forgotten.
    */
-  #forgivenAt(userKey: string, now: number, pointsUntil?: (cutoff: number) => number): number {
-    const forgiven = this.#forgiven.get(userKey)
+  #forgivenAt(
+    userKey: string,
+    now: number,
+    pointsUntil?: (cutoff: number) => number,
+    forgiven = this.#forgiven.get(userKey),
+  ): number {
     if (forgiven === undefined) return 0
     const left = forgiven.points * 2 ** (-(now - forgiven.at) / this.#halfLifeMs)
     if (left < 0.005) {
@@ -167,6 +196,15 @@ export class BlockList {
 
   get size(): number {
     return this.#until.size
+  }
+
+  /**
+   * Whether anyone may be blocked now: the request path asks this before identifying a
+   * user. `size` alone kept counting a block that had ended (entries go at the next sweep),
+   * and every logged-in request then ran `identify` for nothing.
+   */
+  get active(): boolean {
+    return this.#until.size > 0 && this.#clock() < this.#latest
   }
 }
 

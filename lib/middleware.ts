@@ -12,7 +12,7 @@ import { type Options, type OptionsInput, resolveOptions } from './options.js'
 import { createPipeline, type EventSink } from './pipeline.js'
 import { createRiskEngine, type ScoredEvent, scoringSettings } from './risk/engine.js'
 import { keyedIpRef } from './risk/ip.js'
-import type { RiskSnapshot } from './risk/ledger.js'
+import { decayedPoints, type RiskSnapshot } from './risk/ledger.js'
 import { MemoryStore } from './store/memory.js'
 import { createForwarder } from './transport/forwarder.js'
 
@@ -31,12 +31,13 @@ export interface SqreenAuth extends Sdk {
   isBlocked(req: Request): boolean
   /**
    * Lifts a user's block in this process (`userKey` as alerts and `risk()` name it: `id:42`,
-   * or `login:<key>` for failures not yet linked to their account). The points behind it are
-   * forgiven as they decay; new points block again once they alone pass the level. `false`
-   * when the user was not blocked (or without `block`). The block list is per process: call
-   * it in each.
+   * or `login:<key>` for failures not yet linked to their account). The points behind it (and
+   * what the store's ledger holds, shared with other processes) are forgiven as they decay,
+   * until the next wrong password for that user; new points block again once they alone pass
+   * the level. Resolves `true` when the user was blocked, here or by the store's points;
+   * `false` otherwise (or without `block`). Per process and in memory: call it in each.
    */
-  unblock(userKey: string): boolean
+  unblock(userKey: string): Promise<boolean>
   /** Counters and problem counts (fail-open bookkeeping). */
   stats(): DiagnosticsSnapshot
   /** Waits for events and alert deliveries in flight (bounded), then releases timers, hooks and the store it created. Idempotent. */
@@ -100,7 +101,7 @@ export const sqreenAuth = (options: OptionsInput<Options> = {}): SqreenAuth => {
    * the login's key the success that ends a brute force would get in.
    */
   const isBlockedUser = (user: unknown, login?: string): false | 'blocked' | 'other' => {
-    if (!blocklist || blocklist.size === 0) return false
+    if (!blocklist?.active) return false
     const key = boundary.userKeyOfUser(user)
     if (typeof key === 'string' && blocklist.has(key)) return 'blocked'
     if (key === undefined) {
@@ -148,12 +149,25 @@ export const sqreenAuth = (options: OptionsInput<Options> = {}): SqreenAuth => {
   const refusedForAll = (req: Request): boolean => {
     if (!isBlocked(req)) return false
     if (skip === undefined) return true
+    let skipped: unknown
     try {
-      return skip(req) !== true
+      skipped = skip(req)
     } catch (err) {
       diag.error('block_skip_threw', 'the "block.skip" option threw; the request was allowed', err)
       return false
     }
+    if (skipped !== null && typeof (skipped as { then?: unknown })?.then === 'function') {
+      // The request path cannot wait: a promise is no answer. Its rejection is caught here (an
+      // unhandled one ended the process), and the request is let through: blocking fails open.
+      ;(skipped as Promise<unknown>).then(undefined, () => {})
+      diag.warn(
+        'block_skip_async',
+        '"block.skip" returned a promise; it must answer synchronously (the request path never waits). The request was allowed.',
+      )
+      return false
+    }
+    // Truthy, as a filter's callback: `(req) => req.path.match(/logout/)` skips too.
+    return !skipped
   }
   const observer = observePassport(
     config.passport,
@@ -192,7 +206,7 @@ export const sqreenAuth = (options: OptionsInput<Options> = {}): SqreenAuth => {
   // does (almost) nothing per request: non-login requests pay only for this call.
   const middleware = (req: Request, res: Response, next: NextFunction): void => {
     if (!authenticatorChecked) checkAuthenticator(req)
-    if (blockAll && blocklist !== undefined && blocklist.size > 0 && refusedForAll(req)) refuse(req, res)
+    if (blockAll && blocklist?.active === true && refusedForAll(req)) refuse(req, res)
     else next()
   }
 
@@ -203,11 +217,26 @@ export const sqreenAuth = (options: OptionsInput<Options> = {}): SqreenAuth => {
     watch: observer.watch,
     risk: (userKey: string) => engine.risk(userKey),
     isBlocked,
-    unblock: (userKey: string): boolean => {
+    unblock: async (userKey: string): Promise<boolean> => {
       if (blocklist === undefined || typeof userKey !== 'string') return false
       const lifted = blocklist.unblock(userKey)
-      if (lifted) diag.count('unblocked')
-      return lifted
+      // And what the store's ledger holds now: with a store shared by several processes, one
+      // that never blocked the user (and so has nothing to forgive) would block them at their
+      // next event for points another process scored. `risk` never throws (an outage answers
+      // `unavailable`): then only this process's own record is forgiven.
+      const risk = await engine.risk(userKey)
+      let above = false
+      if (risk.unavailable !== true) {
+        const points = decayedPoints(risk.entries, config.clock(), {
+          halfLifeMs: config.halfLifeMs,
+          maxScore: config.maxScore,
+          windowMs: 0,
+        })
+        blocklist.forgive(userKey, points)
+        above = points > (config.block?.above ?? Number.POSITIVE_INFINITY)
+      }
+      if (lifted || above) diag.count('unblocked')
+      return lifted || above
     },
     stats: () => diag.snapshot(),
     close: () => {

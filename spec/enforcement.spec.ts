@@ -11,9 +11,10 @@ import type { Express, NextFunction, Request, Response } from 'express'
 import session from 'express-session'
 import { Strategy as LocalStrategy } from 'passport-local'
 import request from 'supertest'
-import { type AuthEvent, type Options, type Severity, type SqreenAuth, sqreenAuth } from '../lib/index.js'
+import { type AuthEvent, type Options, RedisStore, type Severity, type SqreenAuth, sqreenAuth } from '../lib/index.js'
 import { type Authenticator, EventLog, MemoryLogger, type Variant, variants } from './helpers/apps.js'
 import { USER_AGENT, USERS, type User, userByLogin, waitUntil } from './helpers/receivers.js'
+import { dropKeys, inspector, REDIS_URL, testPrefix } from './helpers/redis.js'
 
 const [jane, bob] = [USERS[0]!, USERS[1]!]
 
@@ -172,7 +173,7 @@ for (const variant of variants) {
       try {
         await blockJane(a)
         assert.equal((await logIn(a, jane)).status, 403)
-        assert.equal(a.sqreen.unblock('id:1'), true)
+        assert.equal(await a.sqreen.unblock('id:1'), true)
         assert.equal(a.sqreen.isBlocked(asRequest(jane)), false)
         assert.equal((await logIn(a, jane)).status, 200, 'let in at once, 40 points or not')
         // 10 more points: 50 in all, 10 of them new, under the level.
@@ -184,7 +185,7 @@ for (const variant of variants) {
         await raise(a, jane, ['critical', 'critical'])
         await waitUntil(() => a.sqreen.isBlocked(asRequest(jane)), 'jane to be blocked again')
         assert.equal((await logIn(a, jane)).status, 403)
-        assert.equal(a.sqreen.unblock('id:2'), false, 'bob was never blocked')
+        assert.equal(await a.sqreen.unblock('id:2'), false, 'bob was never blocked')
         assert.equal(a.sqreen.stats().counters.unblocked, 1)
       } finally {
         await a.sqreen.close()
@@ -369,7 +370,7 @@ for (const variant of variants) {
         await eventually(async () => (await a.sqreen.risk('login:jdoe-private')).score > 15, 'the login to pass 15')
         assert.equal((await logIn(a, jane)).status, 403)
         // The operator, told by the alert, lifts the block of the key it names.
-        assert.equal(a.sqreen.unblock('login:jdoe-private'), true)
+        assert.equal(await a.sqreen.unblock('login:jdoe-private'), true)
         assert.equal((await logIn(a, jane)).status, 200, 'jane logs in')
         // Her success merged the login's failures into her account (and scored the takeover
         // check): the forgiven points came along, so she is not blocked by them.
@@ -386,7 +387,7 @@ for (const variant of variants) {
       try {
         for (let i = 0; i < 15; i++) await logIn(a, { ...jane, password: `guess-${i}` })
         await eventually(async () => (await a.sqreen.risk('login:jdoe-private')).score > 20, 'the login to pass 20')
-        assert.equal(a.sqreen.unblock('login:jdoe-private'), true)
+        assert.equal(await a.sqreen.unblock('login:jdoe-private'), true)
         // The app's own detections on jane's account: 15 points, under the level.
         await raise(a, jane, ['high', 'medium'])
         await eventually(async () => (await a.sqreen.risk('id:1')).score >= 15, 'jane at 15')
@@ -406,7 +407,7 @@ for (const variant of variants) {
       const a = build(variant, { block: { above: 30 }, trigger: false, halfLife: '1h', clock: () => now })
       try {
         await blockJane(a)
-        assert.equal(a.sqreen.unblock('id:1'), true)
+        assert.equal(await a.sqreen.unblock('id:1'), true)
         now += 3_600_000
         // 20 old points left, 20 forgiven; 35 new: 55 in all, 35 beyond what is still forgiven.
         await raise(a, jane, ['critical', 'high', 'medium'])
@@ -423,12 +424,108 @@ for (const variant of variants) {
       try {
         await raise(a, jane, ['critical', 'critical', 'critical'])
         await waitUntil(() => a.sqreen.isBlocked(asRequest(jane)), 'jane to be blocked')
-        assert.equal(a.sqreen.unblock('id:1'), true)
+        assert.equal(await a.sqreen.unblock('id:1'), true)
         // 31 days on, the 60 points have left the ledger (30 days), and their forgiveness too.
         now += 31 * 86_400_000
         await raise(a, jane, ['critical', 'critical', 'medium'])
         await eventually(async () => (await a.sqreen.risk('id:1')).score === 45, 'jane at 45, her old points gone')
         assert.equal(a.sqreen.isBlocked(asRequest(jane)), true)
+      } finally {
+        await a.sqreen.close()
+      }
+    })
+
+    it('an unblock holds until the next wrong password for that user: guessing does not go on unchecked', async () => {
+      const a = build(variant, { block: { above: 15 } })
+      try {
+        for (let i = 0; i < 12; i++) await logIn(a, { ...jane, password: `guess-${i}` })
+        await eventually(async () => (await a.sqreen.risk('login:jdoe-private')).score > 15, 'the login to pass 15')
+        assert.equal(await a.sqreen.unblock('login:jdoe-private'), true)
+        // The guesser goes on: the day's brute-force marks were spent, so new guesses score
+        // little, but the first one ends the forgiveness and the block is back.
+        const before = a.log.events.length
+        await logIn(a, { ...jane, password: 'guess-again' }).expect(401)
+        await a.log.waitFor(before + 1)
+        await eventually(
+          async () => (await logIn(a, { ...jane, password: 'guess-more' })).status === 403,
+          'the block back',
+        )
+      } finally {
+        await a.sqreen.close()
+      }
+    })
+
+    it('a block set after an unblock still ends when the ledger lets its entries go', async () => {
+      let now = Date.parse('2026-12-04T12:00:00Z')
+      const a = build(variant, { block: { above: 20 }, trigger: false, halfLife: '60d', clock: () => now })
+      try {
+        await blockJane(a)
+        assert.equal(await a.sqreen.unblock('id:1'), true)
+        await raise(a, jane, Array(5).fill('critical'))
+        await waitUntil(() => a.sqreen.isBlocked(asRequest(jane)), 'jane blocked by 100 new points')
+        now += 31 * 86_400_000
+        assert.equal((await a.sqreen.risk('id:1')).score, 0, 'every entry has left the ledger')
+        assert.equal(a.sqreen.isBlocked(asRequest(jane)), false)
+      } finally {
+        await a.sqreen.close()
+      }
+    })
+
+    it('once every block has ended, logged-in requests no longer identify their user for the block check', async () => {
+      let now = Date.parse('2026-12-04T12:00:00Z')
+      let identified = 0
+      const a = build(variant, {
+        block: { above: 30, scope: 'all' },
+        trigger: false,
+        halfLife: '1h',
+        clock: () => now,
+        identify: (u: User) => {
+          identified++
+          return { id: u.id }
+        },
+      })
+      try {
+        await blockedSession(a)
+        // An hour on, jane's block has ended, but nothing has asked about her since: her entry
+        // is still in the list (entries go at the next sweep, or when their user is checked).
+        now += 3_600_000
+        const bobAgent = request.agent(a.app)
+        const before = a.log.events.length
+        await logIn(bobAgent, bob).expect(200)
+        // Bob's login event is identified once it is emitted, after his response.
+        await a.log.waitFor(before + 1)
+        identified = 0
+        for (let i = 0; i < 10; i++) await bobAgent.get('/me').expect(200)
+        assert.equal(identified, 0)
+      } finally {
+        await a.sqreen.close()
+      }
+    })
+
+    it('block.skip: a promise is no answer (the request is let through, said once, and its rejection never ends the process); a truthy value skips', async () => {
+      // (Typed as the option wants: applications in JavaScript pass such functions all the same.)
+      const asyncSkips = [async () => Promise.reject(new Error('async skip')), async () => true] as unknown as ((
+        req: Request,
+      ) => boolean)[]
+      for (const skip of asyncSkips) {
+        const a = build(variant, { block: { above: 30, scope: 'all', skip } })
+        try {
+          const janeAgent = await blockedSession(a)
+          await janeAgent.get('/me').expect(200, { id: 1 })
+          await janeAgent.get('/me').expect(200, { id: 1 })
+          await new Promise((r) => setImmediate(r))
+          assert.equal(a.logger.lines.filter((l) => l.includes('block_skip_async')).length, 1)
+        } finally {
+          await a.sqreen.close()
+        }
+      }
+      // A match array, not `true`: truthy, so the request is skipped.
+      const matching = (req: Request) => req.path.match(/^\/logout$/) as unknown as boolean
+      const a = build(variant, { block: { above: 30, scope: 'all', skip: matching } })
+      try {
+        const janeAgent = await blockedSession(a)
+        await janeAgent.get('/me').expect(403)
+        await janeAgent.post('/logout').expect(200)
       } finally {
         await a.sqreen.close()
       }
@@ -560,7 +657,7 @@ for (const variant of variants) {
         assert.equal(a.sqreen.isBlocked(asRequest(jane)), false)
         await agent.get('/me').expect(200, { id: 1 })
         assert.equal((await logIn(a, jane)).status, 200)
-        assert.equal(a.sqreen.unblock('id:1'), false, 'nothing to lift without block')
+        assert.equal(await a.sqreen.unblock('id:1'), false, 'nothing to lift without block')
       } finally {
         await a.sqreen.close()
       }
@@ -608,6 +705,38 @@ describe('enforcement: one login, two accounts', () => {
       assert.equal(b.body.id, 102)
     } finally {
       await sqreen.close()
+    }
+  })
+})
+
+describe('enforcement: unblock with a store two processes share (Redis)', () => {
+  it("a process that never blocked the user forgives the store's points too: the owner is let in through either", async () => {
+    const variant = variants[0]!
+    const prefix = testPrefix('unblock')
+    const client = await inspector()
+    // Two apps, each with its own block list and its own RedisStore on the same keys: two processes.
+    const stores = [new RedisStore({ url: REDIS_URL, prefix }), new RedisStore({ url: REDIS_URL, prefix })]
+    const [a, b] = stores.map((store) => build(variant, { block: { above: 15 }, store })) as [App, App]
+    try {
+      // The brute force goes through A only.
+      for (let i = 0; i < 12; i++) await logIn(a, { ...jane, password: `guess-${i}` })
+      await eventually(async () => (await a.sqreen.risk('login:jdoe-private')).score > 15, 'the login to pass 15')
+      // The operator unblocks in each process, as the README says.
+      assert.equal(await a.sqreen.unblock('login:jdoe-private'), true)
+      assert.equal(await b.sqreen.unblock('login:jdoe-private'), true, "B knows the store's points")
+      // Jane logs in through B, which merges the forgiven failures into her account.
+      const before = b.log.events.length
+      assert.equal((await logIn(b, jane)).status, 200)
+      await b.log.waitFor(before + 1)
+      await eventually(async () => (await b.sqreen.risk('id:1')).score > 15, 'the failures merged into id:1')
+      assert.equal((await logIn(b, jane)).status, 200, 'still let in through B')
+      assert.equal((await logIn(a, jane)).status, 200, 'and through A')
+    } finally {
+      await a.sqreen.close()
+      await b.sqreen.close()
+      for (const store of stores) await store.close()
+      await dropKeys(client, prefix)
+      client.disconnect()
     }
   })
 })

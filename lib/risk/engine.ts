@@ -42,6 +42,8 @@ export interface ScoredEvent {
   readonly mergedFrom: string | undefined
   /** The points this event added. */
   readonly added: number
+  /** A wrong password (`login.failed`, `invalid_credentials`): someone is guessing again. */
+  readonly failed: boolean
   /** The points now of the ledger's entries dated at or before `cutoff`. */
   readonly pointsUntil: (cutoff: number) => number
 }
@@ -245,6 +247,7 @@ export const createRiskEngine = (config: RiskEngineConfig, diag: Diagnostics): R
       config.onScore(u, standingScore(ledger, now, maths), uncapped, pointsAt, {
         mergedFrom: event.type === 'login.succeeded' && event.loginKey !== u ? event.loginKey : undefined,
         added,
+        failed: event.type === 'login.failed' && event.reason === 'invalid_credentials',
         pointsUntil: (cutoff) =>
           decayedPoints(
             ledger.filter((e) => e.at <= cutoff),
