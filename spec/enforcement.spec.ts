@@ -102,6 +102,15 @@ const blockedSession = async (a: App): Promise<ReturnType<typeof request.agent>>
   return janeAgent
 }
 
+/**
+ * A brute force on jane's login before any success of hers (scored under the login's key):
+ * `guesses` wrong passwords (401 until the login is blocked, then 403), until its score passes `level`.
+ */
+const guessJanesLogin = async (a: App, guesses: number, level: number): Promise<void> => {
+  for (let i = 0; i < guesses; i++) await logIn(a, { ...jane, password: `guess-${i}` })
+  await eventually(async () => (await a.sqreen.risk('login:jdoe-private')).score > level, `the login to pass ${level}`)
+}
+
 /** Polls an async condition (the engine scores after the event is emitted). */
 const eventually = async (condition: () => Promise<boolean>, what: string, ms = 3000): Promise<void> => {
   const deadline = Date.now() + ms
@@ -366,8 +375,7 @@ for (const variant of variants) {
       try {
         // A brute force on jane's login before any success of hers: scored under the login's key
         // (401 until the login is blocked, then 403 to every guess).
-        for (let i = 0; i < 12; i++) await logIn(a, { ...jane, password: `guess-${i}` })
-        await eventually(async () => (await a.sqreen.risk('login:jdoe-private')).score > 15, 'the login to pass 15')
+        await guessJanesLogin(a, 12, 15)
         assert.equal((await logIn(a, jane)).status, 403)
         // The operator, told by the alert, lifts the block of the key it names.
         assert.equal(await a.sqreen.unblock('login:jdoe-private'), true)
@@ -385,8 +393,7 @@ for (const variant of variants) {
     it("the merge carries only the login's forgiven points and what the success scored; the account's own still count", async () => {
       const a = build(variant, { block: { above: 20 } })
       try {
-        for (let i = 0; i < 15; i++) await logIn(a, { ...jane, password: `guess-${i}` })
-        await eventually(async () => (await a.sqreen.risk('login:jdoe-private')).score > 20, 'the login to pass 20')
+        await guessJanesLogin(a, 15, 20)
         assert.equal(await a.sqreen.unblock('login:jdoe-private'), true)
         // The app's own detections on jane's account: 15 points, under the level.
         await raise(a, jane, ['high', 'medium'])
@@ -438,8 +445,7 @@ for (const variant of variants) {
     it('an unblock holds until the next wrong password for that user: guessing does not go on unchecked', async () => {
       const a = build(variant, { block: { above: 15 } })
       try {
-        for (let i = 0; i < 12; i++) await logIn(a, { ...jane, password: `guess-${i}` })
-        await eventually(async () => (await a.sqreen.risk('login:jdoe-private')).score > 15, 'the login to pass 15')
+        await guessJanesLogin(a, 12, 15)
         assert.equal(await a.sqreen.unblock('login:jdoe-private'), true)
         // The guesser goes on: the day's brute-force marks were spent, so new guesses score
         // little, but the first one ends the forgiveness and the block is back.
@@ -719,8 +725,7 @@ describe('enforcement: unblock with a store two processes share (Redis)', () => 
     const [a, b] = stores.map((store) => build(variant, { block: { above: 15 }, store })) as [App, App]
     try {
       // The brute force goes through A only.
-      for (let i = 0; i < 12; i++) await logIn(a, { ...jane, password: `guess-${i}` })
-      await eventually(async () => (await a.sqreen.risk('login:jdoe-private')).score > 15, 'the login to pass 15')
+      await guessJanesLogin(a, 12, 15)
       // The operator unblocks in each process, as the README says.
       assert.equal(await a.sqreen.unblock('login:jdoe-private'), true)
       assert.equal(await b.sqreen.unblock('login:jdoe-private'), true, "B knows the store's points")
